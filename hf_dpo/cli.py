@@ -1,0 +1,278 @@
+"""The ``hf-dpo`` command.
+
+    hf-dpo train [RECIPE.yaml] [--field value ...]   # no recipe: the embedded CPU demo (recipes/demo.yaml)
+    hf-dpo plot OUTPUT_DIR                            # loss / reward accuracy / margins as OUTPUT_DIR/training.png
+
+Every field of `DPOTrainingArguments`, `ModelArguments`, `DataArguments` and `RunArguments` can be set in the
+recipe or as a flag; flags override the recipe, and an unknown key in either is an error that names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger("hf_dpo")
+
+PACKAGED_DATASETS = {"hf_dpo:concise_qa": Path(__file__).parent / "demo"}
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="HuggingFaceTB/SmolLM2-135M-Instruct",
+        metadata={"help": "Hub id or local folder of the policy (a causal LM)."},
+    )
+    ref_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A separate reference model; default: the policy with LoRA disabled, or a frozen copy."},
+    )
+    dtype: str | None = field(
+        default=None,
+        metadata={"help": "Weights dtype: 'auto', 'float32', 'bfloat16' or 'float16' (None: the library default)."},
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention kernel, e.g. 'sdpa', 'eager', 'flash_attention_2'."}
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub repository."})
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: str = field(
+        default="all-linear",
+        metadata={"help": "Comma-separated module names to adapt, or 'all-linear'."},
+    )
+
+    def init_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
+        if self.dtype is not None:
+            kwargs["dtype"] = self.dtype
+        if self.attn_implementation is not None:
+            kwargs["attn_implementation"] = self.attn_implementation
+        return kwargs
+
+    def peft_config(self) -> Any:
+        if not self.use_peft:
+            return None
+        from peft import LoraConfig
+
+        targets = self.lora_target_modules
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=targets if targets == "all-linear" else [name.strip() for name in targets.split(",")],
+            task_type="CAUSAL_LM",
+        )
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str = field(
+        default="hf_dpo:concise_qa",
+        metadata={
+            "help": "Hub id, local folder or data file (json/jsonl/csv/parquet) of a preference dataset, or "
+            "'hf_dpo:concise_qa', the demo data shipped in this package."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str | None = field(default="test", metadata={"help": "Split to evaluate on (None: none)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
+
+
+@dataclass
+class RunArguments:
+    task: str | None = field(
+        default=None,
+        metadata={
+            "help": "A built-in task whose checker scores greedy answers on the evaluation split before and after "
+            "training ('concise_qa' for the demo)."
+        },
+    )
+    task_max_new_tokens: int = field(default=32, metadata={"help": "Greedy answer length for the task check."})
+    plot: bool = field(default=True, metadata={"help": "Write OUTPUT_DIR/training.png after training."})
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, RunArguments)
+
+
+def default_recipe() -> Path:
+    """recipes/demo.yaml: inside the installed wheel, or at the top of a source checkout."""
+    for candidate in (Path(__file__).parent / "recipes" / "demo.yaml", Path(__file__).parents[1] / "recipes" / "demo.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("recipes/demo.yaml is missing from this installation")
+
+
+def parse_train_args(argv: list[str]) -> tuple[Any, ...]:
+    """``[RECIPE.yaml] [--field value ...]`` -> (ModelArguments, DataArguments, RunArguments, DPOTrainingArguments)."""
+    from transformers import HfArgumentParser
+
+    from hf_dpo.config import DPOTrainingArguments
+
+    classes = (*ARGUMENT_CLASSES, DPOTrainingArguments)
+    recipe = Path(argv[0]) if argv and not argv[0].startswith("-") else None
+    flags = argv[1:] if recipe else argv
+    if recipe is None and not flags:
+        recipe = default_recipe()
+    values: dict[str, Any] = {}
+    if recipe is not None:
+        with open(recipe, encoding="utf-8") as file:
+            values = yaml.safe_load(file) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{recipe}: expected a mapping of field: value, got {type(values).__name__}")
+    known = {f.name for cls in classes for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{recipe}: unknown key(s) {unknown}; see `hf-dpo train --help` for the fields")
+    parser = HfArgumentParser(classes)
+    parser.set_defaults(**values)
+    return parser.parse_args_into_dataclasses(args=flags, look_for_args_file=False)
+
+
+def load_splits(data_args: DataArguments) -> tuple[Any, Any]:
+    """The train and evaluation splits named by ``data_args`` (evaluation may be ``None``)."""
+    from datasets import load_dataset
+
+    name = data_args.dataset_name
+    if name in PACKAGED_DATASETS:
+        folder = PACKAGED_DATASETS[name]
+        splits = load_dataset("json", data_files={"train": str(folder / "train.jsonl"), "test": str(folder / "test.jsonl")})
+    elif os.path.isfile(name):
+        extension = name.rsplit(".", 1)[-1].replace("jsonl", "json")
+        splits = load_dataset(extension, data_files={data_args.dataset_train_split: name})
+    else:
+        splits = load_dataset(name, data_args.dataset_config)
+    for split in filter(None, (data_args.dataset_train_split, data_args.dataset_test_split)):
+        if split not in splits:
+            raise ValueError(f"dataset {name!r} has no split {split!r}; it has {list(splits)}")
+    train = splits[data_args.dataset_train_split]
+    test = splits[data_args.dataset_test_split] if data_args.dataset_test_split else None
+    if data_args.max_train_samples is not None:
+        train = train.select(range(min(data_args.max_train_samples, len(train))))
+    if test is not None and data_args.max_eval_samples is not None:
+        test = test.select(range(min(data_args.max_eval_samples, len(test))))
+    return train, test
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, args: Any) -> dict[str, Any]:
+    """Train as configured, print a before/after summary, and return it."""
+    from hf_dpo.modeling import load_causal_lm, load_tokenizer
+    from hf_dpo.trainer import DPOTrainer
+
+    started = time.time()
+    tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    model = load_causal_lm(model_args.model_name_or_path, **{**model_args.init_kwargs(), **(args.model_init_kwargs or {})})
+    train_split, eval_split = load_splits(data_args)
+    summary: dict[str, Any] = {"model": model_args.model_name_or_path, "train_rows": len(train_split)}
+
+    checker = None
+    if run_args.task is not None:
+        from hf_dpo.tasks import get_checker, score_greedy_answers
+
+        if eval_split is None:
+            raise ValueError("task scoring needs an evaluation split (dataset_test_split)")
+        checker = get_checker(run_args.task)
+        summary["task_accuracy_before"], _ = score_greedy_answers(
+            model, tokenizer, eval_split, checker, run_args.task_max_new_tokens
+        )
+
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=model_args.ref_model_name_or_path,
+        args=args,
+        train_dataset=train_split,
+        eval_dataset=eval_split,
+        processing_class=tokenizer,
+        peft_config=model_args.peft_config(),
+    )
+    if eval_split is not None:
+        summary["reward_accuracy_before"] = trainer.evaluate()["eval_rewards/accuracies"]
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    summary["train_seconds"] = result.metrics["train_runtime"]
+    summary["seconds_per_step"] = result.metrics["train_runtime"] / max(trainer.state.global_step, 1)
+    trainer.save_model()
+    trainer.save_state()
+    if eval_split is not None:
+        metrics = trainer.evaluate()
+        summary["reward_accuracy_after"] = metrics["eval_rewards/accuracies"]
+        summary["reward_margin_after"] = metrics["eval_rewards/margins"]
+    if checker is not None:
+        summary["task_accuracy_after"], examples = score_greedy_answers(
+            trainer.model, tokenizer, eval_split, checker, run_args.task_max_new_tokens
+        )
+        summary["examples_after"] = examples[:5]
+    if trainer.is_world_process_zero():
+        trainer.create_model_card(dataset=data_args.dataset_name)
+        if run_args.plot:
+            from hf_dpo.plotting import plot_training
+
+            summary["plot"] = plot_training(trainer.state.log_history, os.path.join(args.output_dir, "training.png"))
+        summary["wall_seconds"] = time.time() - started
+        with open(os.path.join(args.output_dir, "demo_summary.json" if run_args.task else "summary.json"), "w") as file:
+            json.dump(summary, file, indent=2)
+        print_summary(summary, args.output_dir)
+    return summary
+
+
+def print_summary(summary: dict[str, Any], output_dir: str) -> None:
+    rows = [
+        ("reward accuracy (held-out)", "reward_accuracy_before", "reward_accuracy_after"),
+        ("task accuracy, greedy (held-out)", "task_accuracy_before", "task_accuracy_after"),
+    ]
+    print("\n" + "=" * 72)
+    print(f"{'':36}{'before':>12}{'after':>12}")
+    for label, before, after in rows:
+        if before in summary or after in summary:
+            print(f"{label:36}{summary.get(before, float('nan')):>12.3f}{summary.get(after, float('nan')):>12.3f}")
+    for example in summary.get("examples_after", []):
+        print(f"  Q: {example['question'][:60]!s:62} A: {example['answer'][:40]!r} {'ok' if example['correct'] else 'x'}")
+    print(f"train: {summary['train_seconds']:.0f} s ({summary['seconds_per_step']:.2f} s/step); "
+          f"all: {summary['wall_seconds']:.0f} s")
+    print(f"written to {output_dir}: adapter/model, trainer_state.json, README.md" + (", training.png" if "plot" in summary else ""))
+    print("=" * 72)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="hf-dpo", description="Direct Preference Optimization on transformers.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("train", help="train from a recipe (none: the CPU demo) and flags", add_help=False)
+    plot = commands.add_parser("plot", help="plot loss, reward accuracy and margins of a finished run")
+    plot.add_argument("output_dir")
+    known, rest = parser.parse_known_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if known.command == "plot":
+        from hf_dpo.plotting import plot_training
+
+        with open(os.path.join(known.output_dir, "trainer_state.json"), encoding="utf-8") as file:
+            history = json.load(file)["log_history"]
+        print(plot_training(history, os.path.join(known.output_dir, "training.png")))
+        return 0
+    if "-h" in rest or "--help" in rest:
+        from transformers import HfArgumentParser
+
+        from hf_dpo.config import DPOTrainingArguments
+
+        HfArgumentParser((*ARGUMENT_CLASSES, DPOTrainingArguments), prog="hf-dpo train").print_help()
+        return 0
+    train(*parse_train_args(rest))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""DPOTrainingArguments: the DPO knobs on top of transformers.TrainingArguments, each documented once.
+
+Defaults that differ from `TrainingArguments`, and why:
+
+- ``learning_rate=1e-6``: DPO moves a model that is already good; the paper and most full fine-tunes use 5e-7..1e-6.
+  With LoRA, raise it (1e-5..5e-5 are common).
+- ``logging_steps=10``: reward metrics are noisy per step and preference runs are short; 500 would log nothing.
+- ``remove_unused_columns=False``: the raw ``prompt``/``chosen``/``rejected`` columns are not arguments of the
+  model's ``forward``; the trainer tokenizes them itself and the collator ignores columns it does not need. (With
+  ``True`` the trainer still keeps its own columns.)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import TrainingArguments
+
+from hf_dpo.losses import LOSS_TYPES
+
+TRUNCATION_MODES = ("keep_end", "keep_start")
+
+
+@dataclass
+class DPOTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the fields of Direct Preference Optimization; see each field's ``help``."""
+
+    # ---- the loss ----
+    beta: float = field(
+        default=0.1,
+        metadata={
+            "help": "β, the strength of the implicit KL penalty towards the reference model; must be > 0. Higher "
+            "keeps the policy closer to the reference (0.1 in the DPO paper; 0.01-0.5 is the usual range)."
+        },
+    )
+    loss_type: str = field(
+        default="sigmoid",
+        metadata={"help": f"Which preference loss to optimise; one of: {', '.join(LOSS_TYPES)}."},
+    )
+    label_smoothing: float = field(
+        default=0.0,
+        metadata={
+            "help": "Conservative DPO's ε in [0, 0.5): the assumed probability that a pair's preference label is "
+            "wrong. 0 is plain DPO."
+        },
+    )
+    reference_free: bool = field(
+        default=False,
+        metadata={
+            "help": "Ignore the reference model (its log-probs are taken as 0, as in the DPO paper's code): no "
+            "reference copy is built and no reference forward runs."
+        },
+    )
+
+    # ---- the data ----
+    max_length: int | None = field(
+        default=1024,
+        metadata={"help": "Most tokens in prompt + completion; longer completions are cut. None: no limit."},
+    )
+    max_prompt_length: int | None = field(
+        default=512,
+        metadata={"help": "Most prompt tokens; longer prompts are cut per `truncation_mode`. None: no limit."},
+    )
+    max_completion_length: int | None = field(
+        default=None,
+        metadata={"help": "Most tokens of each completion (its start is kept). None: only `max_length` applies."},
+    )
+    truncation_mode: str = field(
+        default="keep_end",
+        metadata={
+            "help": "Which part of a too-long prompt to keep: 'keep_end' (the end, next to the answer) or "
+            "'keep_start'."
+        },
+    )
+    pad_to_multiple_of: int | None = field(
+        default=None,
+        metadata={"help": "Pad each batch's length up to a multiple of this (8 or 64 suit tensor cores)."},
+    )
+    dataset_num_proc: int | None = field(
+        default=None,
+        metadata={"help": "Processes for tokenizing the dataset (`datasets.map(num_proc=...)`)."},
+    )
+
+    # ---- the model ----
+    disable_dropout: bool = field(
+        default=True,
+        metadata={
+            "help": "Zero every dropout in the policy and reference so both score a sequence the same way; "
+            "otherwise the log-ratio is noise at step 0."
+        },
+    )
+    model_init_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Keyword arguments for `AutoModelForCausalLM.from_pretrained` when `model` (or `ref_model`) "
+            'is given as a name or path, e.g. {"dtype": "bfloat16"}; a JSON string on the command line.'
+        },
+    )
+
+    # ---- defaults that differ from TrainingArguments (see the module docstring) ----
+    learning_rate: float = field(default=1e-6, metadata={"help": "The initial learning rate (AdamW)."})
+    logging_steps: float = field(
+        default=10,
+        metadata={"help": "Log every this many steps (a float < 1 is a fraction of the total steps)."},
+    )
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Drop dataset columns the trainer does not use (its own are always kept)."},
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model_init_kwargs, str):
+            try:
+                self.model_init_kwargs = json.loads(self.model_init_kwargs)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"model_init_kwargs={self.model_init_kwargs!r} is not valid JSON: {error}") from None
+        self._validate_dpo_fields()
+        super().__post_init__()
+
+    def _validate_dpo_fields(self) -> None:
+        problems = []
+        if not self.beta > 0:
+            problems.append(f"beta={self.beta!r} must be > 0")
+        if self.loss_type not in LOSS_TYPES:
+            problems.append(f"loss_type={self.loss_type!r} must be one of {', '.join(LOSS_TYPES)}")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            problems.append(f"label_smoothing={self.label_smoothing!r} must be in [0, 0.5)")
+        for name in ("max_length", "max_prompt_length", "max_completion_length", "pad_to_multiple_of"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                problems.append(f"{name}={value!r} must be a positive integer or None")
+        if (
+            isinstance(self.max_length, int)
+            and isinstance(self.max_prompt_length, int)
+            and self.max_prompt_length >= self.max_length
+        ):
+            problems.append(
+                f"max_prompt_length={self.max_prompt_length} must be < max_length={self.max_length}, "
+                "or no completion token fits"
+            )
+        if self.truncation_mode not in TRUNCATION_MODES:
+            problems.append(f"truncation_mode={self.truncation_mode!r} must be one of {', '.join(TRUNCATION_MODES)}")
+        if self.model_init_kwargs is not None and not isinstance(self.model_init_kwargs, dict):
+            problems.append(f"model_init_kwargs={self.model_init_kwargs!r} must be a dict, a JSON string or None")
+        if problems:
+            raise ValueError("Invalid DPOTrainingArguments: " + "; ".join(problems))

@@ -1,0 +1,256 @@
+"""Preference rows -> tokenized rows: validation, chat templates, EOS/BOS handling and counted truncation.
+
+A row has ``prompt``, ``chosen`` and ``rejected``, either as strings or as chat messages (lists of
+``{"role", "content"}``; the prompt is rendered with the tokenizer's chat template and ``add_generation_prompt``).
+The prompt and each completion are tokenized apart and joined as ids, so the prompt is byte-for-byte the same
+prefix of both sequences. The output row holds ``prompt_input_ids``, ``chosen_input_ids`` and
+``rejected_input_ids``; the raw text columns are removed, other columns stay.
+
+Rules:
+- exactly one EOS ends each completion: it is appended unless the text (as a chat template renders an assistant
+  turn) already ends with it, and whitespace a template writes after it is dropped;
+- one BOS starts the prompt if the tokenizer adds one to plain text, never two;
+- a prompt longer than ``max_prompt_length`` keeps its end (``truncation_mode="keep_end"``) or its start; then each
+  completion keeps its first ``max_completion_length`` tokens and is cut to fit ``max_length``;
+- a row whose prompt leaves no room for a completion within ``max_length``, or whose chosen and rejected
+  completions are identical (no preference to learn), is dropped; the counts are logged and returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+
+from hf_dpo.collator import ID_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+TEXT_COLUMNS = ("prompt", "chosen", "rejected")
+KEPT, TRUNCATED, DROPPED_NO_ROOM, DROPPED_IDENTICAL = 0, 1, 2, 3
+_STATUS_COLUMN = "_hf_dpo_status"
+
+
+@dataclass
+class PreparationStats:
+    """What preparing one split did to its rows."""
+
+    split: str
+    rows_in: int
+    kept: int
+    truncated: int
+    dropped_no_room: int
+    dropped_identical: int
+
+    def summary(self) -> str:
+        return (
+            f"{self.split} set: {self.kept} of {self.rows_in} rows kept ({self.truncated} of them truncated); "
+            f"dropped {self.dropped_no_room} whose prompt leaves no room for a completion within max_length, "
+            f"{self.dropped_identical} whose chosen and rejected completions are identical"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_conversation(value: Any) -> bool:
+    """A non-empty list of ``{"role", "content"}`` messages."""
+    return isinstance(value, list) and len(value) > 0 and all(isinstance(m, dict) and "role" in m for m in value)
+
+
+def _check_field(index: int, name: str, value: Any) -> None:
+    if isinstance(value, str):
+        if name != "prompt" and not value.strip():
+            raise ValueError(f"row {index}, field {name!r}: expected a non-empty completion, got {value!r}")
+        return
+    if isinstance(value, list) and value:
+        for position, message in enumerate(value):
+            if not (isinstance(message, dict) and isinstance(message.get("role"), str)):
+                raise ValueError(
+                    f"row {index}, field {name!r}, message {position}: expected a dict with a string 'role' and "
+                    f"'content', got {message!r}"
+                )
+            if not isinstance(message.get("content"), str):
+                raise ValueError(
+                    f"row {index}, field {name!r}, message {position}: expected string 'content', "
+                    f"got {type(message.get('content')).__name__}"
+                )
+        return
+    raise ValueError(
+        f"row {index}, field {name!r}: expected a string or a non-empty list of chat messages, "
+        f"got {type(value).__name__} {value!r:.80}"
+    )
+
+
+def render_pair(row: dict[str, Any], index: int, tokenizer: Any) -> tuple[str, str, str, bool]:
+    """The row's prompt and completions as text, and whether the prompt went through the chat template."""
+    for name in TEXT_COLUMNS:
+        _check_field(index, name, row[name])
+    prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
+    if not is_conversation(prompt):
+        if is_conversation(chosen) or is_conversation(rejected):
+            raise ValueError(f"row {index}: prompt is a string but chosen/rejected are chat messages; use one format")
+        return prompt, chosen, rejected, False
+
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"row {index}: the prompt is a list of chat messages but the tokenizer has no chat_template")
+    template_kwargs = row.get("chat_template_kwargs") or {}
+    prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True, **template_kwargs)
+    completions = []
+    for name, completion in (("chosen", chosen), ("rejected", rejected)):
+        if isinstance(completion, str):  # a bare answer to a chat prompt is the assistant's turn
+            completion = [{"role": "assistant", "content": completion}]
+        full_text = tokenizer.apply_chat_template(prompt + completion, tokenize=False, **template_kwargs)
+        if not full_text.startswith(prompt_text):
+            raise ValueError(
+                f"row {index}, field {name!r}: the chat template renders prompt+{name} with a different start than "
+                f"the prompt alone, so the prompt cannot be masked; rendered prompt ends {prompt_text[-60:]!r}"
+            )
+        completions.append(full_text[len(prompt_text) :])
+    return prompt_text, completions[0], completions[1], True
+
+
+def _tokenize_completion(text: str, tokenizer: Any) -> list[int]:
+    eos_token, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
+    stripped = text.rstrip()
+    if eos_token and stripped.endswith(eos_token):
+        text = stripped  # a template's newline after the end-of-turn token is not part of the answer
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids or ids[-1] != eos_id:
+        ids = [*ids, eos_id]
+    return ids
+
+
+def _tokenize_prompt(text: str, tokenizer: Any, add_bos: bool) -> list[int]:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos_id = tokenizer.bos_token_id
+    if add_bos and (not ids or ids[0] != bos_id):
+        ids = [bos_id, *ids]
+    while len(ids) > 1 and bos_id is not None and ids[0] == ids[1] == bos_id:
+        ids = ids[1:]
+    return ids
+
+
+def tokenizer_adds_bos(tokenizer: Any) -> bool:
+    """Whether the tokenizer starts plain text with BOS when asked for special tokens."""
+    bos_id = tokenizer.bos_token_id
+    if bos_id is None:
+        return False
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return len(ids) > 0 and ids[0] == bos_id
+
+
+def truncate_pair(
+    prompt_ids: Sequence[int],
+    chosen_ids: Sequence[int],
+    rejected_ids: Sequence[int],
+    max_length: int | None,
+    max_prompt_length: int | None,
+    max_completion_length: int | None,
+    truncation_mode: str,
+) -> tuple[list[int], list[int], list[int], int]:
+    """Apply the prompt budget, then the completion budgets; returns the ids and a status (KEPT, TRUNCATED, ...).
+
+    >>> truncate_pair([1, 2, 3, 4], [5, 6, 7], [8], max_length=5, max_prompt_length=2,
+    ...               max_completion_length=None, truncation_mode="keep_end")
+    ([3, 4], [5, 6, 7], [8], 1)
+    """
+    prompt, chosen, rejected = list(prompt_ids), list(chosen_ids), list(rejected_ids)
+    original_lengths = (len(prompt), len(chosen), len(rejected))
+    if max_prompt_length is not None and len(prompt) > max_prompt_length:
+        prompt = prompt[-max_prompt_length:] if truncation_mode == "keep_end" else prompt[:max_prompt_length]
+    budgets = [max_completion_length] if max_completion_length is not None else []
+    if max_length is not None:
+        if len(prompt) >= max_length:
+            return prompt, chosen, rejected, DROPPED_NO_ROOM
+        budgets.append(max_length - len(prompt))
+    if budgets:
+        chosen, rejected = chosen[: min(budgets)], rejected[: min(budgets)]
+    status = KEPT if (len(prompt), len(chosen), len(rejected)) == original_lengths else TRUNCATED
+    return prompt, chosen, rejected, status
+
+
+def tokenize_row(row: dict[str, Any], index: int, tokenizer: Any, add_bos: bool, **limits: Any) -> dict[str, Any]:
+    """One raw row -> ``prompt_input_ids``, ``chosen_input_ids``, ``rejected_input_ids`` and a status column."""
+    prompt_text, chosen_text, rejected_text, _ = render_pair(row, index, tokenizer)
+    prompt_ids = _tokenize_prompt(prompt_text, tokenizer, add_bos)
+    chosen_ids = _tokenize_completion(chosen_text, tokenizer)
+    rejected_ids = _tokenize_completion(rejected_text, tokenizer)
+    if chosen_ids == rejected_ids:
+        status = DROPPED_IDENTICAL
+    else:
+        prompt_ids, chosen_ids, rejected_ids, status = truncate_pair(prompt_ids, chosen_ids, rejected_ids, **limits)
+    return {
+        "prompt_input_ids": prompt_ids,
+        "chosen_input_ids": chosen_ids,
+        "rejected_input_ids": rejected_ids,
+        _STATUS_COLUMN: status,
+    }
+
+
+def prepare_dataset(
+    dataset: Dataset | IterableDataset | list[dict[str, Any]],
+    tokenizer: Any,
+    args: Any,
+    split: str = "train",
+) -> tuple[Dataset | IterableDataset, PreparationStats | None]:
+    """Tokenize a preference dataset for :class:`~hf_dpo.DPODataCollator` (see the module docstring).
+
+    Already tokenized datasets (with ``prompt_input_ids``, ``chosen_input_ids``, ``rejected_input_ids``) pass
+    through unchanged. Returns the dataset and its :class:`PreparationStats` (``None`` for a streamed dataset,
+    whose rows are prepared lazily).
+    """
+    if isinstance(dataset, list):
+        dataset = Dataset.from_list(dataset)
+    if isinstance(dataset, DatasetDict | IterableDatasetDict):
+        raise ValueError(
+            f"the {split} dataset is a DatasetDict with splits {list(dataset)}; pass one split, e.g. "
+            f"dataset[{next(iter(dataset), 'train')!r}]"
+        )
+    columns = dataset.column_names
+    if columns is not None and set(ID_COLUMNS) <= set(columns):
+        return dataset, None
+    missing = [name for name in TEXT_COLUMNS if columns is not None and name not in columns]
+    if missing:
+        raise ValueError(
+            f"the {split} dataset has no column(s) {missing}; it has {columns}. Rows need 'prompt', 'chosen' and "
+            "'rejected' (strings or chat messages); rename columns with dataset.rename_column(old, new)"
+        )
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no eos_token: set tokenizer.eos_token so completions can end")
+
+    fn_kwargs = {
+        "tokenizer": tokenizer,
+        "add_bos": tokenizer_adds_bos(tokenizer),
+        "max_length": args.max_length,
+        "max_prompt_length": args.max_prompt_length,
+        "max_completion_length": args.max_completion_length,
+        "truncation_mode": args.truncation_mode,
+    }
+    map_kwargs: dict[str, Any] = {"fn_kwargs": fn_kwargs, "with_indices": True, "remove_columns": list(TEXT_COLUMNS)}
+    if isinstance(dataset, IterableDataset):
+        tokenized = dataset.map(tokenize_row, **map_kwargs)
+        tokenized = tokenized.filter(lambda row: row[_STATUS_COLUMN] in (KEPT, TRUNCATED))
+        return tokenized.remove_columns(_STATUS_COLUMN), None
+
+    tokenized = dataset.map(
+        tokenize_row, num_proc=args.dataset_num_proc, desc=f"Tokenizing {split} set", **map_kwargs
+    )
+    statuses = list(tokenized[_STATUS_COLUMN])
+    stats = PreparationStats(
+        split=split,
+        rows_in=len(statuses),
+        kept=sum(status in (KEPT, TRUNCATED) for status in statuses),
+        truncated=statuses.count(TRUNCATED),
+        dropped_no_room=statuses.count(DROPPED_NO_ROOM),
+        dropped_identical=statuses.count(DROPPED_IDENTICAL),
+    )
+    if stats.kept < stats.rows_in:
+        tokenized = tokenized.filter(lambda status: status in (KEPT, TRUNCATED), input_columns=_STATUS_COLUMN)
+    (logger.warning if stats.kept < stats.rows_in or stats.truncated else logger.info)(stats.summary())
+    if stats.kept == 0:
+        raise ValueError(f"no usable rows in the {split} set: {stats.summary()}")
+    return tokenized.remove_columns(_STATUS_COLUMN), stats

@@ -1,0 +1,92 @@
+"""Where the reference log-probs ``log π_ref(y|x)`` come from; the one place that decides it.
+
+- :class:`FrozenModelReference`: a separate, frozen model (an explicit ``ref_model`` or a copy of the policy).
+- :class:`DisabledAdapterReference`: the PEFT policy itself with its adapters switched off, so the base weights
+  are held once.
+- :class:`PrecomputedReference`: columns ``ref_chosen_logps`` / ``ref_rejected_logps`` already in the batch.
+- :class:`NoReference`: zeros, for reference-free losses (nothing is built or run).
+
+Each is called as ``reference(policy, batch) -> (ref_chosen_logps, ref_rejected_logps)``, both float32 ``[B]``,
+without gradients. Reference passes run in eval mode, which turns off dropout and gradient checkpointing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from hf_dpo.logprobs import sequence_logps
+
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Run the block with ``model.eval()`` and restore the previous mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """Eval mode and no gradients, for good."""
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    logps, _ = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    chosen, rejected = logps.chunk(2)  # the collator stacks [chosen; rejected]
+    return chosen, rejected
+
+
+class NoReference:
+    """Reference-free: ``log π_ref`` is taken as 0."""
+
+    kind = "none"
+
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        zeros = torch.zeros(batch["input_ids"].shape[0] // 2, dtype=torch.float32, device=batch["input_ids"].device)
+        return zeros, zeros
+
+
+class FrozenModelReference:
+    """A separate model, frozen; the trainer places it on the device (``model`` may be replaced after placement)."""
+
+    kind = "model"
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = freeze(model)
+
+    @torch.no_grad()
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return _batch_logps(self.model, batch)
+
+
+class DisabledAdapterReference:
+    """The PEFT policy with its adapters disabled: the base model, without a second copy of its weights."""
+
+    kind = "peft_disabled"
+
+    @torch.no_grad()
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        with policy.disable_adapter(), eval_mode(policy):
+            return _batch_logps(policy, batch)
+
+
+class PrecomputedReference:
+    """Reference log-probs computed before training and carried in the batch by the collator."""
+
+    kind = "precomputed"
+
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = [name for name in REF_COLUMNS if name not in batch]
+        if missing:
+            raise KeyError(f"batch has no precomputed reference column(s) {missing}; it has {sorted(batch)}")
+        return tuple(batch[name].to(torch.float32) for name in REF_COLUMNS)

@@ -1,0 +1,299 @@
+"""DPOTrainer: Direct Preference Optimization as a `transformers.Trainer` subclass.
+
+The trainer only wires things together: data preparation (`data.py`), batching (`collator.py`), log-probs
+(`logprobs.py`), the reference (`reference.py`) and the loss (`losses.py`). Each step runs the policy once on the
+``[2B, T]`` batch of chosen and rejected sequences.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections import defaultdict
+from typing import Any
+
+import torch
+from datasets import Dataset, IterableDataset
+from transformers import PreTrainedModel, Trainer
+from transformers.trainer_utils import EvalLoopOutput
+
+from hf_dpo.collator import ID_COLUMNS, DPODataCollator
+from hf_dpo.config import DPOTrainingArguments
+from hf_dpo.data import prepare_dataset
+from hf_dpo.logprobs import sequence_logps
+from hf_dpo.losses import dpo_loss
+from hf_dpo.model_card import write_model_card
+from hf_dpo.modeling import load_causal_lm, load_tokenizer
+from hf_dpo.reference import (
+    REF_COLUMNS,
+    DisabledAdapterReference,
+    FrozenModelReference,
+    NoReference,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _is_peft_model(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Zero dropout modules and the attention-dropout probabilities that attention layers read at run time."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+
+
+class DPOTrainer(Trainer):
+    """Trains a causal LM on (prompt, chosen, rejected) pairs with a preference loss.
+
+    Args:
+        model: a `PreTrainedModel`, a `PeftModel`, or a name/path loaded with `args.model_init_kwargs`.
+        ref_model: the reference model (instance or name/path), frozen. Default: the PEFT model with adapters
+            disabled if `model` is (or becomes) a PEFT model, else a frozen copy of `model`. Ignored (and never
+            built) when `args.reference_free`.
+        args: `DPOTrainingArguments`.
+        train_dataset, eval_dataset: rows with `prompt`/`chosen`/`rejected` (strings or chat messages), or rows
+            already tokenized into `prompt_input_ids`/`chosen_input_ids`/`rejected_input_ids`.
+        processing_class: the tokenizer; loaded from `model`'s name when omitted.
+        peft_config: a `peft.PeftConfig`; the model is wrapped with `get_peft_model`.
+        Other arguments are `transformers.Trainer`'s.
+    """
+
+    # compute_loss returns a per-micro-batch mean; the Trainer divides it by the accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model: PreTrainedModel | torch.nn.Module | str | None = None,
+        ref_model: PreTrainedModel | torch.nn.Module | str | None = None,
+        args: DPOTrainingArguments | None = None,
+        data_collator: Any = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset | IterableDataset | dict[str, Dataset] | None = None,
+        processing_class: Any = None,
+        peft_config: Any = None,
+        **kwargs: Any,
+    ):
+        if model is None:
+            raise ValueError("DPOTrainer needs a model (an instance or a name/path)")
+        model_id = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "")
+        if args is None:
+            args = DPOTrainingArguments(output_dir=f"{str(model_id).split('/')[-1] or 'model'}-dpo")
+        elif not isinstance(args, DPOTrainingArguments):
+            raise TypeError(f"args must be DPOTrainingArguments, got {type(args).__name__}")
+        init_kwargs = args.model_init_kwargs or {}
+        if isinstance(model, str):
+            model = load_causal_lm(model, **init_kwargs)
+        if processing_class is None:
+            processing_class = load_tokenizer(model_id)
+        if getattr(processing_class, "pad_token", None) is None:
+            processing_class.pad_token = processing_class.eos_token
+            logger.warning("the tokenizer has no pad token; using its EOS token %r", processing_class.eos_token)
+
+        model = self._wrap_peft(model, peft_config, args)
+        self.reference = self._build_reference(model, ref_model, args, init_kwargs)
+        if args.disable_dropout:
+            disable_dropout(model)
+            if isinstance(self.reference, FrozenModelReference):
+                disable_dropout(self.reference.model)
+
+        self.dataset_stats: dict[str, dict[str, Any]] = {}
+        with args.main_process_first(desc="tokenizing preference data"):
+            train_dataset = self._prepare(train_dataset, processing_class, args, "train")
+            if isinstance(eval_dataset, dict):
+                eval_dataset = {
+                    name: self._prepare(split, processing_class, args, f"eval_{name}")
+                    for name, split in eval_dataset.items()
+                }
+            else:
+                eval_dataset = self._prepare(eval_dataset, processing_class, args, "eval")
+        if data_collator is None:
+            data_collator = DPODataCollator(processing_class.pad_token_id, args.pad_to_multiple_of)
+
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
+        self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
+        if isinstance(self.reference, FrozenModelReference):
+            self.reference.model = self.accelerator.prepare_model(self.reference.model, evaluation_mode=True)
+        self._metric_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
+        self._metric_counts: dict[str, int] = defaultdict(int)
+
+    # ---- set-up -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _wrap_peft(model: torch.nn.Module, peft_config: Any, args: DPOTrainingArguments) -> torch.nn.Module:
+        if peft_config is None:
+            return model
+        if _is_peft_model(model):
+            raise ValueError(
+                "model is already a PeftModel and a peft_config was also given; pass one or the other "
+                "(to add an adapter to a PeftModel, merge it first with model.merge_and_unload())"
+            )
+        from peft import get_peft_model
+
+        if args.gradient_checkpointing:
+            # LoRA leaves the embeddings frozen; checkpointed blocks still need an input that requires grad.
+            model.enable_input_require_grads()
+        return get_peft_model(model, peft_config)
+
+    @staticmethod
+    def _build_reference(
+        model: torch.nn.Module, ref_model: Any, args: DPOTrainingArguments, init_kwargs: dict[str, Any]
+    ) -> NoReference | FrozenModelReference | DisabledAdapterReference:
+        if args.reference_free:
+            return NoReference()
+        if ref_model is not None:
+            if ref_model is model:
+                raise ValueError("ref_model is the policy model itself; pass a separate copy or leave it None")
+            if isinstance(ref_model, str):
+                ref_model = load_causal_lm(ref_model, **init_kwargs)
+            return FrozenModelReference(ref_model)
+        if _is_peft_model(model):
+            return DisabledAdapterReference()
+        return FrozenModelReference(copy.deepcopy(model))
+
+    def _prepare(self, dataset: Any, tokenizer: Any, args: DPOTrainingArguments, split: str) -> Any:
+        if dataset is None:
+            return None
+        prepared, stats = prepare_dataset(dataset, tokenizer, args, split)
+        if stats is not None:
+            self.dataset_stats[split] = stats.to_dict()
+        return prepared
+
+    def _set_signature_columns_if_needed(self) -> None:
+        # The model's forward takes none of our columns; keep them even with remove_unused_columns=True.
+        if self._signature_columns is None:
+            self._signature_columns = [*ID_COLUMNS, *REF_COLUMNS]
+
+    # ---- the loss -----------------------------------------------------------------------------------------------
+
+    def _dpo_forward(
+        self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-pair losses `[B]` and per-pair metric values `{name: [B]}` for one batch."""
+        logps, _ = sequence_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        chosen_logps, rejected_logps = logps.chunk(2)  # the collator stacks [chosen; rejected]
+        ref_chosen_logps, ref_rejected_logps = self.reference(self.accelerator.unwrap_model(model), inputs)
+        args = self.args
+        losses, chosen_rewards, rejected_rewards = dpo_loss(
+            chosen_logps,
+            rejected_logps,
+            ref_chosen_logps,
+            ref_rejected_logps,
+            beta=args.beta,
+            loss_type=args.loss_type,
+            label_smoothing=args.label_smoothing,
+        )
+        with torch.no_grad():
+            metrics = {
+                "rewards/chosen": chosen_rewards,
+                "rewards/rejected": rejected_rewards,
+                "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
+                "rewards/margins": chosen_rewards - rejected_rewards,
+                "logps/chosen": chosen_logps.detach(),
+                "logps/rejected": rejected_logps.detach(),
+                "logps/ref_margin": ref_chosen_logps - ref_rejected_logps,
+                # mean of log π - log π_ref over both completions: a per-sequence estimate of the drift
+                "kl": 0.5 * ((chosen_logps - ref_chosen_logps) + (rejected_logps - ref_rejected_logps)).detach(),
+            }
+        return losses, metrics
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        losses, metrics = self._dpo_forward(model, inputs)
+        self._accumulate_metrics(metrics, "train" if model.training else "eval")
+        loss = losses.mean()
+        return (loss, metrics) if return_outputs else loss
+
+    def prediction_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            losses, metrics = self._dpo_forward(model, inputs)
+        self._accumulate_metrics(metrics, "eval")
+        loss = losses.mean().detach()
+        if prediction_loss_only:
+            return loss, None, None
+        # "Predictions" for compute_metrics: the implicit rewards of each pair, [B, 2]; the label is always 0
+        # (the chosen completion, column 0, should win).
+        rewards = torch.stack([metrics["rewards/chosen"], metrics["rewards/rejected"]], dim=1)
+        return loss, rewards, torch.zeros(rewards.shape[0], dtype=torch.long, device=rewards.device)
+
+    # ---- metrics ------------------------------------------------------------------------------------------------
+
+    def _accumulate_metrics(self, metrics: dict[str, torch.Tensor], mode: str) -> None:
+        sums = self._metric_sums[mode]
+        for name, values in metrics.items():
+            total = values.detach().float().sum()
+            sums[name] = sums[name] + total if name in sums else total
+        self._metric_counts[mode] += next(iter(metrics.values())).numel()
+
+    def _reduce_metrics(self, mode: str) -> dict[str, float]:
+        """Means over every pair seen since the last call, on all processes; clears the window."""
+        sums = self._metric_sums[mode]
+        if not sums:
+            return {}
+        names = sorted(sums)
+        device = sums[names[0]].device
+        local = torch.stack([*(sums[name] for name in names), torch.tensor(float(self._metric_counts[mode]), device=device)])
+        total = self.accelerator.reduce(local, reduction="sum")  # one collective for all metrics
+        self._metric_sums[mode], self._metric_counts[mode] = {}, 0
+        count = total[-1].item()
+        return {name: (value / count).item() for name, value in zip(names, total[:-1])}
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log; evaluation metrics are added in evaluation_loop
+            logs.update(self._reduce_metrics("train"))
+        super().log(logs, start_time)
+
+    def evaluation_loop(
+        self,
+        dataloader: Any,
+        description: str,
+        prediction_loss_only: bool | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> EvalLoopOutput:
+        self._metric_sums["eval"], self._metric_counts["eval"] = {}, 0
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        for name, value in self._reduce_metrics("eval").items():
+            output.metrics[f"{metric_key_prefix}_{name}"] = value
+        return output
+
+    # ---- model card ---------------------------------------------------------------------------------------------
+
+    def create_model_card(self, model_name: str | None = None, **kwargs: Any) -> None:
+        if not self.is_world_process_zero():
+            return
+        write_model_card(
+            os.path.join(self.args.output_dir, "README.md"),
+            trainer=self,
+            model_name=model_name or os.path.basename(os.path.normpath(self.args.output_dir)),
+            **kwargs,
+        )
