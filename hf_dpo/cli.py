@@ -111,7 +111,10 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, RunArguments)
 
 def default_recipe() -> Path:
     """recipes/demo.yaml: inside the installed wheel, or at the top of a source checkout."""
-    for candidate in (Path(__file__).parent / "recipes" / "demo.yaml", Path(__file__).parents[1] / "recipes" / "demo.yaml"):
+    for candidate in (
+        Path(__file__).parent / "recipes" / "demo.yaml",
+        Path(__file__).parents[1] / "recipes" / "demo.yaml",
+    ):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError("recipes/demo.yaml is missing from this installation")
@@ -150,7 +153,9 @@ def load_splits(data_args: DataArguments) -> tuple[Any, Any]:
     name = data_args.dataset_name
     if name in PACKAGED_DATASETS:
         folder = PACKAGED_DATASETS[name]
-        splits = load_dataset("json", data_files={"train": str(folder / "train.jsonl"), "test": str(folder / "test.jsonl")})
+        splits = load_dataset(
+            "json", data_files={"train": str(folder / "train.jsonl"), "test": str(folder / "test.jsonl")}
+        )
     elif os.path.isfile(name):
         extension = name.rsplit(".", 1)[-1].replace("jsonl", "json")
         splits = load_dataset(extension, data_files={data_args.dataset_train_split: name})
@@ -175,7 +180,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
 
     started = time.time()
     tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
-    model = load_causal_lm(model_args.model_name_or_path, **{**model_args.init_kwargs(), **(args.model_init_kwargs or {})})
+    model = load_causal_lm(
+        model_args.model_name_or_path, **{**model_args.init_kwargs(), **(args.model_init_kwargs or {})}
+    )
     train_split, eval_split = load_splits(data_args)
     summary: dict[str, Any] = {"model": model_args.model_name_or_path, "train_rows": len(train_split)}
 
@@ -222,7 +229,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
 
             summary["plot"] = plot_training(trainer.state.log_history, os.path.join(args.output_dir, "training.png"))
         summary["wall_seconds"] = time.time() - started
-        with open(os.path.join(args.output_dir, "demo_summary.json" if run_args.task else "summary.json"), "w") as file:
+        with open(
+            os.path.join(args.output_dir, "demo_summary.json" if run_args.task else "summary.json"), "w"
+        ) as file:
             json.dump(summary, file, indent=2)
         print_summary(summary, args.output_dir)
     return summary
@@ -239,10 +248,17 @@ def print_summary(summary: dict[str, Any], output_dir: str) -> None:
         if before in summary or after in summary:
             print(f"{label:36}{summary.get(before, float('nan')):>12.3f}{summary.get(after, float('nan')):>12.3f}")
     for example in summary.get("examples_after", []):
-        print(f"  Q: {example['question'][:60]!s:62} A: {example['answer'][:40]!r} {'ok' if example['correct'] else 'x'}")
-    print(f"train: {summary['train_seconds']:.0f} s ({summary['seconds_per_step']:.2f} s/step); "
-          f"all: {summary['wall_seconds']:.0f} s")
-    print(f"written to {output_dir}: adapter/model, trainer_state.json, README.md" + (", training.png" if "plot" in summary else ""))
+        print(
+            f"  Q: {example['question'][:60]!s:62} A: {example['answer'][:40]!r} {'ok' if example['correct'] else 'x'}"
+        )
+    print(
+        f"train: {summary['train_seconds']:.0f} s ({summary['seconds_per_step']:.2f} s/step); "
+        f"all: {summary['wall_seconds']:.0f} s"
+    )
+    print(
+        f"written to {output_dir}: adapter/model, trainer_state.json, README.md"
+        + (", training.png" if "plot" in summary else "")
+    )
     print("=" * 72)
 
 

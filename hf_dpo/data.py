@@ -219,6 +219,8 @@ def prepare_dataset(
             f"the {split} dataset has no column(s) {missing}; it has {columns}. Rows need 'prompt', 'chosen' and "
             "'rejected' (strings or chat messages); rename columns with dataset.rename_column(old, new)"
         )
+    if isinstance(dataset, Dataset) and len(dataset) == 0:
+        raise ValueError(f"the {split} dataset has no rows")
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no eos_token: set tokenizer.eos_token so completions can end")
 
@@ -236,9 +238,7 @@ def prepare_dataset(
         tokenized = tokenized.filter(lambda row: row[_STATUS_COLUMN] in (KEPT, TRUNCATED))
         return tokenized.remove_columns(_STATUS_COLUMN), None
 
-    tokenized = dataset.map(
-        tokenize_row, num_proc=args.dataset_num_proc, desc=f"Tokenizing {split} set", **map_kwargs
-    )
+    tokenized = dataset.map(tokenize_row, num_proc=args.dataset_num_proc, desc=f"Tokenizing {split} set", **map_kwargs)
     statuses = list(tokenized[_STATUS_COLUMN])
     stats = PreparationStats(
         split=split,

@@ -114,14 +114,22 @@ def render_model_card(
         *(f"| {name} | {value} |" for name, value in hyper_parameters.items()),
     ]
     if dataset_stats:
-        lines += ["", "Data preparation (rows):", "", "| split | in | kept | truncated | dropped |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "Data preparation (rows):",
+            "",
+            "| split | in | kept | truncated | dropped |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for split, stats in dataset_stats.items():
             dropped = stats["dropped_no_room"] + stats["dropped_identical"]
             lines.append(f"| {split} | {stats['rows_in']} | {stats['kept']} | {stats['truncated']} | {dropped} |")
     for title, prefix in (("Last training log", "rewards/"), ("Last evaluation", "eval_")):
         if metrics := _last_metrics(log_history, prefix):
             lines += ["", f"## {title}", "", "| metric | value |", "| --- | --- |"]
-            lines += [f"| {name} | {value:.4g} |" for name, value in sorted(metrics.items()) if isinstance(value, float)]
+            lines += [
+                f"| {name} | {value:.4g} |" for name, value in sorted(metrics.items()) if isinstance(value, float)
+            ]
     lines += ["", "## Citation", "", "```bibtex", _DPO_CITATION, "```", ""]
     return "\n".join(lines)
 

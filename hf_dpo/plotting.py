@@ -1,6 +1,6 @@
 """Training curves of a DPO run: loss, reward accuracy and reward margin, train and eval, as one PNG.
 
-    hf-dpo plot OUTPUT_DIR    # reads OUTPUT_DIR/trainer_state.json, writes OUTPUT_DIR/training.png
+hf-dpo plot OUTPUT_DIR    # reads OUTPUT_DIR/trainer_state.json, writes OUTPUT_DIR/training.png
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ def get_checker(name: str) -> Callable[[str, list[str]], bool]:
 
 
 @torch.no_grad()
-def greedy_answers(model: Any, tokenizer: Any, prompts: list[Any], max_new_tokens: int, batch_size: int = 16) -> list[str]:
+def greedy_answers(
+    model: Any, tokenizer: Any, prompts: list[Any], max_new_tokens: int, batch_size: int = 16
+) -> list[str]:
     """Greedy completions of ``prompts`` (chat messages or strings), decoded without special tokens."""
     texts = [
         tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
@@ -39,7 +41,9 @@ def greedy_answers(model: Any, tokenizer: Any, prompts: list[Any], max_new_token
     answers = []
     try:
         for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            batch = tokenizer(
+                texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+            )
             batch = batch.to(model.device)
             output = model.generate(
                 **batch,

@@ -261,7 +261,9 @@ class DPOTrainer(Trainer):
             return {}
         names = sorted(sums)
         device = sums[names[0]].device
-        local = torch.stack([*(sums[name] for name in names), torch.tensor(float(self._metric_counts[mode]), device=device)])
+        local = torch.stack(
+            [*(sums[name] for name in names), torch.tensor(float(self._metric_counts[mode]), device=device)]
+        )
         total = self.accelerator.reduce(local, reduction="sum")  # one collective for all metrics
         self._metric_sums[mode], self._metric_counts[mode] = {}, 0
         count = total[-1].item()

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from tiny import build_model, build_tokenizer
 from torch.testing import assert_close
 
 from hf_dpo import logprobs
 from hf_dpo.logprobs import sequence_logps, token_logps_from_logits
-
-from tiny import build_model, build_tokenizer
 
 
 def _naive(logits, labels):
