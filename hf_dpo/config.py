@@ -53,6 +53,17 @@ class DPOTrainingArguments(TrainingArguments):
             "reference copy is built and no reference forward runs."
         },
     )
+    precompute_ref_log_probs: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute the reference log-probs of the train and eval sets in one no-grad pass before "
+            "training and store them as dataset columns; the reference copy is then freed and never run again."
+        },
+    )
+    precompute_ref_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Batch size (pairs) of that pass; default `per_device_eval_batch_size`."},
+    )
 
     # ---- the data ----
     max_length: int | None = field(
@@ -127,7 +138,13 @@ class DPOTrainingArguments(TrainingArguments):
             problems.append(f"loss_type={self.loss_type!r} must be one of {', '.join(LOSS_TYPES)}")
         if not 0.0 <= self.label_smoothing < 0.5:
             problems.append(f"label_smoothing={self.label_smoothing!r} must be in [0, 0.5)")
-        for name in ("max_length", "max_prompt_length", "max_completion_length", "pad_to_multiple_of"):
+        for name in (
+            "max_length",
+            "max_prompt_length",
+            "max_completion_length",
+            "pad_to_multiple_of",
+            "precompute_ref_batch_size",
+        ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 problems.append(f"{name}={value!r} must be a positive integer or None")

@@ -13,9 +13,12 @@ without gradients. Reference passes run in eval mode, which turns off dropout an
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
+from datasets import Dataset
+from tqdm.auto import tqdm
 
 from hf_dpo.logprobs import sequence_logps
 
@@ -90,3 +93,29 @@ class PrecomputedReference:
         if missing:
             raise KeyError(f"batch has no precomputed reference column(s) {missing}; it has {sorted(batch)}")
         return tuple(batch[name].to(torch.float32) for name in REF_COLUMNS)
+
+
+@torch.no_grad()
+def precompute_reference_logps(
+    reference: Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
+    policy: torch.nn.Module,
+    dataset: Dataset,
+    collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
+    batch_size: int,
+    device: torch.device,
+    description: str = "reference log-probs",
+) -> Dataset:
+    """One no-grad pass of ``reference`` over ``dataset``; returns it with the columns ``ref_chosen_logps`` and
+    ``ref_rejected_logps`` (float32 values), which :class:`PrecomputedReference` then reads from each batch."""
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"precompute_ref_log_probs needs a map-style datasets.Dataset, got {type(dataset).__name__}")
+    chosen, rejected = [], []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=description):
+        rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
+        batch = {name: value.to(device) for name, value in collator(list(rows)).items()}
+        ref_chosen, ref_rejected = reference(policy, batch)
+        chosen.append(ref_chosen.float().cpu())
+        rejected.append(ref_rejected.float().cpu())
+    dataset = dataset.remove_columns([name for name in REF_COLUMNS if name in dataset.column_names])
+    dataset = dataset.add_column(REF_COLUMNS[0], torch.cat(chosen).tolist())
+    return dataset.add_column(REF_COLUMNS[1], torch.cat(rejected).tolist())

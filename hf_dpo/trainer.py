@@ -30,6 +30,8 @@ from hf_dpo.reference import (
     DisabledAdapterReference,
     FrozenModelReference,
     NoReference,
+    PrecomputedReference,
+    precompute_reference_logps,
 )
 
 logger = logging.getLogger(__name__)
@@ -131,6 +133,8 @@ class DPOTrainer(Trainer):
         self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
         if isinstance(self.reference, FrozenModelReference):
             self.reference.model = self.accelerator.prepare_model(self.reference.model, evaluation_mode=True)
+        if args.precompute_ref_log_probs and not isinstance(self.reference, NoReference):
+            self._precompute_reference()
         self._metric_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
         self._metric_counts: dict[str, int] = defaultdict(int)
 
@@ -175,6 +179,28 @@ class DPOTrainer(Trainer):
         if stats is not None:
             self.dataset_stats[split] = stats.to_dict()
         return prepared
+
+    def _precompute_reference(self) -> None:
+        """Reference log-probs as dataset columns, then drop the reference model: training holds one model."""
+        batch_size = self.args.precompute_ref_batch_size or self.args.per_device_eval_batch_size
+        policy = self.accelerator.unwrap_model(self.model)
+
+        def run(dataset: Any, name: str) -> Any:
+            if dataset is None or set(REF_COLUMNS) <= set(dataset.column_names or ()):
+                return dataset
+            return precompute_reference_logps(
+                self.reference, policy, dataset, self.data_collator, batch_size, self.args.device, f"{name} reference"
+            )
+
+        self.train_dataset = run(self.train_dataset, "train")
+        if isinstance(self.eval_dataset, dict):
+            self.eval_dataset = {name: run(split, f"eval_{name}") for name, split in self.eval_dataset.items()}
+        else:
+            self.eval_dataset = run(self.eval_dataset, "eval")
+        if isinstance(self.reference, FrozenModelReference):
+            # accelerate keeps every prepared model in a list; drop the copy there too so its memory is freed
+            self.accelerator._models = [m for m in self.accelerator._models if m is not self.reference.model]
+        self.reference = PrecomputedReference()
 
     def _set_signature_columns_if_needed(self) -> None:
         # The model's forward takes none of our columns; keep them even with remove_unused_columns=True.

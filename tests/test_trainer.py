@@ -14,7 +14,7 @@ from transformers import LlamaForCausalLM, TrainerCallback
 
 from hf_dpo import DPODataCollator, DPOTrainer, DPOTrainingArguments
 from hf_dpo.logprobs import sequence_logps
-from hf_dpo.reference import DisabledAdapterReference, FrozenModelReference, NoReference
+from hf_dpo.reference import DisabledAdapterReference, FrozenModelReference, NoReference, PrecomputedReference
 
 METRICS = (
     "rewards/chosen",
@@ -228,3 +228,25 @@ def test_disable_dropout_zeroes_dropout(tmp_path, tokenizer):
     trainer = _trainer(tmp_path, tokenizer, model=model, max_steps=1)
     assert all(m.attention_dropout == 0.0 for m in trainer.model.modules() if hasattr(m, "attention_dropout"))
     assert os.path.isdir(tmp_path)
+
+
+def test_precomputed_reference_equals_on_the_fly_and_frees_the_copy(tmp_path, tokenizer):
+    on_the_fly = _trainer(tmp_path / "fly", tokenizer, max_steps=5, logging_steps=1)
+    precomputed = _trainer(tmp_path / "pre", tokenizer, max_steps=5, logging_steps=1, precompute_ref_log_probs=True)
+    assert isinstance(precomputed.reference, PrecomputedReference)
+    gc.collect()
+    policies = [obj for obj in gc.get_objects() if isinstance(obj, LlamaForCausalLM)]
+    assert len(policies) == 3  # on_the_fly's policy and frozen copy, precomputed's policy: its copy is gone
+
+    batch = DPODataCollator(tokenizer.pad_token_id)([precomputed.train_dataset[i] for i in range(8)])
+    expected_chosen, expected_rejected = on_the_fly.reference(on_the_fly.model, batch)
+    assert_close(batch["ref_chosen_logps"], expected_chosen, atol=1e-6, rtol=0)
+    assert_close(batch["ref_rejected_logps"], expected_rejected, atol=1e-6, rtol=0)
+    assert "ref_chosen_logps" in precomputed.eval_dataset.column_names
+
+    on_the_fly.train()
+    precomputed.train()
+    fly_losses = [entry["loss"] for entry in on_the_fly.state.log_history if "loss" in entry]
+    pre_losses = [entry["loss"] for entry in precomputed.state.log_history if "loss" in entry]
+    assert len(fly_losses) == 5
+    assert pre_losses == pytest.approx(fly_losses, abs=1e-6)

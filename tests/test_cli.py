@@ -1,0 +1,72 @@
+"""hf-dpo's command line: recipes parse, flags override, unknown keys are named; a tiny run end to end."""
+
+import json
+from pathlib import Path
+
+import pytest
+from tiny import build_model, build_tokenizer
+
+from hf_dpo import cli
+from hf_dpo.config import DPOTrainingArguments
+
+RECIPES = sorted(Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml"))
+
+
+def test_there_are_recipes():
+    assert any(path.name == "demo.yaml" for path in RECIPES)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.name)
+def test_every_recipe_parses_into_the_argument_classes(recipe):
+    model_args, data_args, _run_args, args = cli.parse_train_args([str(recipe)])
+    assert isinstance(args, DPOTrainingArguments)
+    assert model_args.model_name_or_path and data_args.dataset_name
+    assert recipe.read_text().startswith("#"), "a recipe starts with a header comment"
+
+
+def test_default_recipe_is_the_demo_and_flags_override_it():
+    model_args, data_args, run_args, args = cli.parse_train_args(["--beta", "0.25", "--use_peft", "false"])
+    assert (args.beta, model_args.use_peft) == (0.25, False)  # flags alone: dataclass defaults, no recipe
+    model_args, _data_args, run_args, args = cli.parse_train_args([str(cli.default_recipe()), "--beta", "0.25"])
+    assert args.beta == 0.25 and model_args.use_peft is True and run_args.task == "concise_qa"
+
+
+def test_unknown_recipe_key_is_named(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("beta: 0.1\nbetta: 0.2\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['betta'\]"):
+        cli.parse_train_args([str(recipe)])
+
+
+def test_unknown_flag_is_an_error():
+    with pytest.raises(ValueError, match="--betta"):
+        cli.parse_train_args(["--betta", "0.2"])
+
+
+def test_bad_value_in_recipe_names_the_field(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("beta: -1\noutput_dir: out\n")
+    with pytest.raises(ValueError, match="beta=-1"):
+        cli.parse_train_args([str(recipe)])
+
+
+def test_train_end_to_end_on_a_local_model_and_jsonl(tmp_path, capsys):
+    tokenizer = build_tokenizer()
+    build_model(tokenizer).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    rows = [{"prompt": f"Question {i}?", "chosen": " yes good", "rejected": " no bad"} for i in range(16)]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps(row) for row in rows))
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        f"# tiny\nmodel_name_or_path: {tmp_path / 'model'}\ndataset_name: {data}\ndataset_test_split: null\n"
+        f"output_dir: {tmp_path / 'out'}\nmax_steps: 3\nper_device_train_batch_size: 4\nlearning_rate: 0.01\n"
+        "logging_steps: 1\nreport_to: none\nuse_cpu: true\nsave_strategy: 'no'\nuse_peft: true\nlora_r: 4\n"
+        "lora_target_modules: q_proj,v_proj\n"
+    )
+    assert cli.main(["train", str(recipe)]) == 0
+    out = tmp_path / "out"
+    for name in ("adapter_model.safetensors", "trainer_state.json", "README.md", "training.png", "summary.json"):
+        assert (out / name).is_file(), name
+    assert "train:" in capsys.readouterr().out
+    assert cli.main(["plot", str(out)]) == 0
