@@ -18,16 +18,16 @@ def test_there_are_recipes():
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.name)
 def test_every_recipe_parses_into_the_argument_classes(recipe):
-    model_args, data_args, _run_args, args = cli.parse_train_args([str(recipe)])
+    model_args, data_args, _, args = cli.parse_train_args([str(recipe)])
     assert isinstance(args, DPOTrainingArguments)
     assert model_args.model_name_or_path and data_args.dataset_name
     assert recipe.read_text().startswith("#"), "a recipe starts with a header comment"
 
 
 def test_default_recipe_is_the_demo_and_flags_override_it():
-    model_args, data_args, run_args, args = cli.parse_train_args(["--beta", "0.25", "--use_peft", "false"])
+    model_args, _, _, args = cli.parse_train_args(["--beta", "0.25", "--use_peft", "false"])
     assert (args.beta, model_args.use_peft) == (0.25, False)  # flags alone: dataclass defaults, no recipe
-    model_args, _data_args, run_args, args = cli.parse_train_args([str(cli.default_recipe()), "--beta", "0.25"])
+    model_args, _, run_args, args = cli.parse_train_args([str(cli.default_recipe()), "--beta", "0.25"])
     assert args.beta == 0.25 and model_args.use_peft is True and run_args.task == "concise_qa"
 
 
