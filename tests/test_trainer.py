@@ -101,7 +101,7 @@ def test_peft_reference_is_the_base_model_without_a_second_copy(tmp_path, tokeni
     assert isinstance(trainer.reference, DisabledAdapterReference)
     del model
     gc.collect()
-    assert sum(isinstance(obj, LlamaForCausalLM) for obj in gc.get_objects()) == 1  # only the policy's base
+    assert sum(type(obj) is LlamaForCausalLM for obj in gc.get_objects()) == 1  # only the policy's base
     trainer.train()
 
     base = build_model(tokenizer)
@@ -235,7 +235,7 @@ def test_precomputed_reference_equals_on_the_fly_and_frees_the_copy(tmp_path, to
     precomputed = _trainer(tmp_path / "pre", tokenizer, max_steps=5, logging_steps=1, precompute_ref_log_probs=True)
     assert isinstance(precomputed.reference, PrecomputedReference)
     gc.collect()
-    policies = [obj for obj in gc.get_objects() if isinstance(obj, LlamaForCausalLM)]
+    policies = [obj for obj in gc.get_objects() if type(obj) is LlamaForCausalLM]
     assert len(policies) == 3  # on_the_fly's policy and frozen copy, precomputed's policy: its copy is gone
 
     batch = DPODataCollator(tokenizer.pad_token_id)([precomputed.train_dataset[i] for i in range(8)])
