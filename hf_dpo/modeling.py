@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,3 @@ def load_tokenizer(name_or_path: str, **init_kwargs: Any) -> Any:
     tokenizer.name_or_path = name_or_path
     return tokenizer
 
-
-def load_config(name_or_path: str) -> Any:
-    path, kwargs = _resolve(name_or_path, {})
-    return AutoConfig.from_pretrained(path, **kwargs)
