@@ -194,7 +194,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
             raise ValueError("task scoring needs an evaluation split (dataset_test_split)")
         checker = get_checker(run_args.task)
         summary["task_accuracy_before"], _ = score_greedy_answers(
-            model, tokenizer, eval_split, checker, run_args.task_max_new_tokens
+            model, tokenizer, eval_split, checker, run_args.task_max_new_tokens, bf16=args.bf16
         )
 
     trainer = DPOTrainer(
@@ -219,7 +219,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
         summary["reward_margin_after"] = metrics["eval_rewards/margins"]
     if checker is not None:
         summary["task_accuracy_after"], examples = score_greedy_answers(
-            trainer.model, tokenizer, eval_split, checker, run_args.task_max_new_tokens
+            trainer.model, tokenizer, eval_split, checker, run_args.task_max_new_tokens, bf16=args.bf16
         )
         summary["examples_after"] = examples[:5]
     if trainer.is_world_process_zero():
@@ -247,6 +247,8 @@ def print_summary(summary: dict[str, Any], output_dir: str) -> None:
     for label, before, after in rows:
         if before in summary or after in summary:
             print(f"{label:36}{summary.get(before, float('nan')):>12.3f}{summary.get(after, float('nan')):>12.3f}")
+    if summary.get("reward_accuracy_before") == 0:
+        print("  (before training the policy is the reference: every reward is 0, so no pair is ranked right yet)")
     for example in summary.get("examples_after", []):
         print(
             f"  Q: {example['question'][:60]!s:62} A: {example['answer'][:40]!r} {'ok' if example['correct'] else 'x'}"

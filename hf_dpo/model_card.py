@@ -25,10 +25,13 @@ _REFERENCE_WORDS = {
 }
 
 
+_TIMING = ("_runtime", "_per_second", "_preparation_time")
+
+
 def _last_metrics(log_history: list[dict[str, Any]], prefix: str) -> dict[str, float]:
     for entry in reversed(log_history):
         if any(key.startswith(prefix) for key in entry):
-            return {key: value for key, value in entry.items() if key.startswith(prefix)}
+            return {k: v for k, v in entry.items() if k.startswith(prefix) and not k.endswith(_TIMING)}
     return {}
 
 

@@ -71,4 +71,3 @@ def load_tokenizer(name_or_path: str, **init_kwargs: Any) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     tokenizer.name_or_path = name_or_path
     return tokenizer
-

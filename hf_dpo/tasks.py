@@ -26,9 +26,10 @@ def get_checker(name: str) -> Callable[[str, list[str]], bool]:
 
 @torch.no_grad()
 def greedy_answers(
-    model: Any, tokenizer: Any, prompts: list[Any], max_new_tokens: int, batch_size: int = 16
+    model: Any, tokenizer: Any, prompts: list[Any], max_new_tokens: int, batch_size: int = 16, bf16: bool = False
 ) -> list[str]:
-    """Greedy completions of ``prompts`` (chat messages or strings), decoded without special tokens."""
+    """Greedy completions of ``prompts`` (chat messages or strings), decoded without special tokens; ``bf16``
+    generates under bfloat16 autocast, as training does with ``--bf16``."""
     texts = [
         tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         if is_conversation(prompt)
@@ -45,13 +46,14 @@ def greedy_answers(
                 texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
             )
             batch = batch.to(model.device)
-            output = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+                output = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
             new_tokens = output[:, batch["input_ids"].shape[1] :]
             answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     finally:
@@ -61,11 +63,16 @@ def greedy_answers(
 
 
 def score_greedy_answers(
-    model: Any, tokenizer: Any, rows: Any, checker: Callable[[str, list[str]], bool], max_new_tokens: int = 32
+    model: Any,
+    tokenizer: Any,
+    rows: Any,
+    checker: Callable[[str, list[str]], bool],
+    max_new_tokens: int = 32,
+    bf16: bool = False,
 ) -> tuple[float, list[dict[str, Any]]]:
     """Fraction of rows whose greedy answer passes ``checker``, and each row's question, answer and verdict."""
     prompts = list(rows["prompt"])
-    answers = greedy_answers(model, tokenizer, prompts, max_new_tokens)
+    answers = greedy_answers(model, tokenizer, prompts, max_new_tokens, bf16=bf16)
     results = []
     for prompt, answer, accepted in zip(prompts, answers, rows["answers"]):
         question = prompt[-1]["content"] if is_conversation(prompt) else prompt

@@ -1,0 +1,1 @@
+"""Embedded CPU demo: a concise-answer preference task."""
