@@ -101,7 +101,11 @@ class DPOTrainer(Trainer):
             processing_class.pad_token = processing_class.eos_token
             logger.warning("the tokenizer has no pad token; using its EOS token %r", processing_class.eos_token)
 
-        model = self._wrap_peft(model, peft_config, args)
+        model = self._wrap_peft(model, peft_config)
+        checkpointing = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing  # <5.2x name
+        if checkpointing and _is_peft_model(model):
+            # LoRA leaves the embeddings frozen; checkpointed blocks still need an input that requires grad.
+            model.enable_input_require_grads()
         self.reference = self._build_reference(model, ref_model, args, init_kwargs)
         if args.disable_dropout:
             disable_dropout(model)
@@ -141,7 +145,7 @@ class DPOTrainer(Trainer):
     # ---- set-up -------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _wrap_peft(model: torch.nn.Module, peft_config: Any, args: DPOTrainingArguments) -> torch.nn.Module:
+    def _wrap_peft(model: torch.nn.Module, peft_config: Any) -> torch.nn.Module:
         if peft_config is None:
             return model
         if _is_peft_model(model):
@@ -151,9 +155,6 @@ class DPOTrainer(Trainer):
             )
         from peft import get_peft_model
 
-        if args.gradient_checkpointing:
-            # LoRA leaves the embeddings frozen; checkpointed blocks still need an input that requires grad.
-            model.enable_input_require_grads()
         return get_peft_model(model, peft_config)
 
     @staticmethod

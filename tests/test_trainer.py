@@ -250,3 +250,15 @@ def test_precomputed_reference_equals_on_the_fly_and_frees_the_copy(tmp_path, to
     pre_losses = [entry["loss"] for entry in precomputed.state.log_history if "loss" in entry]
     assert len(fly_losses) == 5
     assert pre_losses == pytest.approx(fly_losses, abs=1e-6)
+
+
+@pytest.mark.parametrize("use_peft", [False, True], ids=["full", "lora"])
+def test_activation_checkpointing_trains_full_and_lora_models(tmp_path, tokenizer, use_peft):
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM") if use_peft else None
+    trainer = _trainer(
+        tmp_path, tokenizer, peft_config=lora, activation_checkpointing=True, max_steps=3, logging_steps=1
+    )
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    before = _params(trainer.model)
+    trainer.train()
+    assert any(not torch.equal(v, before[n]) for n, v in trainer.model.named_parameters() if v.requires_grad)
