@@ -92,6 +92,10 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
 
+    def __post_init__(self) -> None:
+        if isinstance(self.dataset_test_split, str) and self.dataset_test_split.lower() in ("", "none", "null"):
+            self.dataset_test_split = None  # a flag cannot spell YAML's null
+
 
 @dataclass
 class RunArguments:
@@ -157,6 +161,11 @@ def load_splits(data_args: DataArguments) -> tuple[Any, Any]:
             "json", data_files={"train": str(folder / "train.jsonl"), "test": str(folder / "test.jsonl")}
         )
     elif os.path.isfile(name):
+        if data_args.dataset_test_split is not None:
+            raise ValueError(
+                f"dataset_name={name!r} is a single file, which holds only the train split; set "
+                "dataset_test_split to null (--dataset_test_split none) or give a folder or Hub id with both splits"
+            )
         extension = name.rsplit(".", 1)[-1].replace("jsonl", "json")
         splits = load_dataset(extension, data_files={data_args.dataset_train_split: name})
     else:

@@ -12,8 +12,10 @@ Rules:
 - one BOS starts the prompt if the tokenizer adds one to plain text, never two;
 - a prompt longer than ``max_prompt_length`` keeps its end (``truncation_mode="keep_end"``) or its start; then each
   completion keeps its first ``max_completion_length`` tokens and is cut to fit ``max_length``;
+- a prompt cut by ``keep_end`` keeps its BOS (it replaces the first kept token);
 - a row whose prompt leaves no room for a completion within ``max_length``, or whose chosen and rejected
-  completions are identical (no preference to learn), is dropped; the counts are logged and returned.
+  completions are identical (no preference to learn), also after truncation, is dropped; the counts are logged
+  and returned.
 """
 
 from __future__ import annotations
@@ -177,12 +179,22 @@ def tokenize_row(row: dict[str, Any], index: int, tokenizer: Any, add_bos: bool,
     """One raw row -> ``prompt_input_ids``, ``chosen_input_ids``, ``rejected_input_ids`` and a status column."""
     prompt_text, chosen_text, rejected_text, _ = render_pair(row, index, tokenizer)
     prompt_ids = _tokenize_prompt(prompt_text, tokenizer, add_bos)
+    if not prompt_ids:
+        # nothing precedes the completion, so its first token has no position to be predicted from
+        raise ValueError(
+            f"row {index}, field 'prompt': empty, and the tokenizer adds no BOS token to start the sequence; "
+            "give a prompt of at least one token"
+        )
     chosen_ids = _tokenize_completion(chosen_text, tokenizer)
     rejected_ids = _tokenize_completion(rejected_text, tokenizer)
-    if chosen_ids == rejected_ids:
-        status = DROPPED_IDENTICAL
-    else:
+    status = DROPPED_IDENTICAL
+    if chosen_ids != rejected_ids:
+        starts_with_bos = prompt_ids[0] == tokenizer.bos_token_id
         prompt_ids, chosen_ids, rejected_ids, status = truncate_pair(prompt_ids, chosen_ids, rejected_ids, **limits)
+        if starts_with_bos and prompt_ids and prompt_ids[0] != tokenizer.bos_token_id:
+            prompt_ids = [tokenizer.bos_token_id, *prompt_ids[1:]]  # keep_end cut the BOS off: put it back
+        if chosen_ids == rejected_ids:  # they differed only past the cut
+            status = DROPPED_IDENTICAL
     return {
         "prompt_input_ids": prompt_ids,
         "chosen_input_ids": chosen_ids,

@@ -152,7 +152,7 @@ def write_model_card(path: str, trainer: Any, model_name: str, **kwargs: Any) ->
         reference_kind=trainer.reference.kind,
         log_history=trainer.state.log_history,
         dataset_stats=trainer.dataset_stats,
-        hub_model_id=trainer.args.hub_model_id,
+        hub_model_id=getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id,
         **kwargs,
     )
     with open(path, "w", encoding="utf-8") as file:

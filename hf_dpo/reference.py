@@ -73,13 +73,18 @@ class FrozenModelReference:
 
 
 class DisabledAdapterReference:
-    """The PEFT policy with its adapters disabled: the base model, without a second copy of its weights."""
+    """The PEFT policy with its adapters disabled: the base model, without a second copy of its weights.
+
+    ``policy`` may be wrapped (DDP, FSDP, DeepSpeed expose the PeftModel as ``.module``); the forward goes through
+    the wrapper so a sharded model gathers its weights as it does for the policy's own forward.
+    """
 
     kind = "peft_disabled"
 
     @torch.no_grad()
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        with policy.disable_adapter(), eval_mode(policy):
+        peft_model = getattr(policy, "module", policy)
+        with peft_model.disable_adapter(), eval_mode(policy):
             return _batch_logps(policy, batch)
 
 

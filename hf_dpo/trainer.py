@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections import defaultdict
 from typing import Any
 
 import torch
@@ -35,6 +34,18 @@ from hf_dpo.reference import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+METRIC_NAMES = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+    "logps/ref_margin",
+    "kl",
+)
 
 
 def _is_peft_model(model: Any) -> bool:
@@ -135,12 +146,11 @@ class DPOTrainer(Trainer):
             **kwargs,
         )
         self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
+        self._metric_windows: dict[str, torch.Tensor] = {}  # mode -> [sum of each metric..., number of pairs]
         if isinstance(self.reference, FrozenModelReference):
-            self.reference.model = self.accelerator.prepare_model(self.reference.model, evaluation_mode=True)
+            self._place_reference_model()
         if args.precompute_ref_log_probs and not isinstance(self.reference, NoReference):
             self._precompute_reference()
-        self._metric_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
-        self._metric_counts: dict[str, int] = defaultdict(int)
 
     # ---- set-up -------------------------------------------------------------------------------------------------
 
@@ -173,6 +183,23 @@ class DPOTrainer(Trainer):
             return DisabledAdapterReference()
         return FrozenModelReference(copy.deepcopy(model))
 
+    def _place_reference_model(self) -> None:
+        """Put the frozen reference on this process's device, unwrapped: it never gets gradients, so DDP has
+        nothing to synchronise; it runs under the same autocast as the policy (see `_reference_logps`)."""
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            raise ValueError(
+                "a separate frozen reference model is not supported with FSDP or DeepSpeed yet (each process would "
+                "hold an unsharded copy); train a PEFT model (its reference is the base model with the adapters "
+                "disabled) or use reference_free=True"
+            )
+        self.reference.model.to(self.args.device)
+
+    def _reference_logps(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        # The policy's forward is autocast by accelerate; the reference must score under the same precision, or
+        # policy == reference no longer gives log 2 at step 0.
+        with self.accelerator.autocast():
+            return self.reference(model, inputs)
+
     def _prepare(self, dataset: Any, tokenizer: Any, args: DPOTrainingArguments, split: str) -> Any:
         if dataset is None:
             return None
@@ -184,13 +211,13 @@ class DPOTrainer(Trainer):
     def _precompute_reference(self) -> None:
         """Reference log-probs as dataset columns, then drop the reference model: training holds one model."""
         batch_size = self.args.precompute_ref_batch_size or self.args.per_device_eval_batch_size
-        policy = self.accelerator.unwrap_model(self.model)
+        self.model.to(self.args.device)  # the pass may run before Trainer has placed the policy
 
         def run(dataset: Any, name: str) -> Any:
             if dataset is None or set(REF_COLUMNS) <= set(dataset.column_names or ()):
                 return dataset
             return precompute_reference_logps(
-                self.reference, policy, dataset, self.data_collator, batch_size, self.args.device, f"{name} reference"
+                self._reference_logps, self.model, dataset, self.data_collator, batch_size, self.args.device, name
             )
 
         self.train_dataset = run(self.train_dataset, "train")
@@ -198,10 +225,17 @@ class DPOTrainer(Trainer):
             self.eval_dataset = {name: run(split, f"eval_{name}") for name, split in self.eval_dataset.items()}
         else:
             self.eval_dataset = run(self.eval_dataset, "eval")
-        if isinstance(self.reference, FrozenModelReference):
-            # accelerate keeps every prepared model in a list; drop the copy there too so its memory is freed
-            self.accelerator._models = [m for m in self.accelerator._models if m is not self.reference.model]
-        self.reference = PrecomputedReference()
+        self.reference = PrecomputedReference()  # a frozen copy, if there was one, is released here
+
+    def _prepare_late(self, dataset: Any, split: str) -> Any:
+        """A dataset handed to evaluate()/predict(): tokenized, and given reference columns when precomputed."""
+        dataset = self._prepare(dataset, self.processing_class, self.args, split)
+        if isinstance(self.reference, PrecomputedReference) and not set(REF_COLUMNS) <= set(dataset.column_names):
+            raise ValueError(
+                f"the {split} dataset has no reference log-probs, and the reference model was released after "
+                "precomputing; pass it to DPOTrainer(eval_dataset=...) so they are computed with the others"
+            )
+        return dataset
 
     def _set_signature_columns_if_needed(self) -> None:
         # The model's forward takes none of our columns; keep them even with remove_unused_columns=True.
@@ -216,7 +250,7 @@ class DPOTrainer(Trainer):
         """Per-pair losses `[B]` and per-pair metric values `{name: [B]}` for one batch."""
         logps, _ = sequence_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
         chosen_logps, rejected_logps = logps.chunk(2)  # the collator stacks [chosen; rejected]
-        ref_chosen_logps, ref_rejected_logps = self.reference(self.accelerator.unwrap_model(model), inputs)
+        ref_chosen_logps, ref_rejected_logps = self._reference_logps(model, inputs)
         args = self.args
         losses, chosen_rewards, rejected_rewards = dpo_loss(
             chosen_logps,
@@ -275,26 +309,38 @@ class DPOTrainer(Trainer):
     # ---- metrics ------------------------------------------------------------------------------------------------
 
     def _accumulate_metrics(self, metrics: dict[str, torch.Tensor], mode: str) -> None:
-        sums = self._metric_sums[mode]
-        for name, values in metrics.items():
-            total = values.detach().float().sum()
-            sums[name] = sums[name] + total if name in sums else total
-        self._metric_counts[mode] += next(iter(metrics.values())).numel()
+        """Add this batch's per-pair values to the window: local in training (reduced at log time), gathered
+        at once in evaluation, where accelerate drops the samples it repeated to even out the last batch."""
+        values = torch.stack([metrics[name].detach().float() for name in METRIC_NAMES], dim=1)  # [B, K]
+        if mode == "eval":
+            values = self.accelerator.gather_for_metrics(values)
+        totals = torch.cat([values.sum(0), values.new_tensor([values.shape[0]])])
+        window = self._metric_windows.get(mode)
+        self._metric_windows[mode] = totals if window is None else window + totals
 
     def _reduce_metrics(self, mode: str) -> dict[str, float]:
-        """Means over every pair seen since the last call, on all processes; clears the window."""
-        sums = self._metric_sums[mode]
-        if not sums:
+        """Means over every pair seen since the last call (all processes); clears the window."""
+        totals = self._metric_windows.pop(mode, None)
+        if mode == "train":  # every process logs at the same step, so every process joins this collective
+            if totals is None:
+                totals = torch.zeros(len(METRIC_NAMES) + 1, device=self.args.device)
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        if totals is None or totals[-1].item() == 0:
             return {}
-        names = sorted(sums)
-        device = sums[names[0]].device
-        local = torch.stack(
-            [*(sums[name] for name in names), torch.tensor(float(self._metric_counts[mode]), device=device)]
-        )
-        total = self.accelerator.reduce(local, reduction="sum")  # one collective for all metrics
-        self._metric_sums[mode], self._metric_counts[mode] = {}, 0
-        count = total[-1].item()
-        return {name: (value / count).item() for name, value in zip(names, total[:-1])}
+        means = (totals[:-1] / totals[-1]).tolist()
+        return dict(zip(METRIC_NAMES, means))
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        self._metric_windows.pop("train", None)  # nothing left over from an earlier run
+        return super().train(*args, **kwargs)
+
+    def evaluate(self, eval_dataset: Any = None, *args: Any, **kwargs: Any) -> dict[str, float]:
+        if eval_dataset is not None and not isinstance(eval_dataset, str):
+            eval_dataset = self._prepare_late(eval_dataset, "eval")
+        return super().evaluate(eval_dataset, *args, **kwargs)
+
+    def predict(self, test_dataset: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().predict(self._prepare_late(test_dataset, "test"), *args, **kwargs)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log; evaluation metrics are added in evaluation_loop
@@ -309,7 +355,7 @@ class DPOTrainer(Trainer):
         ignore_keys: list[str] | None = None,
         metric_key_prefix: str = "eval",
     ) -> EvalLoopOutput:
-        self._metric_sums["eval"], self._metric_counts["eval"] = {}, 0
+        self._metric_windows.pop("eval", None)
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         for name, value in self._reduce_metrics("eval").items():
             output.metrics[f"{metric_key_prefix}_{name}"] = value

@@ -43,6 +43,17 @@ def test_unknown_flag_is_an_error():
         cli.parse_train_args(["--betta", "0.2"])
 
 
+def test_test_split_can_be_switched_off_from_a_flag_and_single_files_say_so(tmp_path):
+    _, data_args, _, _ = cli.parse_train_args(["--dataset_test_split", "none", "--output_dir", str(tmp_path)])
+    assert data_args.dataset_test_split is None
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    with pytest.raises(ValueError, match="is a single file, which holds only the train split"):
+        cli.load_splits(cli.DataArguments(dataset_name=str(data)))
+    train, test = cli.load_splits(cli.DataArguments(dataset_name=str(data), dataset_test_split=None))
+    assert len(train) == 1 and test is None
+
+
 def test_bad_value_in_recipe_names_the_field(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("beta: -1\noutput_dir: out\n")

@@ -185,3 +185,22 @@ def test_streaming_dataset_is_prepared_lazily(tokenizer):
     prepared, stats = prepare_dataset(stream, tokenizer, _args(), "train")
     assert stats is None
     assert [sorted(row) for row in prepared] == [["chosen_input_ids", "prompt_input_ids", "rejected_input_ids"]]
+
+
+def test_keep_end_truncation_keeps_the_bos(tokenizer):
+    row = {"prompt": "Question: " + "fox dog " * 30, "chosen": " yes", "rejected": " no"}
+    tokenized = tokenize_row(row, 0, tokenizer, True, **_limits(max_length=64, max_prompt_length=8))
+    prompt = tokenized["prompt_input_ids"]
+    assert len(prompt) == 8 and prompt[0] == tokenizer.bos_token_id and prompt.count(tokenizer.bos_token_id) == 1
+
+
+def test_rows_identical_after_truncation_are_dropped(tokenizer):
+    row = {"prompt": "Q", "chosen": " the fox jumps", "rejected": " the fox sleeps"}
+    tokenized = tokenize_row(row, 0, tokenizer, False, **_limits(max_length=3, max_prompt_length=None))
+    assert tokenized["_hf_dpo_status"] == 3  # DROPPED_IDENTICAL
+
+
+def test_empty_prompt_without_bos_is_an_error():
+    tokenizer = build_tokenizer(bos=False)
+    with pytest.raises(ValueError, match="row 0, field 'prompt': empty, and the tokenizer adds no BOS"):
+        tokenize_row({"prompt": "", "chosen": " a", "rejected": " b"}, 0, tokenizer, False, **_limits())

@@ -3,7 +3,6 @@
 import gc
 import logging
 import math
-import os
 
 import pytest
 import torch
@@ -61,6 +60,11 @@ def _trainer(tmp_path, tokenizer, model=None, **overrides):
     )
 
 
+def _live_models():
+    gc.collect()
+    return {id(obj) for obj in gc.get_objects() if type(obj) is LlamaForCausalLM}
+
+
 def _params(model):
     return {name: value.detach().clone() for name, value in model.named_parameters()}
 
@@ -94,14 +98,14 @@ def test_frozen_copy_reference_is_unchanged_by_training(tmp_path, tokenizer):
 
 
 def test_peft_reference_is_the_base_model_without_a_second_copy(tmp_path, tokenizer):
+    alive_before = _live_models()
     model = build_model(tokenizer)
     base_weights = _params(model)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
     trainer = _trainer(tmp_path, tokenizer, model=model, peft_config=lora, max_steps=6, learning_rate=5e-2)
     assert isinstance(trainer.reference, DisabledAdapterReference)
     del model
-    gc.collect()
-    assert sum(type(obj) is LlamaForCausalLM for obj in gc.get_objects()) == 1  # only the policy's base
+    assert len(_live_models() - alive_before) == 1  # only the policy's base model
     trainer.train()
 
     base = build_model(tokenizer)
@@ -223,20 +227,26 @@ def test_model_card_describes_the_run(tmp_path, tokenizer):
     assert "| train | 32 | 32 | 0 | 0 |" in card and "rewards/accuracies" in card
 
 
-def test_disable_dropout_zeroes_dropout(tmp_path, tokenizer):
-    model = build_model(tokenizer, attention_dropout=0.3)
-    trainer = _trainer(tmp_path, tokenizer, model=model, max_steps=1)
-    assert all(m.attention_dropout == 0.0 for m in trainer.model.modules() if hasattr(m, "attention_dropout"))
-    assert os.path.isdir(tmp_path)
+def test_disable_dropout_zeroes_dropout_in_policy_adapters_and_reference(tmp_path, tokenizer):
+    lora = LoraConfig(r=4, lora_dropout=0.2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    peft_trainer = _trainer(tmp_path, tokenizer, model=build_model(tokenizer, attention_dropout=0.3), peft_config=lora)
+    dropouts = [m for m in peft_trainer.model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(m.p == 0.0 for m in dropouts)
+    copy_trainer = _trainer(tmp_path, tokenizer, model=build_model(tokenizer, attention_dropout=0.3))
+    for model in (peft_trainer.model, copy_trainer.model, copy_trainer.reference.model):
+        attention = [m for m in model.modules() if hasattr(m, "attention_dropout")]
+        assert attention and all(m.attention_dropout == 0.0 for m in attention)
+    kept = _trainer(tmp_path, tokenizer, model=build_model(tokenizer, attention_dropout=0.3), disable_dropout=False)
+    assert any(getattr(m, "attention_dropout", 0) == 0.3 for m in kept.model.modules())
 
 
 def test_precomputed_reference_equals_on_the_fly_and_frees_the_copy(tmp_path, tokenizer):
+    alive_before = _live_models()
     on_the_fly = _trainer(tmp_path / "fly", tokenizer, max_steps=5, logging_steps=1)
     precomputed = _trainer(tmp_path / "pre", tokenizer, max_steps=5, logging_steps=1, precompute_ref_log_probs=True)
     assert isinstance(precomputed.reference, PrecomputedReference)
-    gc.collect()
-    policies = [obj for obj in gc.get_objects() if type(obj) is LlamaForCausalLM]
-    assert len(policies) == 3  # on_the_fly's policy and frozen copy, precomputed's policy: its copy is gone
+    # on_the_fly's policy and frozen copy, precomputed's policy: its copy is gone
+    assert len(_live_models() - alive_before) == 3
 
     batch = DPODataCollator(tokenizer.pad_token_id)([precomputed.train_dataset[i] for i in range(8)])
     expected_chosen, expected_rejected = on_the_fly.reference(on_the_fly.model, batch)
@@ -261,4 +271,38 @@ def test_activation_checkpointing_trains_full_and_lora_models(tmp_path, tokenize
     assert trainer.evaluate()["eval_loss"] == pytest.approx(math.log(2), abs=1e-6)
     before = _params(trainer.model)
     trainer.train()
+    base = trainer.model.get_base_model() if use_peft else trainer.model
+    assert base.is_activation_checkpointing
     assert any(not torch.equal(v, before[n]) for n, v in trainer.model.named_parameters() if v.requires_grad)
+
+
+@pytest.mark.parametrize("setup", ["copy", "lora", "lora_precomputed"])
+def test_bf16_autocast_step_zero_is_log2_for_every_reference(tmp_path, tokenizer, setup):
+    """The reference must score under the policy's autocast: otherwise bf16 rounding alone ranks pairs at step 0."""
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM") if setup != "copy" else None
+    trainer = _trainer(
+        tmp_path, tokenizer, peft_config=lora, bf16=True, precompute_ref_log_probs=setup == "lora_precomputed"
+    )
+    metrics = trainer.evaluate()
+    assert metrics["eval_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert metrics["eval_rewards/margins"] == 0 and metrics["eval_rewards/accuracies"] == 0
+    trainer.train()
+    assert trainer.state.log_history[0]["loss"] < math.log(2)
+
+
+def test_evaluate_and_predict_accept_raw_datasets(tmp_path, tokenizer):
+    trainer = _trainer(tmp_path, tokenizer)
+    metrics = trainer.evaluate(eval_dataset=preference_rows(4))
+    assert metrics["eval_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert trainer.predict(preference_rows(4)).metrics["test_rewards/accuracies"] == 0
+
+
+def test_a_second_train_call_starts_with_an_empty_metric_window(tmp_path, tokenizer):
+    trainer = _trainer(tmp_path, tokenizer, max_steps=3, logging_steps=2)  # step 3 is never logged
+    trainer.train()
+    leftover = trainer._metric_windows["train"]
+    assert leftover[-1] == 4  # the 4 pairs of step 3
+    trainer._metric_windows["train"] = torch.full_like(leftover, 1e6)  # would dominate any log it leaked into
+    trainer.train()
+    first_log = next(entry for entry in trainer.state.log_history if "loss" in entry)
+    assert abs(first_log["rewards/margins"]) < 100
