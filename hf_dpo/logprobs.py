@@ -11,7 +11,9 @@ doubles that, and autograd keeps it for backward. Here the logits are
 - scored only on completion rows, a chunk at a time, upcast to float32 inside the chunk and thrown away,
 - differentiated by a hand-written backward that recomputes the softmax per chunk from the saved logits.
 
-So the extra memory is one chunk of float32 logits, whatever the model's dtype.
+So the extra memory is one chunk of float32 logits, whatever the model's dtype. (Under bf16/fp16 autocast,
+accelerate's wrapper converts the model's outputs to float32 before they reach this module; the prompt
+positions are still never computed.)
 """
 
 from __future__ import annotations
