@@ -18,7 +18,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from hf_dpo.losses import LOSS_TYPES
+from hf_dpo.losses import LOSS_TYPES, as_loss_types, registered_loss_types
 
 TRUNCATION_MODES = ("keep_end", "keep_start")
 
@@ -37,14 +37,40 @@ class DPOTrainingArguments(TrainingArguments):
     )
     loss_type: str = field(
         default="sigmoid",
-        metadata={"help": f"Which preference loss to optimise; one of: {', '.join(LOSS_TYPES)}."},
+        metadata={
+            "help": f"The preference loss, one of: {', '.join(LOSS_TYPES)}. Several (a list, or comma-separated on "
+            "the command line) are summed with `loss_weights`. simpo and orpo need no reference model."
+        },
+    )
+    loss_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "One weight per entry of `loss_type` (default 1.0 each)."},
     )
     label_smoothing: float = field(
         default=0.0,
         metadata={
-            "help": "Conservative DPO's ε in [0, 0.5): the assumed probability that a pair's preference label is "
-            "wrong. 0 is plain DPO."
+            "help": "ε in [0, 0.5): the assumed probability that a pair's preference label is wrong (conservative "
+            "DPO for sigmoid, rDPO for robust; also the soft label of exo_pair, aot, aot_pair, simpo). 0 is plain DPO."
         },
+    )
+    rpo_alpha: float | None = field(
+        default=None,
+        metadata={
+            "help": "RPO: add this times the chosen completion's per-token negative log-likelihood to the loss "
+            "(1.0 in the RPO paper). None: off."
+        },
+    )
+    simpo_gamma: float = field(
+        default=0.5,
+        metadata={"help": "SimPO's target reward margin γ (in reward units, like β·log-prob); usually 0.5-1.5."},
+    )
+    orpo_lambda: float = field(
+        default=0.1,
+        metadata={"help": "ORPO's weight λ ≥ 0 of the odds-ratio term next to the chosen NLL."},
+    )
+    discopop_tau: float = field(
+        default=0.05,
+        metadata={"help": "DiscoPOP's temperature τ > 0 of the sigmoid that blends logistic and exponential parts."},
     )
     reference_free: bool = field(
         default=False,
@@ -134,8 +160,19 @@ class DPOTrainingArguments(TrainingArguments):
         problems = []
         if not self.beta > 0:
             problems.append(f"beta={self.beta!r} must be > 0")
-        if self.loss_type not in LOSS_TYPES:
-            problems.append(f"loss_type={self.loss_type!r} must be one of {', '.join(LOSS_TYPES)}")
+        loss_types = as_loss_types(self.loss_type)
+        known = registered_loss_types()
+        for name in loss_types:
+            if name not in known:
+                problems.append(f"loss_type={name!r} must be one of {', '.join(known)}")
+        if self.loss_weights is not None and len(self.loss_weights) != len(loss_types):
+            problems.append(f"loss_weights={self.loss_weights!r} must have one weight per loss type in {loss_types}")
+        if self.rpo_alpha is not None and not self.rpo_alpha >= 0:
+            problems.append(f"rpo_alpha={self.rpo_alpha!r} must be >= 0 or None")
+        if not self.orpo_lambda >= 0:
+            problems.append(f"orpo_lambda={self.orpo_lambda!r} must be >= 0")
+        if not self.discopop_tau > 0:
+            problems.append(f"discopop_tau={self.discopop_tau!r} must be > 0")
         if not 0.0 <= self.label_smoothing < 0.5:
             problems.append(f"label_smoothing={self.label_smoothing!r} must be in [0, 0.5)")
         for name in (

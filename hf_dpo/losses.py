@@ -1,53 +1,274 @@
-"""Preference losses as pure functions of per-sequence log-probabilities.
+"""Preference losses as small pure functions of per-sequence log-probabilities, in a registry.
 
-Every loss takes the summed completion log-probs of the policy and the reference for the chosen (``y_w``) and the
-rejected (``y_l``) completion of each pair, each a float tensor of shape ``[B]``, and returns
-``(losses, chosen_rewards, rejected_rewards)``, each of shape ``[B]``. The implicit rewards are
-``beta * (log π(y|x) - log π_ref(y|x))``, detached: they are metrics, never a path for gradients.
+Every loss sees a :class:`PairLogps`: the summed completion log-probs of the policy and of the reference for the
+chosen (``y_w``) and the rejected (``y_l``) completion of each pair, each a float tensor of shape ``[B]``, and the
+completion lengths (tokens) for losses on length-normalised log-probs. It returns the per-pair losses ``[B]``.
 
-A loss is one small function registered under its ``loss_type`` name; :func:`dpo_loss` looks the name up in the
-registry, so adding a loss never touches the trainer.
+Notation used in the docstrings, per pair:
+
+- ``a = log π(y_w|x) - log π_ref(y_w|x)`` and ``b = log π(y_l|x) - log π_ref(y_l|x)`` (the log-ratios),
+- ``h = a - b``, how much more than the reference the policy prefers ``y_w``,
+- ``σ`` the logistic function, ``β`` the KL strength, ``ε`` ``label_smoothing``.
+
+:func:`dpo_loss` looks ``loss_type`` up in the registry (several types with weights are summed, MPO style), adds
+the optional RPO term, and returns ``(losses, chosen_rewards, rejected_rewards)`` with the implicit rewards
+``β·a`` and ``β·b``, detached. Adding a loss is one decorated function here; the trainer never changes.
 
 Try it: ``python -c "import torch; from hf_dpo.losses import dpo_loss; print(dpo_loss(*torch.zeros(4, 1)))"``
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+# Default ε where a loss is undefined at ε = 0 (EXO's KL to a one-hot label).
+EXO_DEFAULT_EPSILON = 1e-3
+
+
+@dataclass(frozen=True)
+class PairLogps:
+    """Log-probs of one batch of pairs; every tensor has shape ``[B]``."""
+
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+    ref_chosen: torch.Tensor
+    ref_rejected: torch.Tensor
+    chosen_lengths: torch.Tensor | None = None
+    rejected_lengths: torch.Tensor | None = None
+
+    @property
+    def chosen_logratios(self) -> torch.Tensor:
+        return self.chosen - self.ref_chosen
+
+    @property
+    def rejected_logratios(self) -> torch.Tensor:
+        return self.rejected - self.ref_rejected
+
+    def length_normalised(self) -> PairLogps:
+        """Every log-prob divided by its completion's token count (mean instead of sum)."""
+        if self.chosen_lengths is None or self.rejected_lengths is None:
+            raise ValueError("this loss averages log-probs over tokens: pass chosen_lengths and rejected_lengths")
+        chosen_lengths = self.chosen_lengths.clamp(min=1).to(self.chosen.dtype)
+        rejected_lengths = self.rejected_lengths.clamp(min=1).to(self.rejected.dtype)
+        return replace(
+            self,
+            chosen=self.chosen / chosen_lengths,
+            rejected=self.rejected / rejected_lengths,
+            ref_chosen=self.ref_chosen / chosen_lengths,
+            ref_rejected=self.ref_rejected / rejected_lengths,
+        )
+
+
 LossFn = Callable[..., torch.Tensor]
-_REGISTRY: dict[str, LossFn] = {}
 
 
-def register_loss(name: str) -> Callable[[LossFn], LossFn]:
-    """Register a loss function under ``name``; the function maps the logit ``h`` (see below) to per-pair losses."""
+@dataclass(frozen=True)
+class LossSpec:
+    fn: LossFn
+    needs_reference: bool
+
+
+_REGISTRY: dict[str, LossSpec] = {}
+
+
+def register_loss(name: str, needs_reference: bool = True) -> Callable[[LossFn], LossFn]:
+    """Register ``fn(pair: PairLogps, beta: float, **hyper_parameters) -> losses [B]`` under ``name``."""
 
     def decorator(fn: LossFn) -> LossFn:
         if name in _REGISTRY:
             raise ValueError(f"loss_type {name!r} is already registered")
-        _REGISTRY[name] = fn
+        _REGISTRY[name] = LossSpec(fn, needs_reference)
         return fn
 
     return decorator
 
 
+def _smoothed_sigmoid(logits: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """``-(1-ε)·log σ(z) - ε·log σ(-z)``: binary cross-entropy of ``σ(z)`` against the soft label ``1-ε``."""
+    return -(1.0 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
+
+
+# ---- paired losses with a reference ----------------------------------------------------------------------------
+
+
 @register_loss("sigmoid")
-def sigmoid_loss(logits: torch.Tensor, beta: float, label_smoothing: float = 0.0, **_: object) -> torch.Tensor:
-    """DPO (Rafailov et al. 2023, eq. 7) with conservative label smoothing (cDPO, Mitchell 2023).
+def sigmoid_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **_: Any) -> torch.Tensor:
+    """DPO (Rafailov et al. 2023, eq. 7) with conservative label smoothing (cDPO, Mitchell 2023):
+    ``-(1-ε)·log σ(βh) - ε·log σ(-βh)``; ``ε = 0`` is plain DPO."""
+    return _smoothed_sigmoid(beta * (pair.chosen_logratios - pair.rejected_logratios), label_smoothing)
 
-    With ``h = (log π(y_w|x) - log π_ref(y_w|x)) - (log π(y_l|x) - log π_ref(y_l|x))`` (``logits``, shape ``[B]``):
 
-        loss = -(1 - ε) · log σ(β h) - ε · log σ(-β h)
+@register_loss("robust")
+def robust_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **_: Any) -> torch.Tensor:
+    """rDPO (Chowdhury et al. 2024, eq. 8), unbiased when a fraction ε of labels is flipped:
+    ``[-(1-ε)·log σ(βh) + ε·log σ(-βh)] / (1 - 2ε)``; ``ε = 0`` is plain DPO."""
+    logits = beta * (pair.chosen_logratios - pair.rejected_logratios)
+    eps = label_smoothing
+    return (-(1.0 - eps) * F.logsigmoid(logits) + eps * F.logsigmoid(-logits)) / (1.0 - 2.0 * eps)
 
-    ``ε = 0`` is plain DPO; ``ε`` is the assumed probability that a preference label is flipped.
+
+@register_loss("ipo")
+def ipo_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
+    """IPO (Azar et al. 2023, eq. 17) on length-normalised log-probs: ``(h̄ - 1/(2β))²``, where ``h̄`` uses the
+    mean log-prob per token; β plays the role of the paper's τ."""
+    mean = pair.length_normalised()
+    return (mean.chosen_logratios - mean.rejected_logratios - 1.0 / (2.0 * beta)) ** 2
+
+
+@register_loss("hinge")
+def hinge_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
+    """SLiC's calibration loss (Zhao et al. 2023) on log-ratios: ``max(0, 1 - βh)``."""
+    return torch.relu(1.0 - beta * (pair.chosen_logratios - pair.rejected_logratios))
+
+
+@register_loss("bco_pair")
+def bco_pair_loss(pair: PairLogps, beta: float, state: dict[str, Any] | None = None, **_: Any) -> torch.Tensor:
+    """BCO on pairs (Jung et al. 2024): each reward ``r = β·a`` / ``β·b`` is classified against a shift ``δ``,
+    the running mean of all rewards seen so far: ``-log σ(βa - δ) - log σ(-(βb - δ))``.
+
+    ``state`` (a dict the trainer keeps between steps) holds the running sum and count; without it, ``δ`` is the
+    mean reward of this batch.
     """
-    return -(1.0 - label_smoothing) * F.logsigmoid(beta * logits) - label_smoothing * F.logsigmoid(-beta * logits)
+    chosen_rewards = beta * pair.chosen_logratios
+    rejected_rewards = beta * pair.rejected_logratios
+    rewards = torch.cat([chosen_rewards, rejected_rewards]).detach()
+    if state is None:
+        delta = rewards.mean()
+    else:
+        state["bco_reward_sum"] = state.get("bco_reward_sum", 0.0) + rewards.sum().item()
+        state["bco_reward_count"] = state.get("bco_reward_count", 0) + rewards.numel()
+        delta = state["bco_reward_sum"] / state["bco_reward_count"]
+    return -F.logsigmoid(chosen_rewards - delta) - F.logsigmoid(-(rejected_rewards - delta))
 
 
-LOSS_TYPES: tuple[str, ...] = tuple(_REGISTRY)
+@register_loss("sppo_hard")
+def sppo_hard_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
+    """SPPO with hard win probabilities (Wu et al. 2024, eq. 4.5 with P(y_w ≻ π) = 1, P(y_l ≻ π) = 0):
+    ``(a - 1/(2β))² + (b + 1/(2β))²``; the log-ratios are pulled to ±1/(2β) independently."""
+    return (pair.chosen_logratios - 0.5 / beta) ** 2 + (pair.rejected_logratios + 0.5 / beta) ** 2
+
+
+@register_loss("nca_pair")
+def nca_pair_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
+    """NCA on pairs (Chen et al. 2024, eq. 11): ``-log σ(βa) - ½·log σ(-βa) - ½·log σ(-βb)``: absolute rewards,
+    so the chosen likelihood is not pushed down with the rejected one."""
+    chosen_rewards, rejected_rewards = beta * pair.chosen_logratios, beta * pair.rejected_logratios
+    return -F.logsigmoid(chosen_rewards) - 0.5 * F.logsigmoid(-chosen_rewards) - 0.5 * F.logsigmoid(-rejected_rewards)
+
+
+@register_loss("exo_pair")
+def exo_pair_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **_: Any) -> torch.Tensor:
+    """EXO on pairs (Ji et al. 2024, eq. 12): the reverse KL from the policy's preference ``σ(βh)`` to the label
+    distribution ``(1-ε, ε)``: ``σ(βh)·(log σ(βh) - log(1-ε)) + σ(-βh)·(log σ(-βh) - log ε)``.
+    ``ε = 0`` is undefined, so ``label_smoothing = 0`` means ε = 1e-3."""
+    eps = label_smoothing if label_smoothing > 0 else EXO_DEFAULT_EPSILON
+    logits = beta * (pair.chosen_logratios - pair.rejected_logratios)
+    prefer_chosen, prefer_rejected = torch.sigmoid(logits), torch.sigmoid(-logits)
+    return prefer_chosen * (F.logsigmoid(logits) - math.log1p(-eps)) + prefer_rejected * (
+        F.logsigmoid(-logits) - math.log(eps)
+    )
+
+
+@register_loss("aot_pair")
+def aot_pair_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **_: Any) -> torch.Tensor:
+    """AOT for paired data (Melnyk et al. 2024): the chosen and the rejected log-ratios are each sorted over the
+    batch and compared quantile by quantile (first-order stochastic dominance):
+    ``Δ = sort(a) - sort(b)``, loss ``-(1-ε)·log σ(βΔ) - ε·log σ(-βΔ)``."""
+    chosen_sorted, _ = torch.sort(pair.chosen_logratios)
+    rejected_sorted, _ = torch.sort(pair.rejected_logratios)
+    return _smoothed_sigmoid(beta * (chosen_sorted - rejected_sorted), label_smoothing)
+
+
+@register_loss("aot")
+def aot_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **_: Any) -> torch.Tensor:
+    """AOT for unpaired data (Melnyk et al. 2024): the policy margins ``log π(y_w) - log π(y_l)`` and the
+    reference margins are each sorted over the batch: ``Δ = sort(π_w - π_l) - sort(ref_w - ref_l)``,
+    loss ``-(1-ε)·log σ(βΔ) - ε·log σ(-βΔ)``."""
+    policy_sorted, _ = torch.sort(pair.chosen - pair.rejected)
+    reference_sorted, _ = torch.sort(pair.ref_chosen - pair.ref_rejected)
+    return _smoothed_sigmoid(beta * (policy_sorted - reference_sorted), label_smoothing)
+
+
+@register_loss("apo_zero")
+def apo_zero_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
+    """APO-zero (D'Oosterlinck et al. 2024): for when ``y_w`` is better than the model's own outputs: raise the
+    chosen likelihood and lower the rejected one, each on its own: ``(1 - σ(βa)) + σ(βb)``."""
+    return (1.0 - torch.sigmoid(beta * pair.chosen_logratios)) + torch.sigmoid(beta * pair.rejected_logratios)
+
+
+@register_loss("apo_down")
+def apo_down_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
+    """APO-down (D'Oosterlinck et al. 2024): for when the model is better than ``y_w``: lower the chosen likelihood
+    while keeping the preference margin: ``σ(βa) + (1 - σ(β(a - b)))``."""
+    chosen_logratios, rejected_logratios = pair.chosen_logratios, pair.rejected_logratios
+    return torch.sigmoid(beta * chosen_logratios) + (
+        1.0 - torch.sigmoid(beta * (chosen_logratios - rejected_logratios))
+    )
+
+
+@register_loss("discopop")
+def discopop_loss(pair: PairLogps, beta: float, discopop_tau: float = 0.05, **_: Any) -> torch.Tensor:
+    """DiscoPOP, the log-ratio-modulated loss (Chris Lu et al. 2024, eq. 5): with ``z = βh`` and
+    ``m = σ(z/τ)``, ``(1 - m)·(-log σ(z)) + m·exp(-z)``: logistic for negative margins, exponential for positive."""
+    logits = beta * (pair.chosen_logratios - pair.rejected_logratios)
+    modulation = torch.sigmoid(logits / discopop_tau)
+    return (1.0 - modulation) * -F.logsigmoid(logits) + modulation * torch.exp(-logits)
+
+
+# ---- reference-free losses -------------------------------------------------------------------------------------
+
+
+@register_loss("simpo", needs_reference=False)
+def simpo_loss(
+    pair: PairLogps, beta: float, simpo_gamma: float = 0.5, label_smoothing: float = 0.0, **_: Any
+) -> torch.Tensor:
+    """SimPO (Meng et al. 2024, eq. 6), no reference: mean log-probs per token and a target margin γ:
+    ``-(1-ε)·log σ(β(p̄_w - p̄_l) - γ) - ε·log σ(-(β(p̄_w - p̄_l) - γ))``."""
+    mean = pair.length_normalised()
+    return _smoothed_sigmoid(beta * (mean.chosen - mean.rejected) - simpo_gamma, label_smoothing)
+
+
+def _log_odds(mean_logps: torch.Tensor) -> torch.Tensor:
+    """``log(p / (1 - p))`` of the per-token mean probability ``p = exp(mean_logps)``, stable as ``p -> 1``."""
+    mean_logps = mean_logps.clamp(max=-1e-6)  # p < 1
+    return mean_logps - torch.log(-torch.expm1(mean_logps))
+
+
+@register_loss("orpo", needs_reference=False)
+def orpo_loss(pair: PairLogps, beta: float, orpo_lambda: float = 0.1, **_: Any) -> torch.Tensor:
+    """ORPO (Hong et al. 2024, eqs. 6-7), no reference: the chosen NLL per token plus λ times the odds-ratio loss
+    ``-log σ(log odds(y_w) - log odds(y_l))``, with ``odds(y) = p̄/(1-p̄)`` and ``p̄ = exp(mean log-prob)``.
+    β is not used (ORPO's weight is λ)."""
+    mean = pair.length_normalised()
+    odds_ratio_loss = -F.logsigmoid(_log_odds(mean.chosen) - _log_odds(mean.rejected))
+    return -mean.chosen + orpo_lambda * odds_ratio_loss
+
+
+# ---- the entry point -------------------------------------------------------------------------------------------
+
+LOSS_TYPES: tuple[str, ...] = tuple(_REGISTRY)  # the built-in losses
+
+
+def registered_loss_types() -> tuple[str, ...]:
+    """Every registered loss, including any registered with :func:`register_loss` after import."""
+    return tuple(_REGISTRY)
+
+
+def as_loss_types(loss_type: str | Sequence[str]) -> list[str]:
+    """``"sigmoid"``, ``"sigmoid,bco_pair"`` or ``["sigmoid", "bco_pair"]`` -> a list of names."""
+    names = loss_type.split(",") if isinstance(loss_type, str) else list(loss_type)
+    return [name.strip() for name in names]
+
+
+def needs_reference(loss_type: str | Sequence[str]) -> bool:
+    """Whether any of the losses uses reference log-probs (otherwise no reference is built or run)."""
+    return any(_REGISTRY[name].needs_reference for name in as_loss_types(loss_type) if name in _REGISTRY)
 
 
 def dpo_loss(
@@ -56,9 +277,9 @@ def dpo_loss(
     ref_chosen_logps: torch.Tensor,
     ref_rejected_logps: torch.Tensor,
     beta: float = 0.1,
-    loss_type: str = "sigmoid",
+    loss_type: str | Sequence[str] = "sigmoid",
     label_smoothing: float = 0.0,
-    **loss_kwargs: object,
+    **loss_kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pair preference losses and implicit rewards.
 
@@ -68,20 +289,42 @@ def dpo_loss(
         ref_chosen_logps (`torch.Tensor` of shape `[B]`): the same under the reference model (zeros when reference-free).
         ref_rejected_logps (`torch.Tensor` of shape `[B]`): likewise for the rejected completion.
         beta (`float`): the KL-penalty strength β; larger keeps the policy closer to the reference.
-        loss_type (`str`): one of `LOSS_TYPES`.
-        label_smoothing (`float`): cDPO's ε in [0, 0.5).
-        loss_kwargs: hyper-parameters of other loss types, passed through to the registered function.
+        loss_type (`str` or list of `str`): names from `LOSS_TYPES`; a list (or a comma-separated string) sums the
+            losses, weighted by `loss_weights`.
+        label_smoothing (`float`): ε in [0, 0.5): cDPO's and rDPO's label-noise rate, and the soft label of
+            `exo_pair`, `aot`, `aot_pair` and `simpo`.
+        loss_kwargs: `chosen_lengths`, `rejected_lengths` (`[B]` token counts, for length-normalised losses);
+            `loss_weights` (one float per loss type, default 1.0 each); `rpo_alpha` (adds `rpo_alpha` times the
+            chosen completion's per-token NLL, RPO); `state` (a dict kept across steps, for `bco_pair`); and the
+            hyper-parameters of single losses (`simpo_gamma`, `orpo_lambda`, `discopop_tau`).
 
     Returns:
         `(losses, chosen_rewards, rejected_rewards)`, each of shape `[B]`; the rewards are
         `beta * (policy - ref)`, detached.
     """
-    if loss_type not in _REGISTRY:
-        raise ValueError(f"loss_type={loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
-    chosen_logratios = policy_chosen_logps - ref_chosen_logps
-    rejected_logratios = policy_rejected_logps - ref_rejected_logps
-    logits = chosen_logratios - rejected_logratios  # h: how much more the policy prefers y_w than the reference does
-    losses = _REGISTRY[loss_type](logits, beta=beta, label_smoothing=label_smoothing, **loss_kwargs)
-    chosen_rewards = beta * chosen_logratios.detach()
-    rejected_rewards = beta * rejected_logratios.detach()
+    names = as_loss_types(loss_type)
+    unknown = [name for name in names if name not in _REGISTRY]
+    if unknown:
+        raise ValueError(f"loss_type={unknown[0]!r} is not one of {', '.join(registered_loss_types())}")
+    weights = loss_kwargs.pop("loss_weights", None) or [1.0] * len(names)
+    if len(weights) != len(names):
+        raise ValueError(f"loss_weights={list(weights)} must give one weight per loss type in {names}")
+    rpo_alpha = loss_kwargs.pop("rpo_alpha", None)
+    pair = PairLogps(
+        chosen=policy_chosen_logps,
+        rejected=policy_rejected_logps,
+        ref_chosen=ref_chosen_logps,
+        ref_rejected=ref_rejected_logps,
+        chosen_lengths=loss_kwargs.pop("chosen_lengths", None),
+        rejected_lengths=loss_kwargs.pop("rejected_lengths", None),
+    )
+    losses = sum(
+        weight * _REGISTRY[name].fn(pair, beta=beta, label_smoothing=label_smoothing, **loss_kwargs)
+        for name, weight in zip(names, weights)
+    )
+    if rpo_alpha:
+        # RPO (Pang et al. 2024): NLL of the chosen completion, per token, keeps its likelihood from falling.
+        losses = losses - rpo_alpha * pair.length_normalised().chosen
+    chosen_rewards = beta * pair.chosen_logratios.detach()
+    rejected_rewards = beta * pair.rejected_logratios.detach()
     return losses, chosen_rewards, rejected_rewards

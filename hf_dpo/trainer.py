@@ -21,7 +21,7 @@ from hf_dpo.collator import ID_COLUMNS, DPODataCollator
 from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.data import prepare_dataset
 from hf_dpo.logprobs import sequence_logps
-from hf_dpo.losses import dpo_loss
+from hf_dpo.losses import dpo_loss, needs_reference
 from hf_dpo.model_card import write_model_card
 from hf_dpo.modeling import load_causal_lm, load_tokenizer
 from hf_dpo.reference import (
@@ -147,6 +147,7 @@ class DPOTrainer(Trainer):
         )
         self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
         self._metric_windows: dict[str, torch.Tensor] = {}  # mode -> [sum of each metric..., number of pairs]
+        self._loss_state: dict[str, Any] = {}  # running statistics some losses keep across steps (bco_pair)
         if isinstance(self.reference, FrozenModelReference):
             self._place_reference_model()
         if args.precompute_ref_log_probs and not isinstance(self.reference, NoReference):
@@ -171,7 +172,7 @@ class DPOTrainer(Trainer):
     def _build_reference(
         model: torch.nn.Module, ref_model: Any, args: DPOTrainingArguments, init_kwargs: dict[str, Any]
     ) -> NoReference | FrozenModelReference | DisabledAdapterReference:
-        if args.reference_free:
+        if args.reference_free or not needs_reference(args.loss_type):
             return NoReference()
         if ref_model is not None:
             if ref_model is model:
@@ -248,8 +249,9 @@ class DPOTrainer(Trainer):
         self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-pair losses `[B]` and per-pair metric values `{name: [B]}` for one batch."""
-        logps, _ = sequence_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        logps, num_tokens = sequence_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
         chosen_logps, rejected_logps = logps.chunk(2)  # the collator stacks [chosen; rejected]
+        chosen_lengths, rejected_lengths = num_tokens.chunk(2)
         ref_chosen_logps, ref_rejected_logps = self._reference_logps(model, inputs)
         args = self.args
         losses, chosen_rewards, rejected_rewards = dpo_loss(
@@ -260,6 +262,14 @@ class DPOTrainer(Trainer):
             beta=args.beta,
             loss_type=args.loss_type,
             label_smoothing=args.label_smoothing,
+            loss_weights=args.loss_weights,
+            rpo_alpha=args.rpo_alpha,
+            simpo_gamma=args.simpo_gamma,
+            orpo_lambda=args.orpo_lambda,
+            discopop_tau=args.discopop_tau,
+            chosen_lengths=chosen_lengths,
+            rejected_lengths=rejected_lengths,
+            state=self._loss_state if model.training else None,  # running statistics follow training only
         )
         with torch.no_grad():
             metrics = {
