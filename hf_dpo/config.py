@@ -92,6 +92,14 @@ class DPOTrainingArguments(TrainingArguments):
     )
 
     # ---- the data ----
+    column_mapping: dict[str, str] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Rename dataset columns onto prompt/chosen/rejected before use, e.g. "
+            '{"question": "prompt", "response_j": "chosen", "response_k": "rejected"}; a JSON string on the '
+            "command line."
+        },
+    )
     max_length: int | None = field(
         default=1024,
         metadata={"help": "Most tokens in prompt + completion; longer completions are cut. None: no limit."},
@@ -148,11 +156,13 @@ class DPOTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.model_init_kwargs, str):
-            try:
-                self.model_init_kwargs = json.loads(self.model_init_kwargs)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"model_init_kwargs={self.model_init_kwargs!r} is not valid JSON: {error}") from None
+        for name in ("model_init_kwargs", "column_mapping"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    setattr(self, name, json.loads(value))
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{name}={value!r} is not valid JSON: {error}") from None
         self._validate_dpo_fields()
         super().__post_init__()
 
@@ -196,7 +206,9 @@ class DPOTrainingArguments(TrainingArguments):
             )
         if self.truncation_mode not in TRUNCATION_MODES:
             problems.append(f"truncation_mode={self.truncation_mode!r} must be one of {', '.join(TRUNCATION_MODES)}")
-        if self.model_init_kwargs is not None and not isinstance(self.model_init_kwargs, dict):
-            problems.append(f"model_init_kwargs={self.model_init_kwargs!r} must be a dict, a JSON string or None")
+        for name in ("model_init_kwargs", "column_mapping"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, dict):
+                problems.append(f"{name}={value!r} must be a dict, a JSON string or None")
         if problems:
             raise ValueError("Invalid DPOTrainingArguments: " + "; ".join(problems))

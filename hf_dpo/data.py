@@ -25,13 +25,22 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from datasets import Dataset, IterableDataset
 
 from hf_dpo.collator import ID_COLUMNS
+from hf_dpo.formats import (
+    TEXT_COLUMNS,
+    DataFormatError,
+    apply_column_mapping,
+    check_columns,
+    is_conversation,
+    normalise_row,
+    rows_from_list,
+    select_split,
+)
 
 logger = logging.getLogger(__name__)
 
-TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 KEPT, TRUNCATED, DROPPED_NO_ROOM, DROPPED_IDENTICAL = 0, 1, 2, 3
 _STATUS_COLUMN = "_hf_dpo_status"
 
@@ -58,47 +67,18 @@ class PreparationStats:
         return asdict(self)
 
 
-def is_conversation(value: Any) -> bool:
-    """A non-empty list of ``{"role", "content"}`` messages."""
-    return isinstance(value, list) and len(value) > 0 and all(isinstance(m, dict) and "role" in m for m in value)
-
-
-def _check_field(index: int, name: str, value: Any) -> None:
-    if isinstance(value, str):
-        if name != "prompt" and not value.strip():
-            raise ValueError(f"row {index}, field {name!r}: expected a non-empty completion, got {value!r}")
-        return
-    if isinstance(value, list) and value:
-        for position, message in enumerate(value):
-            if not (isinstance(message, dict) and isinstance(message.get("role"), str)):
-                raise ValueError(
-                    f"row {index}, field {name!r}, message {position}: expected a dict with a string 'role' and "
-                    f"'content', got {message!r}"
-                )
-            if not isinstance(message.get("content"), str):
-                raise ValueError(
-                    f"row {index}, field {name!r}, message {position}: expected string 'content', "
-                    f"got {type(message.get('content')).__name__}"
-                )
-        return
-    raise ValueError(
-        f"row {index}, field {name!r}: expected a string or a non-empty list of chat messages, "
-        f"got {type(value).__name__} {value!r:.80}"
-    )
-
-
 def render_pair(row: dict[str, Any], index: int, tokenizer: Any) -> tuple[str, str, str, bool]:
     """The row's prompt and completions as text, and whether the prompt went through the chat template."""
-    for name in TEXT_COLUMNS:
-        _check_field(index, name, row[name])
+    row = normalise_row(row, index)
     prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
     if not is_conversation(prompt):
-        if is_conversation(chosen) or is_conversation(rejected):
-            raise ValueError(f"row {index}: prompt is a string but chosen/rejected are chat messages; use one format")
         return prompt, chosen, rejected, False
 
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(f"row {index}: the prompt is a list of chat messages but the tokenizer has no chat_template")
+        raise DataFormatError(
+            f"row {index}: the prompt is a list of chat messages but the tokenizer has no chat_template; set "
+            "tokenizer.chat_template or give the rows as text"
+        )
     template_kwargs = row.get("chat_template_kwargs") or {}
     prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True, **template_kwargs)
     completions = []
@@ -107,7 +87,7 @@ def render_pair(row: dict[str, Any], index: int, tokenizer: Any) -> tuple[str, s
             completion = [{"role": "assistant", "content": completion}]
         full_text = tokenizer.apply_chat_template(prompt + completion, tokenize=False, **template_kwargs)
         if not full_text.startswith(prompt_text):
-            raise ValueError(
+            raise DataFormatError(
                 f"row {index}, field {name!r}: the chat template renders prompt+{name} with a different start than "
                 f"the prompt alone, so the prompt cannot be masked; rendered prompt ends {prompt_text[-60:]!r}"
             )
@@ -181,7 +161,7 @@ def tokenize_row(row: dict[str, Any], index: int, tokenizer: Any, add_bos: bool,
     prompt_ids = _tokenize_prompt(prompt_text, tokenizer, add_bos)
     if not prompt_ids:
         # nothing precedes the completion, so its first token has no position to be predicted from
-        raise ValueError(
+        raise DataFormatError(
             f"row {index}, field 'prompt': empty, and the tokenizer adds no BOS token to start the sequence; "
             "give a prompt of at least one token"
         )
@@ -203,38 +183,39 @@ def tokenize_row(row: dict[str, Any], index: int, tokenizer: Any, add_bos: bool,
     }
 
 
+def _keep_streamed_row(row: dict[str, Any], index: int, split: str) -> bool:
+    status = row[_STATUS_COLUMN]
+    if status in (DROPPED_NO_ROOM, DROPPED_IDENTICAL):
+        reason = "no room for a completion within max_length" if status == DROPPED_NO_ROOM else "identical pair"
+        logger.warning("%s set: dropped streamed row %d (%s)", split, index, reason)
+    return status in (KEPT, TRUNCATED)
+
+
 def prepare_dataset(
     dataset: Dataset | IterableDataset | list[dict[str, Any]],
     tokenizer: Any,
     args: Any,
     split: str = "train",
 ) -> tuple[Dataset | IterableDataset, PreparationStats | None]:
-    """Tokenize a preference dataset for :class:`~hf_dpo.DPODataCollator` (see the module docstring).
+    """Tokenize a preference dataset for :class:`~hf_dpo.DPODataCollator` (see the module docstring and
+    :mod:`hf_dpo.formats` for the accepted shapes).
 
     Already tokenized datasets (with ``prompt_input_ids``, ``chosen_input_ids``, ``rejected_input_ids``) pass
     through unchanged. Returns the dataset and its :class:`PreparationStats` (``None`` for a streamed dataset,
     whose rows are prepared lazily).
     """
     if isinstance(dataset, list):
-        dataset = Dataset.from_list(dataset)
-    if isinstance(dataset, DatasetDict | IterableDatasetDict):
-        raise ValueError(
-            f"the {split} dataset is a DatasetDict with splits {list(dataset)}; pass one split, e.g. "
-            f"dataset[{next(iter(dataset), 'train')!r}]"
-        )
+        dataset = rows_from_list(dataset, split)
+    column_mapping = getattr(args, "column_mapping", None)
+    dataset = apply_column_mapping(select_split(dataset, split), column_mapping, split)
     columns = dataset.column_names
     if columns is not None and set(ID_COLUMNS) <= set(columns):
         return dataset, None
-    missing = [name for name in TEXT_COLUMNS if columns is not None and name not in columns]
-    if missing:
-        raise ValueError(
-            f"the {split} dataset has no column(s) {missing}; it has {columns}. Rows need 'prompt', 'chosen' and "
-            "'rejected' (strings or chat messages); rename columns with dataset.rename_column(old, new)"
-        )
+    check_columns(columns, split)
     if isinstance(dataset, Dataset) and len(dataset) == 0:
-        raise ValueError(f"the {split} dataset has no rows")
+        raise DataFormatError(f"the {split} dataset has no rows")
     if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no eos_token: set tokenizer.eos_token so completions can end")
+        raise DataFormatError("the tokenizer has no eos_token: set tokenizer.eos_token so completions can end")
 
     fn_kwargs = {
         "tokenizer": tokenizer,
@@ -244,10 +225,12 @@ def prepare_dataset(
         "max_completion_length": args.max_completion_length,
         "truncation_mode": args.truncation_mode,
     }
-    map_kwargs: dict[str, Any] = {"fn_kwargs": fn_kwargs, "with_indices": True, "remove_columns": list(TEXT_COLUMNS)}
+    text_columns = [name for name in TEXT_COLUMNS if columns is None or name in columns]
+    map_kwargs: dict[str, Any] = {"fn_kwargs": fn_kwargs, "with_indices": True, "remove_columns": text_columns}
     if isinstance(dataset, IterableDataset):
         tokenized = dataset.map(tokenize_row, **map_kwargs)
-        tokenized = tokenized.filter(lambda row: row[_STATUS_COLUMN] in (KEPT, TRUNCATED))
+        # A stream has no end to count at, so each dropped row is logged as it passes.
+        tokenized = tokenized.filter(_keep_streamed_row, with_indices=True, fn_kwargs={"split": split})
         return tokenized.remove_columns(_STATUS_COLUMN), None
 
     tokenized = dataset.map(tokenize_row, num_proc=args.dataset_num_proc, desc=f"Tokenizing {split} set", **map_kwargs)
@@ -264,5 +247,5 @@ def prepare_dataset(
         tokenized = tokenized.filter(lambda status: status in (KEPT, TRUNCATED), input_columns=_STATUS_COLUMN)
     (logger.warning if stats.kept < stats.rows_in or stats.truncated else logger.info)(stats.summary())
     if stats.kept == 0:
-        raise ValueError(f"no usable rows in the {split} set: {stats.summary()}")
+        raise DataFormatError(f"no usable rows in the {split} set: {stats.summary()}")
     return tokenized.remove_columns(_STATUS_COLUMN), stats

@@ -151,7 +151,8 @@ def write_model_card(path: str, trainer: Any, model_name: str, **kwargs: Any) ->
         args=trainer.args,
         reference_kind=trainer.reference.kind,
         log_history=trainer.state.log_history,
-        dataset_stats=trainer.dataset_stats,
+        dataset_stats=trainer.dataset_stats
+        or next((entry["data_preparation"] for entry in trainer.state.log_history if "data_preparation" in entry), {}),
         hub_model_id=getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id,
         **kwargs,
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from hf_dpo.data import is_conversation
+from hf_dpo.formats import is_conversation
 
 TASKS = {"concise_qa": "hf_dpo.demo.make_data:is_correct"}
 

@@ -13,8 +13,9 @@ import os
 from typing import Any
 
 import torch
-from datasets import Dataset, IterableDataset
-from transformers import PreTrainedModel, Trainer
+from datasets import Dataset, DatasetDict, IterableDataset
+from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import EvalLoopOutput
 
 from hf_dpo.collator import ID_COLUMNS, DPODataCollator
@@ -63,6 +64,32 @@ def disable_dropout(model: torch.nn.Module) -> None:
             module.p = 0.0
         if isinstance(getattr(module, "attention_dropout", None), float):
             module.attention_dropout = 0.0
+
+
+def check_vocabulary(model: torch.nn.Module, tokenizer: Any, dataset: Any) -> None:
+    """Token ids the model has no embedding for would index out of range deep inside the forward pass."""
+    embeddings = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) <= embeddings or not isinstance(dataset, Dataset):
+        return
+    for index, row in enumerate(dataset.select_columns(list(ID_COLUMNS))):
+        for name in ID_COLUMNS:
+            if row[name] and max(row[name]) >= embeddings:
+                raise ValueError(
+                    f"row {index}, field {name!r}: token id {max(row[name])} is past the model's {embeddings} "
+                    f"embeddings (the tokenizer has {len(tokenizer)} tokens); call "
+                    "model.resize_token_embeddings(len(tokenizer)) before training"
+                )
+
+
+class DataStatsCallback(TrainerCallback, ExportableState):
+    """Carries the data-preparation counts into trainer_state.json (under ``stateful_callbacks``), where they
+    survive checkpoints and the model card can find them."""
+
+    def __init__(self, stats: dict[str, dict[str, Any]]):
+        self.stats = stats
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"stats": self.stats}, "attributes": {}}
 
 
 class DPOTrainer(Trainer):
@@ -126,13 +153,14 @@ class DPOTrainer(Trainer):
         self.dataset_stats: dict[str, dict[str, Any]] = {}
         with args.main_process_first(desc="tokenizing preference data"):
             train_dataset = self._prepare(train_dataset, processing_class, args, "train")
-            if isinstance(eval_dataset, dict):
+            if isinstance(eval_dataset, dict) and not isinstance(eval_dataset, DatasetDict):  # several eval sets
                 eval_dataset = {
                     name: self._prepare(split, processing_class, args, f"eval_{name}")
                     for name, split in eval_dataset.items()
                 }
             else:
                 eval_dataset = self._prepare(eval_dataset, processing_class, args, "eval")
+        check_vocabulary(model, processing_class, train_dataset)
         if data_collator is None:
             data_collator = DPODataCollator(processing_class.pad_token_id, args.pad_to_multiple_of)
 
@@ -146,6 +174,7 @@ class DPOTrainer(Trainer):
             **kwargs,
         )
         self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
+        self.add_callback(DataStatsCallback(self.dataset_stats))
         self._metric_windows: dict[str, torch.Tensor] = {}  # mode -> [sum of each metric..., number of pairs]
         self._loss_state: dict[str, Any] = {}  # running statistics some losses keep across steps (bco_pair)
         if isinstance(self.reference, FrozenModelReference):

@@ -3,7 +3,7 @@
 import logging
 
 import pytest
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 from tiny import CHATML, build_tokenizer
 
 from hf_dpo import DPOTrainingArguments
@@ -141,50 +141,6 @@ def test_extra_columns_are_kept_and_tokenized_datasets_pass_through(tokenizer):
     assert dataset[0]["score"] == 0.5
     again, stats = prepare_dataset(dataset, tokenizer, _args(), "train")
     assert again is dataset and stats is None
-
-
-@pytest.mark.parametrize(
-    ("rows", "message"),
-    [
-        ([{"question": "q", "chosen": "a", "rejected": "b"}], r"no column\(s\) \['prompt'\]; it has \['question'"),
-        ([{"prompt": "q", "chosen": None, "rejected": "b"}], "row 0, field 'chosen': expected a string"),
-        ([{"prompt": "q", "chosen": "a", "rejected": "  "}], "row 0, field 'rejected': expected a non-empty"),
-        (
-            [{"prompt": [{"role": "user", "content": "q"}], "chosen": [{"content": "a"}], "rejected": "b"}],
-            "row 0, field 'chosen', message 0: expected a dict with a string 'role'",
-        ),
-        (
-            [{"prompt": "q", "chosen": [{"role": "assistant", "content": "a"}], "rejected": "b"}],
-            "row 0: prompt is a string but chosen/rejected are chat messages",
-        ),
-        ([], "the train dataset has no rows"),
-    ],
-)
-def test_bad_rows_raise_naming_row_and_field(tokenizer, rows, message):
-    dataset = Dataset.from_list(rows) if rows else Dataset.from_dict({"prompt": [], "chosen": [], "rejected": []})
-    with pytest.raises(ValueError, match=message):
-        prepare_dataset(dataset, tokenizer, _args(), "train")
-
-
-def test_chat_rows_without_chat_template_are_an_error():
-    tokenizer = build_tokenizer(chat_template=False)
-    rows = [{"prompt": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"}]
-    with pytest.raises(ValueError, match="row 0: the prompt is a list of chat messages but the tokenizer has no"):
-        prepare_dataset(rows, tokenizer, _args(), "train")
-
-
-def test_dataset_dict_asks_for_a_split(tokenizer):
-    splits = DatasetDict({"train": Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b"}])})
-    with pytest.raises(ValueError, match=r"DatasetDict with splits \['train'\]; pass one split"):
-        prepare_dataset(splits, tokenizer, _args(), "train")
-
-
-def test_streaming_dataset_is_prepared_lazily(tokenizer):
-    rows = [{"prompt": "p", "chosen": " a", "rejected": " b"}, {"prompt": "p", "chosen": " a", "rejected": " a"}]
-    stream = Dataset.from_list(rows).to_iterable_dataset()
-    prepared, stats = prepare_dataset(stream, tokenizer, _args(), "train")
-    assert stats is None
-    assert [sorted(row) for row in prepared] == [["chosen_input_ids", "prompt_input_ids", "rejected_input_ids"]]
 
 
 def test_keep_end_truncation_keeps_the_bos(tokenizer):

@@ -1,0 +1,224 @@
+"""Recognising and checking the shapes preference rows come in, before anything is tokenized.
+
+Accepted rows (after ``column_mapping`` renames columns):
+
+- **standard**: ``prompt``, ``chosen``, ``rejected`` strings;
+- **conversational**: the same columns as chat messages (lists of ``{"role", "content"}``), multi-turn prompts and
+  system messages included; a completion may also be a bare string (the assistant's answer);
+- **implicit prompt**: only ``chosen`` and ``rejected``, each a whole text or conversation; their shared start is
+  the prompt (at a word boundary for text, at a message boundary before an assistant turn for conversations).
+
+Every problem raises :class:`DataFormatError` (a ``ValueError``) naming the row index, the field and what was
+expected; nothing is repaired silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+
+TEXT_COLUMNS = ("prompt", "chosen", "rejected")
+ROLES = ("system", "user", "assistant", "tool")
+EVAL_SPLIT_NAMES = ("test", "validation", "eval", "dev")
+
+
+class DataFormatError(ValueError):
+    """A preference row or dataset that cannot be used as given; the message names the row and field."""
+
+
+def is_conversation(value: Any) -> bool:
+    """A non-empty list of ``{"role", "content"}`` messages."""
+    return isinstance(value, list) and len(value) > 0 and all(isinstance(m, dict) and "role" in m for m in value)
+
+
+def _check_text(index: int, name: str, value: str, allow_empty: bool) -> None:
+    if not allow_empty and not value.strip():
+        raise DataFormatError(f"row {index}, field {name!r}: expected non-empty text, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DataFormatError(
+            f"row {index}, field {name!r}: not valid UTF-8 text ({error.reason} at character {error.start}); "
+            "decode the source file with the right encoding"
+        ) from None
+
+
+def _check_message_shapes(index: int, name: str, messages: list[Any]) -> None:
+    for position, message in enumerate(messages):
+        where = f"row {index}, field {name!r}, message {position}"
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise DataFormatError(f"{where}: expected a dict with string 'role' and 'content', got {message!r:.80}")
+        if message["role"] not in ROLES:
+            raise DataFormatError(f"{where}: role {message['role']!r} is not one of {', '.join(ROLES)}")
+        if not isinstance(message.get("content"), str):
+            raise DataFormatError(f"{where}: expected string 'content', got {type(message.get('content')).__name__}")
+        _check_text(index, f"{name}[{position}].content", message["content"], message["role"] != "assistant")
+
+
+def _check_messages(index: int, name: str, messages: list[Any], is_prompt: bool) -> None:
+    _check_message_shapes(index, name, messages)
+    for position, message in enumerate(messages):
+        where = f"row {index}, field {name!r}, message {position}"
+        role = message["role"]
+        if role == "system" and position > 0:
+            raise DataFormatError(f"{where}: a system message may only come first")
+        if position > 0 and role == messages[position - 1]["role"] and role in ("user", "assistant"):
+            raise DataFormatError(f"{where}: two {role!r} messages in a row; user and assistant turns must alternate")
+        if not is_prompt and role != "assistant" and position == 0:
+            raise DataFormatError(f"{where}: a completion must start with an assistant message, got {role!r}")
+    if is_prompt and messages[-1]["role"] == "assistant":
+        raise DataFormatError(
+            f"row {index}, field {name!r}: the prompt ends with an assistant turn; it must end where the assistant "
+            "is to answer (a user or tool message)"
+        )
+
+
+def check_field(index: int, name: str, value: Any) -> None:
+    """Raise :class:`DataFormatError` unless ``value`` is usable text or a usable list of chat messages."""
+    if isinstance(value, str):
+        _check_text(index, name, value, allow_empty=name == "prompt")
+    elif isinstance(value, list) and value:
+        _check_messages(index, name, value, is_prompt=name == "prompt")
+    else:
+        raise DataFormatError(
+            f"row {index}, field {name!r}: expected a string or a non-empty list of chat messages, "
+            f"got {type(value).__name__} {value!r:.80}"
+        )
+
+
+def _split_text(chosen: str, rejected: str, index: int) -> tuple[str, str, str]:
+    shared = 0
+    for chosen_char, rejected_char in zip(chosen, rejected):
+        if chosen_char != rejected_char:
+            break
+        shared += 1
+    end = shared
+    if shared < min(len(chosen), len(rejected)) or len(chosen) != len(rejected):
+        while end > 0 and not chosen[end - 1].isspace():  # back to the start of the word they differ in
+            end -= 1
+    while end > 0 and chosen[end - 1].isspace():  # the space before the answer belongs to the answer
+        end -= 1
+    if end == 0:
+        raise DataFormatError(
+            f"row {index}: no 'prompt' column, and 'chosen' and 'rejected' share no leading text to take as the "
+            "prompt; add a prompt column or map one with column_mapping"
+        )
+    return chosen[:end], chosen[end:], rejected[end:]
+
+
+def _split_conversation(chosen: list[Any], rejected: list[Any], index: int) -> tuple[list, list, list]:
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
+        shared += 1
+    while shared > 0 and (shared >= len(chosen) or chosen[shared].get("role") != "assistant"):
+        shared -= 1  # the prompt ends right before an assistant turn
+    if shared == 0:
+        raise DataFormatError(
+            f"row {index}: no 'prompt' column, and 'chosen' and 'rejected' share no leading messages that end "
+            "before an assistant turn; add a prompt column or map one with column_mapping"
+        )
+    return chosen[:shared], chosen[shared:], rejected[shared:]
+
+
+def normalise_row(row: dict[str, Any], index: int) -> dict[str, Any]:
+    """The row as ``prompt``/``chosen``/``rejected``, checked; an implicit prompt is split off here."""
+    if "prompt" not in row:
+        chosen, rejected = row["chosen"], row["rejected"]
+        for name, value in (("chosen", chosen), ("rejected", rejected)):
+            if isinstance(value, str):
+                _check_text(index, name, value, allow_empty=False)
+            elif is_conversation(value):
+                _check_message_shapes(index, name, value)
+        if isinstance(chosen, str) and isinstance(rejected, str):
+            prompt, chosen, rejected = _split_text(chosen, rejected, index)
+        elif is_conversation(chosen) and is_conversation(rejected):
+            prompt, chosen, rejected = _split_conversation(chosen, rejected, index)
+        else:
+            raise DataFormatError(
+                f"row {index}: 'chosen' and 'rejected' must both be text or both be chat messages, got "
+                f"{type(chosen).__name__} and {type(rejected).__name__}"
+            )
+        row = {**row, "prompt": prompt, "chosen": chosen, "rejected": rejected}
+    for name in TEXT_COLUMNS:
+        check_field(index, name, row[name])
+    if not is_conversation(row["prompt"]) and (is_conversation(row["chosen"]) or is_conversation(row["rejected"])):
+        raise DataFormatError(f"row {index}: prompt is a string but chosen/rejected are chat messages; use one format")
+    template_kwargs = row.get("chat_template_kwargs")
+    if template_kwargs is not None and not isinstance(template_kwargs, dict):
+        raise DataFormatError(
+            f"row {index}, field 'chat_template_kwargs': expected a dict, got {type(template_kwargs).__name__}"
+        )
+    return row
+
+
+def select_split(dataset: Any, split: str) -> Any:
+    """A split of a DatasetDict: ``train`` for training, the first of test/validation/eval/dev for evaluation."""
+    if not isinstance(dataset, DatasetDict | IterableDatasetDict):
+        return dataset
+    wanted = ("train",) if split == "train" else EVAL_SPLIT_NAMES
+    for name in wanted:
+        if name in dataset:
+            return dataset[name]
+    raise DataFormatError(
+        f"the {split} dataset is a DatasetDict with splits {list(dataset)} and none is named "
+        f"{' or '.join(wanted)}; pass one split, e.g. dataset[{next(iter(dataset), 'train')!r}]"
+    )
+
+
+def apply_column_mapping(dataset: Any, mapping: dict[str, str] | None, split: str) -> Any:
+    """Rename columns per ``mapping`` ({source: prompt|chosen|rejected})."""
+    if not mapping:
+        return dataset
+    columns = dataset.column_names
+    bad_targets = sorted(set(mapping.values()) - set(TEXT_COLUMNS))
+    if bad_targets:
+        raise DataFormatError(f"column_mapping maps onto {bad_targets}; targets must be among {list(TEXT_COLUMNS)}")
+    if columns is not None:
+        missing = sorted(set(mapping) - set(columns))
+        if missing:
+            raise DataFormatError(f"column_mapping names {missing}, which the {split} dataset lacks; it has {columns}")
+    renames = {source: target for source, target in mapping.items() if source != target}
+    return dataset.rename_columns(renames) if renames else dataset
+
+
+def check_columns(columns: list[str] | None, split: str) -> None:
+    """The dataset must have chosen and rejected (and prompt, unless it is implicit)."""
+    if columns is None:  # a stream whose features are unknown until read
+        return
+    missing = [name for name in ("chosen", "rejected") if name not in columns]
+    if missing:
+        candidates = [name for name in columns if name not in TEXT_COLUMNS]
+        raise DataFormatError(
+            f"the {split} dataset has no column(s) {missing}; it has {columns}. Rows need 'chosen' and 'rejected' "
+            "(and 'prompt', unless both completions start with it). Map other names with column_mapping, e.g. "
+            f"column_mapping={{{candidates[0] if candidates else 'question'!r}: 'prompt', ...}}"
+        )
+
+
+def rows_from_list(rows: list[Any], split: str) -> Dataset:
+    """A Dataset from a list of dicts, with our own message for rows Arrow cannot put in one table."""
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataFormatError(f"row {index} of the {split} dataset: expected a dict, got {type(row).__name__}")
+        for name in TEXT_COLUMNS:  # Arrow would fail on invalid text with a message naming neither row nor field
+            value = row.get(name)
+            messages = value if isinstance(value, list) else []
+            texts = [value] if isinstance(value, str) else [m.get("content") for m in messages if isinstance(m, dict)]
+            for text in texts:
+                if isinstance(text, str):
+                    _check_text(index, name, text, allow_empty=True)
+    for name in TEXT_COLUMNS:
+        kinds = [(index, type(row.get(name)).__name__) for index, row in enumerate(rows) if name in row]
+        first_kind = kinds[0][1] if kinds else None
+        for index, kind in kinds:
+            if kind != first_kind:
+                raise DataFormatError(
+                    f"row {index}, field {name!r}: is {kind} while row {kinds[0][0]} is {first_kind}; one dataset "
+                    "must use one format (all text or all chat messages)"
+                )
+    return Dataset.from_list(rows)
+
+
+def is_streaming(dataset: Any) -> bool:
+    return isinstance(dataset, IterableDataset)
