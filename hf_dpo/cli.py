@@ -45,6 +45,15 @@ class ModelArguments:
         default=None, metadata={"help": "Attention kernel, e.g. 'sdpa', 'eager', 'flash_attention_2'."}
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub repository."})
+    load_in_4bit: bool = field(
+        default=False,
+        metadata={
+            "help": "QLoRA: load the policy in 4-bit NF4 with double quantisation (bitsandbytes); needs use_peft."
+        },
+    )
+    load_in_8bit: bool = field(
+        default=False, metadata={"help": "Load the policy in 8-bit (bitsandbytes); needs use_peft."}
+    )
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
@@ -60,6 +69,8 @@ class ModelArguments:
             kwargs["dtype"] = self.dtype
         if self.attn_implementation is not None:
             kwargs["attn_implementation"] = self.attn_implementation
+        if self.load_in_4bit or self.load_in_8bit:
+            kwargs.update(load_in_4bit=self.load_in_4bit, load_in_8bit=self.load_in_8bit)
         return kwargs
 
     def peft_config(self) -> Any:

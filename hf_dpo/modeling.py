@@ -53,13 +53,53 @@ def _plain_copy(model: PreTrainedModel, dtype: torch.dtype | None) -> PreTrained
     return plain
 
 
+def _dtype(value: Any) -> torch.dtype | None:
+    if value is None or value == "auto":
+        return None
+    return getattr(torch, value) if isinstance(value, str) else value
+
+
+def quantization_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Turn the switches ``load_in_4bit`` / ``load_in_8bit`` into a ``BitsAndBytesConfig``.
+
+    4-bit is QLoRA's recipe (Dettmers et al. 2023): NF4 weights, double quantisation of the scales, and matmuls in
+    ``bnb_4bit_compute_dtype`` (default: the ``dtype`` asked for, else bfloat16). Each process loads its copy onto
+    its own device unless a ``device_map`` is given.
+    """
+    load_in_4bit, load_in_8bit = kwargs.pop("load_in_4bit", False), kwargs.pop("load_in_8bit", False)
+    compute_dtype = kwargs.pop("bnb_4bit_compute_dtype", None)
+    if not (load_in_4bit or load_in_8bit):
+        return kwargs
+    if load_in_4bit and load_in_8bit:
+        raise ValueError("load_in_4bit and load_in_8bit are exclusive; choose one")
+    if "quantization_config" in kwargs:
+        raise ValueError("give either quantization_config or load_in_4bit/load_in_8bit, not both")
+    from transformers import BitsAndBytesConfig
+
+    if load_in_4bit:
+        config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=_dtype(compute_dtype or kwargs.get("dtype")) or torch.bfloat16,
+        )
+    else:
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    if "device_map" not in kwargs:
+        from accelerate import PartialState
+
+        state = PartialState()
+        kwargs["device_map"] = {"": state.local_process_index if state.device.type == "cuda" else state.device.type}
+    return {**kwargs, "quantization_config": config}
+
+
 def load_causal_lm(name_or_path: str, **init_kwargs: Any) -> PreTrainedModel:
-    """``AutoModelForCausalLM.from_pretrained`` with offline packaged copies and savable GGUF models."""
-    path, kwargs = _resolve(name_or_path, init_kwargs)
+    """``AutoModelForCausalLM.from_pretrained`` with offline packaged copies, savable GGUF models and the
+    ``load_in_4bit``/``load_in_8bit`` switches (see :func:`quantization_kwargs`)."""
+    path, kwargs = _resolve(name_or_path, quantization_kwargs(dict(init_kwargs)))
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if "gguf_file" in kwargs:
-        dtype = kwargs.get("dtype")
-        model = _plain_copy(model, getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype)
+        model = _plain_copy(model, _dtype(kwargs.get("dtype")))
     model.config.name_or_path = name_or_path
     model.name_or_path = name_or_path
     return model

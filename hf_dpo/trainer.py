@@ -49,6 +49,11 @@ METRIC_NAMES = (
 )
 
 
+def _is_quantized(model: Any) -> bool:
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+
+
 def _is_peft_model(model: Any) -> bool:
     try:
         from peft import PeftModel
@@ -186,15 +191,21 @@ class DPOTrainer(Trainer):
 
     @staticmethod
     def _wrap_peft(model: torch.nn.Module, peft_config: Any) -> torch.nn.Module:
+        quantized = _is_quantized(model)
         if peft_config is None:
+            if quantized and not _is_peft_model(model):
+                raise ValueError("a 4-bit or 8-bit model cannot be trained itself; pass a peft_config (QLoRA)")
             return model
         if _is_peft_model(model):
             raise ValueError(
                 "model is already a PeftModel and a peft_config was also given; pass one or the other "
                 "(to add an adapter to a PeftModel, merge it first with model.merge_and_unload())"
             )
-        from peft import get_peft_model
+        from peft import get_peft_model, prepare_model_for_kbit_training
 
+        if quantized:
+            # fp32 norms and an input that requires grad; checkpointing is left to the Trainer's own argument
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         return get_peft_model(model, peft_config)
 
     @staticmethod
@@ -222,7 +233,8 @@ class DPOTrainer(Trainer):
                 "hold an unsharded copy); train a PEFT model (its reference is the base model with the adapters "
                 "disabled) or use reference_free=True"
             )
-        self.reference.model.to(self.args.device)
+        if not _is_quantized(self.reference.model):
+            self.reference.model.to(self.args.device)
 
     def _reference_logps(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         # The policy's forward is autocast by accelerate; the reference must score under the same precision, or
@@ -241,7 +253,8 @@ class DPOTrainer(Trainer):
     def _precompute_reference(self) -> None:
         """Reference log-probs as dataset columns, then drop the reference model: training holds one model."""
         batch_size = self.args.precompute_ref_batch_size or self.args.per_device_eval_batch_size
-        self.model.to(self.args.device)  # the pass may run before Trainer has placed the policy
+        if not _is_quantized(self.model):  # bitsandbytes models were placed when loaded and refuse .to()
+            self.model.to(self.args.device)  # the pass may run before Trainer has placed the policy
 
         def run(dataset: Any, name: str) -> Any:
             if dataset is None or set(REF_COLUMNS) <= set(dataset.column_names or ()):
