@@ -90,6 +90,17 @@ class DPOTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Batch size (pairs) of that pass; default `per_device_eval_batch_size`."},
     )
+    ref_logps_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Keep precomputed reference log-probs on disk, keyed by the reference weights, the tokenized "
+            "data and the precision; a later run with the same key skips the pass (e.g. a beta sweep)."
+        },
+    )
+    ref_logps_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where that cache lives; default $HF_DPO_CACHE/ref_logps or ~/.cache/hf_dpo/ref_logps."},
+    )
 
     # ---- the data ----
     column_mapping: dict[str, str] | str | None = field(

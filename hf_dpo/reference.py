@@ -21,6 +21,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from hf_dpo.logprobs import sequence_logps
+from hf_dpo.ref_cache import weights_fingerprint
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 
@@ -67,6 +68,9 @@ class FrozenModelReference:
     def __init__(self, model: torch.nn.Module):
         self.model = freeze(model)
 
+    def fingerprint(self, policy: torch.nn.Module) -> str:
+        return weights_fingerprint(self.model)
+
     @torch.no_grad()
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return _batch_logps(self.model, batch)
@@ -80,6 +84,9 @@ class DisabledAdapterReference:
     """
 
     kind = "peft_disabled"
+
+    def fingerprint(self, policy: torch.nn.Module) -> str:
+        return weights_fingerprint(getattr(policy, "module", policy), skip_adapters=True)
 
     @torch.no_grad()
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +108,7 @@ class PrecomputedReference:
 
 
 @torch.no_grad()
-def precompute_reference_logps(
+def compute_reference_logps(
     reference: Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
     policy: torch.nn.Module,
     dataset: Dataset,
@@ -109,9 +116,8 @@ def precompute_reference_logps(
     batch_size: int,
     device: torch.device,
     description: str = "reference log-probs",
-) -> Dataset:
-    """One no-grad pass of ``reference`` over ``dataset``; returns it with the columns ``ref_chosen_logps`` and
-    ``ref_rejected_logps`` (float32 values), which :class:`PrecomputedReference` then reads from each batch."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One no-grad pass of ``reference`` over ``dataset``: float32 ``(chosen, rejected)`` log-probs, ``[N]`` each."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"precompute_ref_log_probs needs a map-style datasets.Dataset, got {type(dataset).__name__}")
     chosen, rejected = [], []
@@ -121,6 +127,11 @@ def precompute_reference_logps(
         ref_chosen, ref_rejected = reference(policy, batch)
         chosen.append(ref_chosen.float().cpu())
         rejected.append(ref_rejected.float().cpu())
+    return torch.cat(chosen), torch.cat(rejected)
+
+
+def with_reference_columns(dataset: Dataset, chosen: torch.Tensor, rejected: torch.Tensor) -> Dataset:
+    """``dataset`` with the columns :class:`PrecomputedReference` reads (replacing any old ones)."""
     dataset = dataset.remove_columns([name for name in REF_COLUMNS if name in dataset.column_names])
-    dataset = dataset.add_column(REF_COLUMNS[0], torch.cat(chosen).tolist())
-    return dataset.add_column(REF_COLUMNS[1], torch.cat(rejected).tolist())
+    dataset = dataset.add_column(REF_COLUMNS[0], chosen.tolist())
+    return dataset.add_column(REF_COLUMNS[1], rejected.tolist())

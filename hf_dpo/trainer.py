@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import EvalLoopOutput
 
+from hf_dpo import ref_cache
 from hf_dpo.collator import ID_COLUMNS, DPODataCollator
 from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.data import prepare_dataset
@@ -31,7 +33,8 @@ from hf_dpo.reference import (
     FrozenModelReference,
     NoReference,
     PrecomputedReference,
-    precompute_reference_logps,
+    compute_reference_logps,
+    with_reference_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -251,24 +254,43 @@ class DPOTrainer(Trainer):
         return prepared
 
     def _precompute_reference(self) -> None:
-        """Reference log-probs as dataset columns, then drop the reference model: training holds one model."""
-        batch_size = self.args.precompute_ref_batch_size or self.args.per_device_eval_batch_size
+        """Reference log-probs as dataset columns (from the disk cache when it has them), then drop the
+        reference model: training holds one model and runs one forward per step."""
         if not _is_quantized(self.model):  # bitsandbytes models were placed when loaded and refuse .to()
             self.model.to(self.args.device)  # the pass may run before Trainer has placed the policy
-
-        def run(dataset: Any, name: str) -> Any:
-            if dataset is None or set(REF_COLUMNS) <= set(dataset.column_names or ()):
-                return dataset
-            return precompute_reference_logps(
-                self._reference_logps, self.model, dataset, self.data_collator, batch_size, self.args.device, name
-            )
-
-        self.train_dataset = run(self.train_dataset, "train")
+        self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
         if isinstance(self.eval_dataset, dict):
-            self.eval_dataset = {name: run(split, f"eval_{name}") for name, split in self.eval_dataset.items()}
+            self.eval_dataset = {
+                name: self._with_reference_logps(d, f"eval_{name}") for name, d in self.eval_dataset.items()
+            }
         else:
-            self.eval_dataset = run(self.eval_dataset, "eval")
+            self.eval_dataset = self._with_reference_logps(self.eval_dataset, "eval")
         self.reference = PrecomputedReference()  # a frozen copy, if there was one, is released here
+
+    def _with_reference_logps(self, dataset: Any, split: str) -> Any:
+        if dataset is None or set(REF_COLUMNS) <= set(dataset.column_names or ()):
+            return dataset
+        args = self.args
+        cache_file, key = None, ""
+        if args.ref_logps_cache:
+            precision = f"{self.accelerator.mixed_precision}-{args.device.type}"
+            key = ref_cache.cache_key(
+                self.reference.fingerprint(self.model), ref_cache.dataset_fingerprint(dataset), precision
+            )
+            cache_file = Path(args.ref_logps_cache_dir or ref_cache.default_cache_dir()) / f"{key}.pt"
+        with args.main_process_first(desc=f"{split} reference log-probs"):  # the others then read its cache
+            cached = ref_cache.load(cache_file, key, len(dataset)) if cache_file else None
+            if cached is not None:
+                logger.info("%s set: reference log-probs loaded from %s", split, cache_file)
+                return with_reference_columns(dataset, *cached)
+            batch_size = args.precompute_ref_batch_size or args.per_device_eval_batch_size
+            chosen, rejected = compute_reference_logps(
+                self._reference_logps, self.model, dataset, self.data_collator, batch_size, args.device, split
+            )
+            if cache_file is not None and self.is_world_process_zero():
+                ref_cache.save(cache_file, key, chosen, rejected)
+                logger.info("%s set: reference log-probs cached in %s", split, cache_file)
+        return with_reference_columns(dataset, chosen, rejected)
 
     def _prepare_late(self, dataset: Any, split: str) -> Any:
         """A dataset handed to evaluate()/predict(): tokenized, and given reference columns when precomputed."""

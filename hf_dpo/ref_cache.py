@@ -1,0 +1,108 @@
+"""A disk cache of precomputed reference log-probs, keyed by everything that changes them.
+
+With ``precompute_ref_log_probs=True`` the reference pass over a dataset is saved to
+``<cache dir>/<key>.pt`` (the cache dir is ``ref_logps_cache_dir``, else ``$HF_DPO_CACHE``, else
+``~/.cache/hf_dpo/ref_logps``; delete the folder to clear it). A later run with the same key loads the file and
+skips the pass: a β or learning-rate sweep over one dataset computes the reference once. The key hashes
+
+- the reference weights (a sample of every tensor's bytes, with names, shapes and dtypes; for a PEFT policy, the
+  base weights without the adapters, which are disabled for the reference),
+- the tokenized ids of the dataset (which already reflect the tokenizer, chat template, max lengths and
+  truncation mode),
+- the precision the pass runs in (autocast bf16/fp16 or none) and the log-prob definition (summed completion
+  log-probs, format version).
+
+A file is written atomically (temporary name, then rename) and checked on load (key, row count, checksum of the
+values); a file that fails any check is reported, deleted and recomputed, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+
+from hf_dpo.collator import ID_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when the meaning of the cached numbers changes
+_SAMPLE_VALUES = 4096  # values hashed per tensor: enough to see any training update or a different checkpoint
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HF_DPO_CACHE", Path.home() / ".cache" / "hf_dpo")) / "ref_logps"
+
+
+def weights_fingerprint(model: torch.nn.Module, skip_adapters: bool = False) -> str:
+    """A hash of the model's tensors: names, shapes, dtypes and an evenly strided sample of each one's values."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted({**dict(model.named_parameters()), **dict(model.named_buffers())}.items()):
+        if skip_adapters and "lora_" in name:
+            continue
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // _SAMPLE_VALUES)
+        sample = flat[::step][:_SAMPLE_VALUES].cpu().contiguous()
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        digest.update(sample.view(torch.uint8).numpy().tobytes() if sample.numel() else b"")
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """A hash of the token ids in the three id columns, in row order."""
+    if getattr(dataset, "_indices", None) is not None:
+        dataset = dataset.flatten_indices()  # hash what the rows are, not how a filter reached them
+    digest = hashlib.sha256(str(len(dataset)).encode())
+    for name in ID_COLUMNS:
+        column = dataset.data.column(name).combine_chunks()
+        digest.update(name.encode())
+        digest.update(np.asarray(column.offsets).tobytes())
+        digest.update(np.asarray(column.flatten()).astype(np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(reference_weights: str, data: str, precision: str) -> str:
+    parts = (f"v{FORMAT_VERSION}", "sum-of-completion-logps", reference_weights, data, precision)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def _checksum(chosen: torch.Tensor, rejected: torch.Tensor) -> str:
+    return hashlib.sha256(chosen.numpy().tobytes() + rejected.numpy().tobytes()).hexdigest()
+
+
+def load(path: Path, key: str, num_rows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The cached (chosen, rejected) log-probs, or None when missing or unusable (then the file is removed)."""
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, weights_only=True)
+        problem = (
+            "wrong key"
+            if payload.get("key") != key
+            else f"{len(payload['chosen'])} rows, expected {num_rows}"
+            if len(payload["chosen"]) != num_rows or len(payload["rejected"]) != num_rows
+            else "checksum mismatch"
+            if payload.get("checksum") != _checksum(payload["chosen"], payload["rejected"])
+            else None
+        )
+    except Exception as error:  # a truncated or foreign file fails in many ways; all mean "recompute"
+        problem = f"unreadable ({type(error).__name__}: {error})"
+    if problem is None:
+        return payload["chosen"], payload["rejected"]
+    logger.warning("reference log-prob cache %s is unusable (%s); recomputing it", path, problem)
+    path.unlink(missing_ok=True)
+    return None
+
+
+def save(path: Path, key: str, chosen: torch.Tensor, rejected: torch.Tensor) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chosen, rejected = chosen.float().contiguous(), rejected.float().contiguous()
+    payload = {"key": key, "chosen": chosen, "rejected": rejected, "checksum": _checksum(chosen, rejected)}
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    torch.save(payload, partial)
+    os.replace(partial, path)  # readers see the old file or the whole new one, never half of it
