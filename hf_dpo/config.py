@@ -186,6 +186,12 @@ class DPOTrainingArguments(TrainingArguments):
         for name in loss_types:
             if name not in known:
                 problems.append(f"loss_type={name!r} must be one of {', '.join(known)}")
+        absolute_targets = sorted(set(loss_types) & {"sppo_hard", "apo_zero", "apo_down"})
+        if self.reference_free and absolute_targets:
+            problems.append(
+                f"reference_free=True with loss_type {absolute_targets}: these losses pull each log-ratio towards a "
+                "fixed target, which a bare log-prob (reference 0) cannot reach; use a reference"
+            )
         if self.loss_weights is not None and len(self.loss_weights) != len(loss_types):
             problems.append(f"loss_weights={self.loss_weights!r} must have one weight per loss type in {loss_types}")
         if self.rpo_alpha is not None and not self.rpo_alpha >= 0:

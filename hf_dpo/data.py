@@ -204,12 +204,15 @@ def prepare_dataset(
     through unchanged. Returns the dataset and its :class:`PreparationStats` (``None`` for a streamed dataset,
     whose rows are prepared lazily).
     """
-    if isinstance(dataset, list):
-        dataset = rows_from_list(dataset, split)
     column_mapping = getattr(args, "column_mapping", None)
-    dataset = apply_column_mapping(select_split(dataset, split), column_mapping, split)
+    if isinstance(dataset, list):
+        dataset = rows_from_list(dataset, split, column_mapping)
+    else:
+        dataset = apply_column_mapping(select_split(dataset, split), column_mapping, split)
     columns = dataset.column_names
-    if columns is not None and set(ID_COLUMNS) <= set(columns):
+    if columns is None and isinstance(dataset, IterableDataset):
+        columns = list(next(iter(dataset), {}))  # a stream without declared features: look at its first row
+    if set(ID_COLUMNS) <= set(columns or ()):
         return dataset, None
     check_columns(columns, split)
     if isinstance(dataset, Dataset) and len(dataset) == 0:

@@ -6,7 +6,9 @@ Accepted rows (after ``column_mapping`` renames columns):
 - **conversational**: the same columns as chat messages (lists of ``{"role", "content"}``), multi-turn prompts and
   system messages included; a completion may also be a bare string (the assistant's answer);
 - **implicit prompt**: only ``chosen`` and ``rejected``, each a whole text or conversation; their shared start is
-  the prompt (at a word boundary for text, at a message boundary before an assistant turn for conversations).
+  the prompt: for text, up to the last shared Anthropic-HH marker ``"\n\nAssistant:"`` if there is one, else up to
+  the last space before they differ (so text without spaces, such as Chinese, needs a prompt column); for
+  conversations, up to the last shared message before the final assistant answer.
 
 Every problem raises :class:`DataFormatError` (a ``ValueError``) naming the row index, the field and what was
 expected; nothing is repaired silently.
@@ -16,11 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+
+from hf_dpo.collator import ID_COLUMNS
 
 TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 ROLES = ("system", "user", "assistant", "tool")
 EVAL_SPLIT_NAMES = ("test", "validation", "eval", "dev")
+HH_ASSISTANT_MARKER = "\n\nAssistant:"
 
 
 class DataFormatError(ValueError):
@@ -65,8 +71,11 @@ def _check_messages(index: int, name: str, messages: list[Any], is_prompt: bool)
             raise DataFormatError(f"{where}: a system message may only come first")
         if position > 0 and role == messages[position - 1]["role"] and role in ("user", "assistant"):
             raise DataFormatError(f"{where}: two {role!r} messages in a row; user and assistant turns must alternate")
-        if not is_prompt and role != "assistant" and position == 0:
-            raise DataFormatError(f"{where}: a completion must start with an assistant message, got {role!r}")
+        if not is_prompt and (role in ("user", "system") or (position == 0 and role != "assistant")):
+            raise DataFormatError(
+                f"{where}: a completion holds the assistant's answer (assistant messages, and tool results between "
+                f"them) and starts with an assistant message; got a {role!r} message"
+            )
     if is_prompt and messages[-1]["role"] == "assistant":
         raise DataFormatError(
             f"row {index}, field {name!r}: the prompt ends with an assistant turn; it must end where the assistant "
@@ -93,16 +102,19 @@ def _split_text(chosen: str, rejected: str, index: int) -> tuple[str, str, str]:
         if chosen_char != rejected_char:
             break
         shared += 1
-    end = shared
-    if shared < min(len(chosen), len(rejected)) or len(chosen) != len(rejected):
+    marker = chosen.rfind(HH_ASSISTANT_MARKER, 0, shared)
+    if marker >= 0:  # Anthropic HH: the prompt ends with the last shared assistant marker, whatever follows
+        end = marker + len(HH_ASSISTANT_MARKER)
+    else:
+        end = shared
         while end > 0 and not chosen[end - 1].isspace():  # back to the start of the word they differ in
             end -= 1
-    while end > 0 and chosen[end - 1].isspace():  # the space before the answer belongs to the answer
-        end -= 1
+        while end > 0 and chosen[end - 1].isspace():  # the space before the answer belongs to the answer
+            end -= 1
     if end == 0:
         raise DataFormatError(
-            f"row {index}: no 'prompt' column, and 'chosen' and 'rejected' share no leading text to take as the "
-            "prompt; add a prompt column or map one with column_mapping"
+            f"row {index}: no 'prompt' column, and 'chosen' and 'rejected' share no leading text up to a space to "
+            "take as the prompt; add a prompt column or map one with column_mapping"
         )
     return chosen[:end], chosen[end:], rejected[end:]
 
@@ -118,11 +130,22 @@ def _split_conversation(chosen: list[Any], rejected: list[Any], index: int) -> t
             f"row {index}: no 'prompt' column, and 'chosen' and 'rejected' share no leading messages that end "
             "before an assistant turn; add a prompt column or map one with column_mapping"
         )
+    for name, rest in (("chosen", chosen[shared:]), ("rejected", rejected[shared:])):
+        turn = next((i for i, m in enumerate(rest) if m.get("role") in ("user", "system")), None)
+        if turn is not None:
+            raise DataFormatError(
+                f"row {index}, field {name!r}: after the shared prompt (messages 0-{shared - 1}) it still has a "
+                f"{rest[turn]['role']!r} turn (message {shared + turn}); the conversations must differ only in the "
+                "final assistant answer, or give a prompt column"
+            )
     return chosen[:shared], chosen[shared:], rejected[shared:]
 
 
 def normalise_row(row: dict[str, Any], index: int) -> dict[str, Any]:
     """The row as ``prompt``/``chosen``/``rejected``, checked; an implicit prompt is split off here."""
+    missing = [name for name in ("chosen", "rejected") if name not in row]
+    if missing:
+        raise DataFormatError(f"row {index}: no field(s) {missing}; it has {sorted(row)}")
     if "prompt" not in row:
         chosen, rejected = row["chosen"], row["rejected"]
         for name, value in (("chosen", chosen), ("rejected", rejected)):
@@ -166,11 +189,7 @@ def select_split(dataset: Any, split: str) -> Any:
     )
 
 
-def apply_column_mapping(dataset: Any, mapping: dict[str, str] | None, split: str) -> Any:
-    """Rename columns per ``mapping`` ({source: prompt|chosen|rejected})."""
-    if not mapping:
-        return dataset
-    columns = dataset.column_names
+def _checked_renames(mapping: dict[str, str], columns: list[str] | None, split: str) -> dict[str, str]:
     bad_targets = sorted(set(mapping.values()) - set(TEXT_COLUMNS))
     if bad_targets:
         raise DataFormatError(f"column_mapping maps onto {bad_targets}; targets must be among {list(TEXT_COLUMNS)}")
@@ -179,6 +198,21 @@ def apply_column_mapping(dataset: Any, mapping: dict[str, str] | None, split: st
         if missing:
             raise DataFormatError(f"column_mapping names {missing}, which the {split} dataset lacks; it has {columns}")
     renames = {source: target for source, target in mapping.items() if source != target}
+    targets = list(renames.values())
+    clashes = sorted({t for t in targets if targets.count(t) > 1 or (columns and t in columns and t not in renames)})
+    if clashes:
+        raise DataFormatError(
+            f"column_mapping would create {clashes} twice (two sources, or a column of that name already exists "
+            f"and is not renamed away); columns: {columns}"
+        )
+    return renames
+
+
+def apply_column_mapping(dataset: Any, mapping: dict[str, str] | None, split: str) -> Any:
+    """Rename columns per ``mapping`` ({source: prompt|chosen|rejected})."""
+    if not mapping:
+        return dataset
+    renames = _checked_renames(mapping, dataset.column_names, split)
     return dataset.rename_columns(renames) if renames else dataset
 
 
@@ -196,11 +230,15 @@ def check_columns(columns: list[str] | None, split: str) -> None:
         )
 
 
-def rows_from_list(rows: list[Any], split: str) -> Dataset:
-    """A Dataset from a list of dicts, with our own message for rows Arrow cannot put in one table."""
+def rows_from_list(rows: list[Any], split: str, mapping: dict[str, str] | None = None) -> Dataset:
+    """A Dataset from a list of dicts (``mapping`` applied), with our own message for rows Arrow cannot put in
+    one table."""
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             raise DataFormatError(f"row {index} of the {split} dataset: expected a dict, got {type(row).__name__}")
+    if mapping:
+        renames = _checked_renames(mapping, list(rows[0]) if rows else None, split)
+        rows = [{renames.get(key, key): value for key, value in row.items()} for row in rows]
         for name in TEXT_COLUMNS:  # Arrow would fail on invalid text with a message naming neither row nor field
             value = row.get(name)
             messages = value if isinstance(value, list) else []
@@ -217,7 +255,17 @@ def rows_from_list(rows: list[Any], split: str) -> Dataset:
                     f"row {index}, field {name!r}: is {kind} while row {kinds[0][0]} is {first_kind}; one dataset "
                     "must use one format (all text or all chat messages)"
                 )
-    return Dataset.from_list(rows)
+    for index, row in enumerate(rows):
+        # Check first what Arrow would report without naming a row or field. Rows without both completions are
+        # left to the column checks that follow column_mapping.
+        if {"chosen", "rejected"} <= set(row) and not set(ID_COLUMNS) <= set(row):
+            normalise_row(row, index)
+    try:
+        return Dataset.from_list(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise DataFormatError(
+            f"the {split} rows cannot form one table ({error}); some column holds different types in different rows"
+        ) from None
 
 
 def is_streaming(dataset: Any) -> bool:

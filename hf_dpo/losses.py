@@ -14,6 +14,8 @@ Notation used in the docstrings, per pair:
 the optional RPO term, and returns ``(losses, chosen_rewards, rejected_rewards)`` with the implicit rewards
 ``β·a`` and ``β·b``, detached. Adding a loss is one decorated function here; the trainer never changes.
 
+AOT sorts over the batch: with one pair per device it reduces exactly to ``sigmoid``.
+
 Try it: ``python -c "import torch; from hf_dpo.losses import dpo_loss; print(dpo_loss(*torch.zeros(4, 1)))"``
 """
 
@@ -128,22 +130,25 @@ def hinge_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
 
 
 @register_loss("bco_pair")
-def bco_pair_loss(pair: PairLogps, beta: float, state: dict[str, Any] | None = None, **_: Any) -> torch.Tensor:
+def bco_pair_loss(
+    pair: PairLogps, beta: float, state: dict[str, Any] | None = None, update_state: bool = True, **_: Any
+) -> torch.Tensor:
     """BCO on pairs (Jung et al. 2024): each reward ``r = β·a`` / ``β·b`` is classified against a shift ``δ``,
     the running mean of all rewards seen so far: ``-log σ(βa - δ) - log σ(-(βb - δ))``.
 
-    ``state`` (a dict the trainer keeps between steps) holds the running sum and count; without it, ``δ`` is the
-    mean reward of this batch.
+    ``state`` (a dict the trainer keeps between steps) holds the running sum and count of training rewards;
+    ``update_state=False`` (evaluation) uses δ without moving it. Without any state, ``δ`` is this batch's mean.
     """
     chosen_rewards = beta * pair.chosen_logratios
     rejected_rewards = beta * pair.rejected_logratios
     rewards = torch.cat([chosen_rewards, rejected_rewards]).detach()
-    if state is None:
-        delta = rewards.mean()
-    else:
+    if state is not None and update_state:
         state["bco_reward_sum"] = state.get("bco_reward_sum", 0.0) + rewards.sum().item()
         state["bco_reward_count"] = state.get("bco_reward_count", 0) + rewards.numel()
+    if state and state.get("bco_reward_count"):
         delta = state["bco_reward_sum"] / state["bco_reward_count"]
+    else:
+        delta = rewards.mean()
     return -F.logsigmoid(chosen_rewards - delta) - F.logsigmoid(-(rejected_rewards - delta))
 
 
@@ -177,8 +182,9 @@ def exo_pair_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **
 
 @register_loss("aot_pair")
 def aot_pair_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **_: Any) -> torch.Tensor:
-    """AOT for paired data (Melnyk et al. 2024): the chosen and the rejected log-ratios are each sorted over the
-    batch and compared quantile by quantile (first-order stochastic dominance):
+    """AOT, distributional form (Melnyk et al. 2024; TRL's ``aot_unpaired``): the chosen and the rejected
+    log-ratios are each sorted over the batch and compared quantile by quantile (first-order stochastic dominance
+    of the chosen rewards over the rejected ones), so pairs need not be matched:
     ``Δ = sort(a) - sort(b)``, loss ``-(1-ε)·log σ(βΔ) - ε·log σ(-βΔ)``."""
     chosen_sorted, _ = torch.sort(pair.chosen_logratios)
     rejected_sorted, _ = torch.sort(pair.rejected_logratios)
@@ -187,8 +193,8 @@ def aot_pair_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **
 
 @register_loss("aot")
 def aot_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **_: Any) -> torch.Tensor:
-    """AOT for unpaired data (Melnyk et al. 2024): the policy margins ``log π(y_w) - log π(y_l)`` and the
-    reference margins are each sorted over the batch: ``Δ = sort(π_w - π_l) - sort(ref_w - ref_l)``,
+    """AOT, paired form (Melnyk et al. 2024): the per-pair policy margins ``log π(y_w) - log π(y_l)`` and the
+    reference margins are each sorted over the batch and compared quantile by quantile: ``Δ = sort(π_w - π_l) - sort(ref_w - ref_l)``,
     loss ``-(1-ε)·log σ(βΔ) - ε·log σ(-βΔ)``."""
     policy_sorted, _ = torch.sort(pair.chosen - pair.rejected)
     reference_sorted, _ = torch.sort(pair.ref_chosen - pair.ref_rejected)

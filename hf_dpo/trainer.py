@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset, DatasetDict, IterableDataset
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import EvalLoopOutput
@@ -161,7 +161,7 @@ class DPOTrainer(Trainer):
         self.dataset_stats: dict[str, dict[str, Any]] = {}
         with args.main_process_first(desc="tokenizing preference data"):
             train_dataset = self._prepare(train_dataset, processing_class, args, "train")
-            if isinstance(eval_dataset, dict) and not isinstance(eval_dataset, DatasetDict):  # several eval sets
+            if isinstance(eval_dataset, dict) and not isinstance(eval_dataset, DatasetDict | IterableDatasetDict):
                 eval_dataset = {
                     name: self._prepare(split, processing_class, args, f"eval_{name}")
                     for name, split in eval_dataset.items()
@@ -333,7 +333,8 @@ class DPOTrainer(Trainer):
             discopop_tau=args.discopop_tau,
             chosen_lengths=chosen_lengths,
             rejected_lengths=rejected_lengths,
-            state=self._loss_state if model.training else None,  # running statistics follow training only
+            state=self._loss_state,
+            update_state=model.training,  # evaluation reads the training statistics, never moves them
         )
         with torch.no_grad():
             metrics = {

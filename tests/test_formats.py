@@ -81,6 +81,26 @@ def test_implicit_prompt_in_text_is_split_at_a_word_boundary():
     assert (row["chosen"], row["rejected"]) == (" Yes it is.", " Yesterday it was.")
 
 
+def test_implicit_hh_prompt_ends_at_the_assistant_marker_even_when_answers_share_words():
+    chosen = "\n\nHuman: Should I lie?\n\nAssistant: I think you should not."
+    rejected = "\n\nHuman: Should I lie?\n\nAssistant: I think you should."
+    row = normalise_row({"chosen": chosen, "rejected": rejected}, 0)
+    assert row["prompt"] == "\n\nHuman: Should I lie?\n\nAssistant:"
+    assert row["chosen"] == " I think you should not."
+
+
+def test_identical_implicit_pairs_are_counted_not_fatal():
+    rows = [
+        {"chosen": "Question: fox? Answer: yes", "rejected": "Question: fox? Answer: no"},
+        {"chosen": "Question: dog? Answer: yes", "rejected": "Question: dog? Answer: yes"},
+        {"chosen": [USER, *_assistant("Paris")], "rejected": [USER, *_assistant("Paris")]},
+    ]
+    _, stats = _prepare(rows[:2], build_tokenizer())
+    assert (stats.kept, stats.dropped_identical) == (1, 1)
+    _, stats = _prepare([{"chosen": [USER, *_assistant("Lyon")], "rejected": [USER, *_assistant("Nice")]}, rows[2]])
+    assert (stats.kept, stats.dropped_identical) == (1, 1)
+
+
 def test_implicit_prompt_in_conversations_ends_before_the_assistant_turn():
     chosen = [SYSTEM, USER, *_assistant("Paris")]
     rejected = [SYSTEM, USER, *_assistant("Lyon")]
@@ -199,7 +219,25 @@ BAD_ROWS = [
     (
         "completion starts with a user turn",
         [{"prompt": [USER], "chosen": [USER], "rejected": "b"}],
-        "row 0, field 'chosen', message 0: a completion must start with an assistant message",
+        "row 0, field 'chosen', message 0: a completion holds the assistant's answer .* got a 'user' message",
+    ),
+    (
+        "user turn inside a completion",
+        [{"prompt": [USER], "chosen": [*_assistant("a"), USER, *_assistant("b")], "rejected": "b"}],
+        "row 0, field 'chosen', message 1: a completion holds the assistant's answer .* got a 'user' message",
+    ),
+    (
+        "implicit conversations differing before the last user turn",
+        [{"chosen": [USER, *_assistant("a"), USER, *_assistant("b")], "rejected": [USER, *_assistant("c")]}],
+        "row 0, field 'chosen': after the shared prompt .* still has a 'user' turn",
+    ),
+    (
+        "content shapes that differ between rows",
+        [
+            {"prompt": "q", "chosen": "a", "rejected": "b", "score": 1},
+            {"prompt": "q", "chosen": "a", "rejected": "b", "score": "high"},
+        ],
+        "the train rows cannot form one table",
     ),
     (
         "text prompt, chat completions",
@@ -267,6 +305,32 @@ def test_bad_input_raises_a_clear_error(kind, rows, message):
 def test_bad_column_mapping(overrides, message):
     with pytest.raises(DataFormatError, match=message):
         _prepare([{"prompt": "q", "chosen": "a", "rejected": "b"}], **overrides)
+
+
+def test_column_mapping_collisions_are_named():
+    rows = [{"prompt": "p", "question": "q", "chosen": "a", "rejected": "b"}]
+    with pytest.raises(DataFormatError, match=r"column_mapping would create \['prompt'\] twice"):
+        _prepare(rows, column_mapping={"question": "prompt"})
+    rows = [{"a": "p", "b": "q", "chosen": "x", "rejected": "y"}]
+    with pytest.raises(DataFormatError, match=r"column_mapping would create \['prompt'\] twice"):
+        _prepare(rows, column_mapping={"a": "prompt", "b": "prompt"})
+
+
+def test_streams_without_declared_features():
+    from datasets import IterableDataset
+
+    def rows():
+        yield {"prompt": "p", "chosen": " a"}
+
+    stream = IterableDataset.from_generator(rows)
+    with pytest.raises(DataFormatError, match=r"no (column|field)\(s\) \['rejected'\]"):
+        list(_prepare(stream, build_tokenizer())[0])  # named when preparing, or at the latest when read
+
+    def tokenized():
+        yield {"prompt_input_ids": [5], "chosen_input_ids": [6, 1], "rejected_input_ids": [7, 1]}
+
+    tokenized_stream = IterableDataset.from_generator(tokenized)
+    assert _prepare(tokenized_stream, build_tokenizer())[0] is tokenized_stream
 
 
 def test_chat_rows_need_a_chat_template():

@@ -169,6 +169,16 @@ def test_bco_pair_keeps_a_running_mean_of_rewards_in_state():
     assert state["bco_reward_count"] == 8
 
 
+def test_bco_pair_evaluation_reads_the_running_mean_without_moving_it():
+    state = {"bco_reward_sum": 4.0, "bco_reward_count": 8}  # δ = 0.5
+    shifted = torch.tensor([1.0, 1.0])
+    losses, _, _ = dpo_loss(
+        shifted, shifted, shifted - 2, shifted - 2, beta=BETA, loss_type="bco_pair", state=state, update_state=False
+    )
+    assert_close(losses, torch.full((2,), 1.4481540))  # as in the running-mean test: δ = 0.5
+    assert state == {"bco_reward_sum": 4.0, "bco_reward_count": 8}
+
+
 # Losses whose gradient must raise the chosen log-prob and lower the rejected one at a generic point. APO-down
 # lowers both (tested below); DiscoPOP is non-monotone for small positive margins, where the exponential part
 # takes over (its paper notes the loss is non-convex), so it is checked at a negative margin below.

@@ -82,6 +82,7 @@ def test_single_loss_in_a_list_equals_the_plain_loss(tmp_path, tokenizer):
         ({"rpo_alpha": -1.0}, "rpo_alpha=-1.0 must be >= 0"),
         ({"orpo_lambda": -0.1}, "orpo_lambda=-0.1 must be >= 0"),
         ({"discopop_tau": 0.0}, "discopop_tau=0.0 must be > 0"),
+        ({"loss_type": "apo_zero", "reference_free": True}, r"reference_free=True with loss_type \['apo_zero'\]"),
     ],
 )
 def test_loss_arguments_are_validated(overrides, message):
