@@ -90,6 +90,17 @@ class DPOTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Batch size (pairs) of that pass; default `per_device_eval_batch_size`."},
     )
+    model_adapter_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "With a PeftModel: the adapter to train (default: its active adapter). The reference is "
+            "`ref_adapter_name`, or a frozen copy of the trained adapter as it was at the start."
+        },
+    )
+    ref_adapter_name: str | None = field(
+        default=None,
+        metadata={"help": "With a PeftModel: an adapter already loaded in it to use, frozen, as the reference."},
+    )
     ref_logps_cache: bool = field(
         default=True,
         metadata={

@@ -20,6 +20,7 @@ _DPO_CITATION = """@inproceedings{rafailov2023direct,
 _REFERENCE_WORDS = {
     "model": "a frozen copy of the starting model",
     "peft_disabled": "the starting model itself, with the LoRA adapters disabled",
+    "adapter": "the starting adapter (e.g. an SFT LoRA), frozen, while a copy of it trains",
     "precomputed": "log-probs of the starting model, computed once before training",
     "none": "none (reference-free)",
 }

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +40,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("HF_DPO_CACHE", Path.home() / ".cache" / "hf_dpo")) / "ref_logps"
 
 
-def weights_fingerprint(model: torch.nn.Module, skip_adapters: bool = False) -> str:
-    """A hash of the model's tensors: names, shapes, dtypes and an evenly strided sample of each one's values."""
+def weights_fingerprint(model: torch.nn.Module, skip: Callable[[str], bool] | None = None) -> str:
+    """A hash of the model's tensors: names, shapes, dtypes and an evenly strided sample of each one's values;
+    tensors whose name ``skip`` accepts (adapters the reference does not use) are left out."""
     digest = hashlib.sha256()
     for name, tensor in sorted({**dict(model.named_parameters()), **dict(model.named_buffers())}.items()):
-        if skip_adapters and "lora_" in name:
+        if skip is not None and skip(name):
             continue
         flat = tensor.detach().reshape(-1)
         step = max(1, flat.numel() // _SAMPLE_VALUES)

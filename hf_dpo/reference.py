@@ -3,6 +3,8 @@
 - :class:`FrozenModelReference`: a separate, frozen model (an explicit ``ref_model`` or a copy of the policy).
 - :class:`DisabledAdapterReference`: the PEFT policy itself with its adapters switched off, so the base weights
   are held once.
+- :class:`AdapterReference`: a frozen adapter of the PEFT policy (the SFT LoRA a run starts from) while a copy of
+  it, or another named adapter, trains.
 - :class:`PrecomputedReference`: columns ``ref_chosen_logps`` / ``ref_rejected_logps`` already in the batch.
 - :class:`NoReference`: zeros, for reference-free losses (nothing is built or run).
 
@@ -13,6 +15,7 @@ without gradients. Reference passes run in eval mode, which turns off dropout an
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -86,13 +89,59 @@ class DisabledAdapterReference:
     kind = "peft_disabled"
 
     def fingerprint(self, policy: torch.nn.Module) -> str:
-        return weights_fingerprint(getattr(policy, "module", policy), skip_adapters=True)
+        return weights_fingerprint(getattr(policy, "module", policy), skip=lambda name: "lora_" in name)
 
     @torch.no_grad()
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         peft_model = getattr(policy, "module", policy)
         with peft_model.disable_adapter(), eval_mode(policy):
             return _batch_logps(policy, batch)
+
+
+class AdapterReference:
+    """A frozen adapter of the PEFT policy (typically the SFT LoRA the run starts from) while another adapter
+    trains: the base weights are held once, the reference is the SFT model and not the bare base."""
+
+    kind = "adapter"
+
+    def __init__(self, ref_adapter: str, train_adapter: str):
+        self.ref_adapter, self.train_adapter = ref_adapter, train_adapter
+
+    def fingerprint(self, policy: torch.nn.Module) -> str:
+        trained = f".{self.train_adapter}."
+        return weights_fingerprint(getattr(policy, "module", policy), skip=lambda name: trained in name)
+
+    @torch.no_grad()
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        peft_model = getattr(policy, "module", policy)
+        peft_model.set_adapter(self.ref_adapter, inference_mode=True)  # stays frozen while active
+        try:
+            with eval_mode(policy):
+                return _batch_logps(policy, batch)
+        finally:
+            peft_model.set_adapter(self.train_adapter)  # trainable again
+
+
+def add_reference_adapter(
+    peft_model: torch.nn.Module, train_adapter: str, ref_adapter: str | None
+) -> AdapterReference:
+    """Freeze ``ref_adapter`` (default: a new copy of ``train_adapter`` named ``"reference"``) as the reference."""
+    if ref_adapter is None:
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+        ref_adapter = "reference"
+        while ref_adapter in peft_model.peft_config:
+            ref_adapter += "_"
+        peft_model.add_adapter(ref_adapter, copy.deepcopy(peft_model.peft_config[train_adapter]))
+        weights = get_peft_model_state_dict(peft_model, adapter_name=train_adapter)
+        set_peft_model_state_dict(peft_model, weights, adapter_name=ref_adapter)
+    for name in (train_adapter, ref_adapter):
+        if name not in peft_model.peft_config:
+            raise ValueError(f"adapter {name!r} is not loaded in the PeftModel; it has {list(peft_model.peft_config)}")
+    if ref_adapter == train_adapter:
+        raise ValueError(f"model_adapter_name and ref_adapter_name are both {train_adapter!r}; they must differ")
+    peft_model.set_adapter(train_adapter)  # trainable; every other adapter frozen
+    return AdapterReference(ref_adapter, train_adapter)
 
 
 class PrecomputedReference:

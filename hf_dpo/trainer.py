@@ -29,10 +29,12 @@ from hf_dpo.model_card import write_model_card
 from hf_dpo.modeling import load_causal_lm, load_tokenizer
 from hf_dpo.reference import (
     REF_COLUMNS,
+    AdapterReference,
     DisabledAdapterReference,
     FrozenModelReference,
     NoReference,
     PrecomputedReference,
+    add_reference_adapter,
     compute_reference_logps,
     with_reference_columns,
 )
@@ -147,12 +149,13 @@ class DPOTrainer(Trainer):
             processing_class.pad_token = processing_class.eos_token
             logger.warning("the tokenizer has no pad token; using its EOS token %r", processing_class.eos_token)
 
+        came_as_peft = _is_peft_model(model)
         model = self._wrap_peft(model, peft_config)
         checkpointing = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing  # <5.2x name
         if checkpointing and _is_peft_model(model):
             # LoRA leaves the embeddings frozen; checkpointed blocks still need an input that requires grad.
             model.enable_input_require_grads()
-        self.reference = self._build_reference(model, ref_model, args, init_kwargs)
+        self.reference = self._build_reference(model, ref_model, args, init_kwargs, came_as_peft)
         if args.disable_dropout:
             disable_dropout(model)
             if isinstance(self.reference, FrozenModelReference):
@@ -213,8 +216,12 @@ class DPOTrainer(Trainer):
 
     @staticmethod
     def _build_reference(
-        model: torch.nn.Module, ref_model: Any, args: DPOTrainingArguments, init_kwargs: dict[str, Any]
-    ) -> NoReference | FrozenModelReference | DisabledAdapterReference:
+        model: torch.nn.Module,
+        ref_model: Any,
+        args: DPOTrainingArguments,
+        init_kwargs: dict[str, Any],
+        came_as_peft: bool,
+    ) -> NoReference | FrozenModelReference | DisabledAdapterReference | AdapterReference:
         if args.reference_free or not needs_reference(args.loss_type):
             return NoReference()
         if ref_model is not None:
@@ -224,6 +231,10 @@ class DPOTrainer(Trainer):
                 ref_model = load_causal_lm(ref_model, **init_kwargs)
             return FrozenModelReference(ref_model)
         if _is_peft_model(model):
+            if came_as_peft or args.ref_adapter_name:
+                # The PeftModel's adapter (an SFT LoRA, say) is what training starts from: it is the reference.
+                train_adapter = args.model_adapter_name or model.active_adapter
+                return add_reference_adapter(model, train_adapter, args.ref_adapter_name)
             return DisabledAdapterReference()
         return FrozenModelReference(copy.deepcopy(model))
 
