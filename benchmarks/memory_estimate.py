@@ -1,0 +1,94 @@
+"""GPU memory that a one-GPU LoRA / QLoRA DPO recipe needs, computed from the model's shape (no GPU, no download).
+
+    python benchmarks/memory_estimate.py            # the table quoted in recipes/one_gpu/*.yaml
+
+These are estimates, not measurements: weights + LoRA training state + activations with activation
+checkpointing + the float32 logits of the completion positions, plus a fixed 0.8 GiB for the CUDA context and
+allocator slack. Assumptions are written next to each term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GIB = 2**30
+
+
+@dataclass
+class Shape:
+    name: str
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    tied_embeddings: bool = False
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    def linear_shapes(self) -> list[tuple[int, int]]:
+        kv = self.kv_heads * self.head_dim
+        return [
+            (self.hidden, self.hidden),  # q
+            (self.hidden, kv),  # k
+            (self.hidden, kv),  # v
+            (self.hidden, self.hidden),  # o
+            (self.hidden, self.intermediate),  # gate
+            (self.hidden, self.intermediate),  # up
+            (self.intermediate, self.hidden),  # down
+        ]
+
+    @property
+    def block_params(self) -> int:
+        return self.layers * sum(a * b for a, b in self.linear_shapes())
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)  # input embedding + lm_head
+
+
+SHAPES = [
+    Shape("Llama-2-7B (7B-shaped Llama)", 32, 4096, 11008, 32, 32, 32000),
+    Shape("Llama-3-8B", 32, 4096, 14336, 32, 8, 128256),
+    Shape("Mistral-7B-v0.3", 32, 4096, 14336, 32, 8, 32768),
+    Shape("Qwen2.5-7B", 28, 3584, 18944, 28, 4, 152064),
+]
+
+
+def estimate(shape: Shape, four_bit: bool, lora_r: int = 16, prompt: int = 512, completion: int = 512) -> dict:
+    tokens = 2 * (prompt + completion)  # batch of 1 pair: chosen and rejected sequences
+    # NF4 with double quantisation: 4 bits + ~0.127 bits of scales per weight; embeddings and lm_head stay bf16.
+    weights = shape.block_params * (4.127 / 8 if four_bit else 2) + shape.embedding_params * 2
+    lora = shape.layers * sum(lora_r * (a + b) for a, b in shape.linear_shapes())
+    # fp32 LoRA weights and grads (8 B) + optimizer states: paged 8-bit AdamW (2 B) or fp32 AdamW (8 B)
+    training_state = lora * (8 + (2 if four_bit else 8))
+    # checkpointed layer inputs (bf16) + one layer recomputed: attention and MLP intermediates (bf16, ~6 tensors)
+    activations = shape.layers * tokens * shape.hidden * 2 + tokens * (4 * shape.hidden + 3 * shape.intermediate) * 2
+    # logits kept from the first completion position: float32 after autocast, plus their gradient
+    logits = 2 * (completion + 1) * shape.vocab * 4 * 2
+    total = weights + training_state + activations + logits + 0.8 * GIB
+    return {
+        "weights": weights / GIB,
+        "lora_params_M": lora / 1e6,
+        "training_state": training_state / GIB,
+        "activations": (activations + logits) / GIB,
+        "total": total / GIB,
+    }
+
+
+def main() -> None:
+    print(f"{'model':30}{'mode':8}{'weights':>9}{'LoRA M':>8}{'train st':>9}{'activ':>8}{'total GiB':>11}")
+    for shape in SHAPES:
+        for four_bit in (True, False):
+            row = estimate(shape, four_bit)
+            print(
+                f"{shape.name:30}{'QLoRA' if four_bit else 'LoRA':8}{row['weights']:9.1f}{row['lora_params_M']:8.0f}"
+                f"{row['training_state']:9.2f}{row['activations']:8.2f}{row['total']:11.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
