@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from tiny import build_model, build_tokenizer
 
 from hf_dpo import cli
@@ -18,7 +19,9 @@ def test_there_are_recipes():
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.name)
 def test_every_recipe_parses_into_the_argument_classes(recipe):
-    model_args, data_args, _, args = cli.parse_train_args([str(recipe)])
+    # GPU recipes ask for bf16, which TrainingArguments refuses on a machine without a GPU unless use_cpu is set
+    on_cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    model_args, data_args, _, args = cli.parse_train_args([str(recipe), *on_cpu])
     assert isinstance(args, DPOTrainingArguments)
     assert model_args.model_name_or_path and data_args.dataset_name
     assert recipe.read_text().startswith("#"), "a recipe starts with a header comment"
