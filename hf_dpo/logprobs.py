@@ -23,8 +23,8 @@ import inspect
 import torch
 
 IGNORE_INDEX = -100
-# Rows of vocabulary-wide float32 scores held at once: 2**26 floats is 256 MiB.
-_CHUNK_ELEMENTS = 2**26
+# Rows of vocabulary-wide float32 scores held at once: 2**24 floats is 64 MiB (128 rows of a 128k vocabulary).
+_CHUNK_ELEMENTS = 2**24
 
 
 class _TokenLogProbs(torch.autograd.Function):

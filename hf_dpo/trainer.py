@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import broadcast_object_list, gather_object
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import EvalLoopOutput
 
@@ -141,6 +142,9 @@ class DPOTrainer(Trainer):
         elif not isinstance(args, DPOTrainingArguments):
             raise TypeError(f"args must be DPOTrainingArguments, got {type(args).__name__}")
         init_kwargs = args.model_init_kwargs or {}
+        # Trainer seeds in its own __init__, after the adapters below are created: seed now so their random
+        # initialisation, and so the whole run, repeats exactly.
+        set_seed(args.seed)
         if isinstance(model, str):
             model = load_causal_lm(model, **init_kwargs)
         if processing_class is None:
@@ -289,19 +293,34 @@ class DPOTrainer(Trainer):
                 self.reference.fingerprint(self.model), ref_cache.dataset_fingerprint(dataset), precision
             )
             cache_file = Path(args.ref_logps_cache_dir or ref_cache.default_cache_dir()) / f"{key}.pt"
-        with args.main_process_first(desc=f"{split} reference log-probs"):  # the others then read its cache
-            cached = ref_cache.load(cache_file, key, len(dataset)) if cache_file else None
-            if cached is not None:
-                logger.info("%s set: reference log-probs loaded from %s", split, cache_file)
-                return with_reference_columns(dataset, *cached)
-            batch_size = args.precompute_ref_batch_size or args.per_device_eval_batch_size
-            chosen, rejected = compute_reference_logps(
-                self._reference_logps, self.model, dataset, self.data_collator, batch_size, args.device, split
-            )
-            if cache_file is not None and self.is_world_process_zero():
-                ref_cache.save(cache_file, key, chosen, rejected)
-                logger.info("%s set: reference log-probs cached in %s", split, cache_file)
+        # The main process reads the cache and tells the others, so all take the same branch below.
+        cached = ref_cache.load(cache_file, key, len(dataset)) if cache_file and self.is_world_process_zero() else None
+        if self.accelerator.num_processes > 1:
+            cached = broadcast_object_list([cached])[0]
+        if cached is not None:
+            logger.info("%s set: reference log-probs loaded from %s", split, cache_file)
+            return with_reference_columns(dataset, *cached)
+        chosen, rejected = self._sharded_reference_logps(dataset, split)
+        if cache_file is not None and self.is_world_process_zero():
+            ref_cache.save(cache_file, key, chosen, rejected)
+            logger.info("%s set: reference log-probs cached in %s", split, cache_file)
         return with_reference_columns(dataset, chosen, rejected)
+
+    def _sharded_reference_logps(self, dataset: Dataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each process scores a contiguous shard; the shards are gathered back in order on every process."""
+        processes, index = self.accelerator.num_processes, self.accelerator.process_index
+        shard = dataset.shard(processes, index, contiguous=True) if processes > 1 else dataset
+        batch_size = self.args.precompute_ref_batch_size or self.args.per_device_eval_batch_size
+        chosen, rejected = compute_reference_logps(
+            self._reference_logps, self.model, shard, self.data_collator, batch_size, self.args.device, split
+        )
+        if processes == 1:
+            return chosen, rejected
+        shards = gather_object([(chosen.tolist(), rejected.tolist())])  # [(chosen, rejected) of rank 0, 1, ...]
+        return (
+            torch.tensor([value for shard_chosen, _ in shards for value in shard_chosen]),
+            torch.tensor([value for _, shard_rejected in shards for value in shard_rejected]),
+        )
 
     def _prepare_late(self, dataset: Any, split: str) -> Any:
         """A dataset handed to evaluate()/predict(): tokenized, and given reference columns when precomputed."""

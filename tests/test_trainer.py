@@ -306,3 +306,12 @@ def test_a_second_train_call_starts_with_an_empty_metric_window(tmp_path, tokeni
     trainer.train()
     first_log = next(entry for entry in trainer.state.log_history if "loss" in entry)
     assert abs(first_log["rewards/margins"]) < 100
+
+
+def test_lora_initialisation_is_seeded_so_runs_repeat(tmp_path, tokenizer):
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    first = _trainer(tmp_path / "a", tokenizer, peft_config=lora, seed=7)
+    torch.manual_seed(12345)  # whatever happened to the global RNG in between
+    second = _trainer(tmp_path / "b", tokenizer, peft_config=lora, seed=7)
+    for (name, a), (_, b) in zip(first.model.named_parameters(), second.model.named_parameters()):
+        assert torch.equal(a, b), name
