@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from datasets import Dataset, IterableDataset
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from hf_dpo.collator import ID_COLUMNS
 from hf_dpo.formats import (
@@ -252,3 +254,29 @@ def prepare_dataset(
     if stats.kept == 0:
         raise DataFormatError(f"no usable rows in the {split} set: {stats.summary()}")
     return tokenized.remove_columns(_STATUS_COLUMN), stats
+
+
+def check_vocabulary(model: Any, tokenizer: Any, dataset: Any) -> None:
+    """Token ids the model has no embedding for would index out of range deep inside the forward pass."""
+    embeddings = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) <= embeddings or not isinstance(dataset, Dataset):
+        return
+    for index, row in enumerate(dataset.select_columns(list(ID_COLUMNS))):
+        for name in ID_COLUMNS:
+            if row[name] and max(row[name]) >= embeddings:
+                raise ValueError(
+                    f"row {index}, field {name!r}: token id {max(row[name])} is past the model's {embeddings} "
+                    f"embeddings (the tokenizer has {len(tokenizer)} tokens); call "
+                    "model.resize_token_embeddings(len(tokenizer)) before training"
+                )
+
+
+class DataStatsCallback(TrainerCallback, ExportableState):
+    """Carries the data-preparation counts into trainer_state.json (under ``stateful_callbacks``), where they
+    survive checkpoints and the model card can find them."""
+
+    def __init__(self, stats: dict[str, dict[str, Any]]):
+        self.stats = stats
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"stats": self.stats}, "attributes": {}}

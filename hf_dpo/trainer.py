@@ -10,24 +10,21 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import broadcast_object_list, gather_object
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
-from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
-from transformers.trainer_callback import ExportableState
+from transformers import PreTrainedModel, Trainer, set_seed
 from transformers.trainer_utils import EvalLoopOutput
 
 from hf_dpo import ref_cache
 from hf_dpo.collator import ID_COLUMNS, DPODataCollator
 from hf_dpo.config import DPOTrainingArguments
-from hf_dpo.data import prepare_dataset
+from hf_dpo.data import DataStatsCallback, check_vocabulary, prepare_dataset
 from hf_dpo.logprobs import sequence_logps
 from hf_dpo.losses import dpo_loss, needs_reference
 from hf_dpo.model_card import write_model_card
-from hf_dpo.modeling import load_causal_lm, load_tokenizer
+from hf_dpo.modeling import disable_dropout, load_causal_lm, load_tokenizer
 from hf_dpo.reference import (
     REF_COLUMNS,
     AdapterReference,
@@ -36,8 +33,7 @@ from hf_dpo.reference import (
     NoReference,
     PrecomputedReference,
     add_reference_adapter,
-    compute_reference_logps,
-    with_reference_columns,
+    precompute_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,41 +62,6 @@ def _is_peft_model(model: Any) -> bool:
     except ImportError:
         return False
     return isinstance(model, PeftModel)
-
-
-def disable_dropout(model: torch.nn.Module) -> None:
-    """Zero dropout modules and the attention-dropout probabilities that attention layers read at run time."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-        if isinstance(getattr(module, "attention_dropout", None), float):
-            module.attention_dropout = 0.0
-
-
-def check_vocabulary(model: torch.nn.Module, tokenizer: Any, dataset: Any) -> None:
-    """Token ids the model has no embedding for would index out of range deep inside the forward pass."""
-    embeddings = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) <= embeddings or not isinstance(dataset, Dataset):
-        return
-    for index, row in enumerate(dataset.select_columns(list(ID_COLUMNS))):
-        for name in ID_COLUMNS:
-            if row[name] and max(row[name]) >= embeddings:
-                raise ValueError(
-                    f"row {index}, field {name!r}: token id {max(row[name])} is past the model's {embeddings} "
-                    f"embeddings (the tokenizer has {len(tokenizer)} tokens); call "
-                    "model.resize_token_embeddings(len(tokenizer)) before training"
-                )
-
-
-class DataStatsCallback(TrainerCallback, ExportableState):
-    """Carries the data-preparation counts into trainer_state.json (under ``stateful_callbacks``), where they
-    survive checkpoints and the model card can find them."""
-
-    def __init__(self, stats: dict[str, dict[str, Any]]):
-        self.stats = stats
-
-    def state(self) -> dict[str, Any]:
-        return {"args": {"stats": self.stats}, "attributes": {}}
 
 
 class DPOTrainer(Trainer):
@@ -283,43 +244,17 @@ class DPOTrainer(Trainer):
         self.reference = PrecomputedReference()  # a frozen copy, if there was one, is released here
 
     def _with_reference_logps(self, dataset: Any, split: str) -> Any:
-        if dataset is None or set(REF_COLUMNS) <= set(dataset.column_names or ()):
-            return dataset
         args = self.args
-        cache_file, key = None, ""
-        if args.ref_logps_cache:
-            precision = f"{self.accelerator.mixed_precision}-{args.device.type}"
-            key = ref_cache.cache_key(
-                self.reference.fingerprint(self.model), ref_cache.dataset_fingerprint(dataset), precision
-            )
-            cache_file = Path(args.ref_logps_cache_dir or ref_cache.default_cache_dir()) / f"{key}.pt"
-        # The main process reads the cache and tells the others, so all take the same branch below.
-        cached = ref_cache.load(cache_file, key, len(dataset)) if cache_file and self.is_world_process_zero() else None
-        if self.accelerator.num_processes > 1:
-            cached = broadcast_object_list([cached])[0]
-        if cached is not None:
-            logger.info("%s set: reference log-probs loaded from %s", split, cache_file)
-            return with_reference_columns(dataset, *cached)
-        chosen, rejected = self._sharded_reference_logps(dataset, split)
-        if cache_file is not None and self.is_world_process_zero():
-            ref_cache.save(cache_file, key, chosen, rejected)
-            logger.info("%s set: reference log-probs cached in %s", split, cache_file)
-        return with_reference_columns(dataset, chosen, rejected)
-
-    def _sharded_reference_logps(self, dataset: Dataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each process scores a contiguous shard; the shards are gathered back in order on every process."""
-        processes, index = self.accelerator.num_processes, self.accelerator.process_index
-        shard = dataset.shard(processes, index, contiguous=True) if processes > 1 else dataset
-        batch_size = self.args.precompute_ref_batch_size or self.args.per_device_eval_batch_size
-        chosen, rejected = compute_reference_logps(
-            self._reference_logps, self.model, shard, self.data_collator, batch_size, self.args.device, split
-        )
-        if processes == 1:
-            return chosen, rejected
-        shards = gather_object([(chosen.tolist(), rejected.tolist())])  # [(chosen, rejected) of rank 0, 1, ...]
-        return (
-            torch.tensor([value for shard_chosen, _ in shards for value in shard_chosen]),
-            torch.tensor([value for _, shard_rejected in shards for value in shard_rejected]),
+        return precompute_columns(
+            dataset,
+            split,
+            reference=self._reference_logps,
+            policy=self.model,
+            collator=self.data_collator,
+            batch_size=args.precompute_ref_batch_size or args.per_device_eval_batch_size,
+            accelerator=self.accelerator,
+            cache_dir=(args.ref_logps_cache_dir or ref_cache.default_cache_dir()) if args.ref_logps_cache else None,
+            fingerprint=self.reference.fingerprint,
         )
 
     def _prepare_late(self, dataset: Any, split: str) -> Any:
