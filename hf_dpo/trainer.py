@@ -109,6 +109,10 @@ class DPOTrainer(Trainer):
         if isinstance(model, str):
             model = load_causal_lm(model, **init_kwargs)
         if processing_class is None:
+            if not model_id:
+                raise ValueError(
+                    "pass processing_class (the tokenizer): the model has no name or path to load one from"
+                )
             processing_class = load_tokenizer(model_id)
         if getattr(processing_class, "pad_token", None) is None:
             processing_class.pad_token = processing_class.eos_token

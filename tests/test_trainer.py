@@ -315,3 +315,8 @@ def test_lora_initialisation_is_seeded_so_runs_repeat(tmp_path, tokenizer):
     second = _trainer(tmp_path / "b", tokenizer, peft_config=lora, seed=7)
     for (name, a), (_, b) in zip(first.model.named_parameters(), second.model.named_parameters()):
         assert torch.equal(a, b), name
+
+
+def test_a_model_without_a_name_needs_a_tokenizer(tmp_path, tokenizer):
+    with pytest.raises(ValueError, match="pass processing_class"):
+        DPOTrainer(build_model(tokenizer), args=_args(tmp_path), train_dataset=preference_rows(4))
