@@ -69,12 +69,12 @@ class PreparationStats:
         return asdict(self)
 
 
-def render_pair(row: dict[str, Any], index: int, tokenizer: Any) -> tuple[str, str, str, bool]:
-    """The row's prompt and completions as text, and whether the prompt went through the chat template."""
+def render_pair(row: dict[str, Any], index: int, tokenizer: Any) -> tuple[str, str, str]:
+    """The row's prompt and completions as text (chat messages rendered with the tokenizer's chat template)."""
     row = normalise_row(row, index)
     prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
     if not is_conversation(prompt):
-        return prompt, chosen, rejected, False
+        return prompt, chosen, rejected
 
     if getattr(tokenizer, "chat_template", None) is None:
         raise DataFormatError(
@@ -94,7 +94,7 @@ def render_pair(row: dict[str, Any], index: int, tokenizer: Any) -> tuple[str, s
                 f"the prompt alone, so the prompt cannot be masked; rendered prompt ends {prompt_text[-60:]!r}"
             )
         completions.append(full_text[len(prompt_text) :])
-    return prompt_text, completions[0], completions[1], True
+    return prompt_text, completions[0], completions[1]
 
 
 def _tokenize_completion(text: str, tokenizer: Any) -> list[int]:
@@ -159,7 +159,7 @@ def truncate_pair(
 
 def tokenize_row(row: dict[str, Any], index: int, tokenizer: Any, add_bos: bool, **limits: Any) -> dict[str, Any]:
     """One raw row -> ``prompt_input_ids``, ``chosen_input_ids``, ``rejected_input_ids`` and a status column."""
-    prompt_text, chosen_text, rejected_text, _ = render_pair(row, index, tokenizer)
+    prompt_text, chosen_text, rejected_text = render_pair(row, index, tokenizer)
     prompt_ids = _tokenize_prompt(prompt_text, tokenizer, add_bos)
     if not prompt_ids:
         # nothing precedes the completion, so its first token has no position to be predicted from

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from datasets import Dataset, DatasetDict, IterableDatasetDict
 
 from hf_dpo.collator import ID_COLUMNS
 
@@ -266,7 +266,3 @@ def rows_from_list(rows: list[Any], split: str, mapping: dict[str, str] | None =
         raise DataFormatError(
             f"the {split} rows cannot form one table ({error}); some column holds different types in different rows"
         ) from None
-
-
-def is_streaming(dataset: Any) -> bool:
-    return isinstance(dataset, IterableDataset)

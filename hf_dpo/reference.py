@@ -69,7 +69,7 @@ class NoReference:
 
 
 class FrozenModelReference:
-    """A separate model, frozen; the trainer places it on the device (``model`` may be replaced after placement)."""
+    """A separate model, frozen; the trainer moves it to its device."""
 
     kind = "model"
 
