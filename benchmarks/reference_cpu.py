@@ -31,7 +31,7 @@ def run_one(trainer_name: str, precompute: bool, steps: int, pairs: int) -> dict
     from peft import LoraConfig
 
     from hf_dpo.cli import DataArguments, load_splits
-    from hf_dpo.modeling import load_causal_lm, load_tokenizer
+    from hf_dpo.loading import load_causal_lm, load_tokenizer
 
     model_id = "HuggingFaceTB/SmolLM2-135M-Instruct"
     tokenizer, model = load_tokenizer(model_id), load_causal_lm(model_id)

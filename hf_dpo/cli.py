@@ -195,7 +195,7 @@ def load_splits(data_args: DataArguments) -> tuple[Any, Any]:
 
 def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, args: Any) -> dict[str, Any]:
     """Train as configured, print a before/after summary, and return it."""
-    from hf_dpo.modeling import load_causal_lm, load_tokenizer
+    from hf_dpo.loading import load_causal_lm, load_tokenizer
     from hf_dpo.trainer import DPOTrainer
 
     started = time.time()

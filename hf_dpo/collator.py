@@ -8,9 +8,8 @@ from typing import Any
 
 import torch
 
+from hf_dpo.columns import ID_COLUMNS
 from hf_dpo.logprobs import IGNORE_INDEX
-
-ID_COLUMNS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids")
 
 
 @dataclass

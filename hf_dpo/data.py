@@ -29,7 +29,7 @@ from datasets import Dataset, IterableDataset
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from hf_dpo.collator import ID_COLUMNS
+from hf_dpo.columns import ID_COLUMNS
 from hf_dpo.formats import (
     TEXT_COLUMNS,
     DataFormatError,

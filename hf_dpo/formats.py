@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, IterableDatasetDict
 
-from hf_dpo.collator import ID_COLUMNS
+from hf_dpo.columns import ID_COLUMNS
 
 TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 ROLES = ("system", "user", "assistant", "tool")

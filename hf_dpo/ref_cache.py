@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from hf_dpo.collator import ID_COLUMNS
+from hf_dpo.columns import ID_COLUMNS
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,9 @@ without gradients. Reference passes run in eval mode, which turns off dropout an
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,29 +26,12 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from hf_dpo import ref_cache
+from hf_dpo.columns import REF_COLUMNS
 from hf_dpo.logprobs import sequence_logps
+from hf_dpo.model_utils import eval_mode, freeze
 from hf_dpo.ref_cache import weights_fingerprint
 
-REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 logger = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Run the block with ``model.eval()`` and restore the previous mode after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def freeze(model: torch.nn.Module) -> torch.nn.Module:
-    """Eval mode and no gradients, for good."""
-    model.eval()
-    model.requires_grad_(False)
-    return model
 
 
 def _batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

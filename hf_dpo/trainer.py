@@ -18,15 +18,16 @@ from transformers import PreTrainedModel, Trainer, set_seed
 from transformers.trainer_utils import EvalLoopOutput
 
 from hf_dpo import ref_cache
-from hf_dpo.collator import ID_COLUMNS, DPODataCollator
+from hf_dpo.collator import DPODataCollator
+from hf_dpo.columns import ID_COLUMNS, REF_COLUMNS
 from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.data import DataStatsCallback, check_vocabulary, prepare_dataset
+from hf_dpo.loading import load_causal_lm, load_tokenizer
 from hf_dpo.logprobs import sequence_logps
 from hf_dpo.losses import dpo_loss, needs_reference
 from hf_dpo.model_card import write_model_card
-from hf_dpo.modeling import disable_dropout, load_causal_lm, load_tokenizer
+from hf_dpo.model_utils import disable_dropout, is_peft_model, is_quantized
 from hf_dpo.reference import (
-    REF_COLUMNS,
     AdapterReference,
     DisabledAdapterReference,
     FrozenModelReference,
@@ -49,19 +50,6 @@ METRIC_NAMES = (
     "logps/ref_margin",
     "kl",
 )
-
-
-def _is_quantized(model: Any) -> bool:
-    model = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
-
-
-def _is_peft_model(model: Any) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:
-        return False
-    return isinstance(model, PeftModel)
 
 
 class DPOTrainer(Trainer):
@@ -118,10 +106,10 @@ class DPOTrainer(Trainer):
             processing_class.pad_token = processing_class.eos_token
             logger.warning("the tokenizer has no pad token; using its EOS token %r", processing_class.eos_token)
 
-        came_as_peft = _is_peft_model(model)
+        came_as_peft = is_peft_model(model)
         model = self._wrap_peft(model, peft_config)
         checkpointing = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing  # <5.2x name
-        if checkpointing and _is_peft_model(model):
+        if checkpointing and is_peft_model(model):
             # LoRA leaves the embeddings frozen; checkpointed blocks still need an input that requires grad.
             model.enable_input_require_grads()
         self.reference = self._build_reference(model, ref_model, args, init_kwargs, came_as_peft)
@@ -166,12 +154,12 @@ class DPOTrainer(Trainer):
 
     @staticmethod
     def _wrap_peft(model: torch.nn.Module, peft_config: Any) -> torch.nn.Module:
-        quantized = _is_quantized(model)
+        quantized = is_quantized(model)
         if peft_config is None:
-            if quantized and not _is_peft_model(model):
+            if quantized and not is_peft_model(model):
                 raise ValueError("a 4-bit or 8-bit model cannot be trained itself; pass a peft_config (QLoRA)")
             return model
-        if _is_peft_model(model):
+        if is_peft_model(model):
             raise ValueError(
                 "model is already a PeftModel and a peft_config was also given; pass one or the other "
                 "(to add an adapter to a PeftModel, merge it first with model.merge_and_unload())"
@@ -199,7 +187,7 @@ class DPOTrainer(Trainer):
             if isinstance(ref_model, str):
                 ref_model = load_causal_lm(ref_model, **init_kwargs)
             return FrozenModelReference(ref_model)
-        if _is_peft_model(model):
+        if is_peft_model(model):
             if came_as_peft or args.ref_adapter_name:
                 # The PeftModel's adapter (an SFT LoRA, say) is what training starts from: it is the reference.
                 train_adapter = args.model_adapter_name or model.active_adapter
@@ -216,7 +204,7 @@ class DPOTrainer(Trainer):
                 "hold an unsharded copy); train a PEFT model (its reference is the base model with the adapters "
                 "disabled) or use reference_free=True"
             )
-        if not _is_quantized(self.reference.model):
+        if not is_quantized(self.reference.model):
             self.reference.model.to(self.args.device)
 
     def _reference_logps(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -236,7 +224,7 @@ class DPOTrainer(Trainer):
     def _precompute_reference(self) -> None:
         """Reference log-probs as dataset columns (from the disk cache when it has them), then drop the
         reference model: training holds one model and runs one forward per step."""
-        if not _is_quantized(self.model):  # bitsandbytes models were placed when loaded and refuse .to()
+        if not is_quantized(self.model):  # bitsandbytes models were placed when loaded and refuse .to()
             self.model.to(self.args.device)  # the pass may run before Trainer has placed the policy
         self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
         if isinstance(self.eval_dataset, dict):

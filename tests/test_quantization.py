@@ -8,7 +8,7 @@ from peft import LoraConfig
 from tiny import build_model, build_tokenizer, preference_rows
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
-from hf_dpo.modeling import load_causal_lm, quantization_kwargs
+from hf_dpo.loading import load_causal_lm, quantization_kwargs
 from hf_dpo.reference import DisabledAdapterReference
 
 bnb = pytest.importorskip("bitsandbytes")

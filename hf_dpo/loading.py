@@ -111,12 +111,3 @@ def load_tokenizer(name_or_path: str, **init_kwargs: Any) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     tokenizer.name_or_path = name_or_path
     return tokenizer
-
-
-def disable_dropout(model: torch.nn.Module) -> None:
-    """Zero dropout modules and the attention-dropout probabilities that attention layers read at run time."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-        if isinstance(getattr(module, "attention_dropout", None), float):
-            module.attention_dropout = 0.0
