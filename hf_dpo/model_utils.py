@@ -48,3 +48,28 @@ def disable_dropout(model: torch.nn.Module) -> None:
             module.p = 0.0
         if isinstance(getattr(module, "attention_dropout", None), float):
             module.attention_dropout = 0.0
+
+
+def wrap_peft(model: torch.nn.Module, peft_config: Any, activation_checkpointing: bool) -> torch.nn.Module:
+    """The policy as it trains: ``model`` wrapped with ``get_peft_model`` when a ``peft_config`` is given (after
+    k-bit preparation for a quantized model); a quantized model without adapters is refused."""
+    quantized = is_quantized(model)
+    if peft_config is None:
+        if quantized and not is_peft_model(model):
+            raise ValueError("a 4-bit or 8-bit model cannot be trained itself; pass a peft_config (QLoRA)")
+    elif is_peft_model(model):
+        raise ValueError(
+            "model is already a PeftModel and a peft_config was also given; pass one or the other "
+            "(to add an adapter to a PeftModel, merge it first with model.merge_and_unload())"
+        )
+    else:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if quantized:
+            # fp32 norms and an input that requires grad; checkpointing is left to the Trainer's own argument
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = get_peft_model(model, peft_config)
+    if activation_checkpointing and is_peft_model(model):
+        # LoRA leaves the embeddings frozen; checkpointed blocks still need an input that requires grad.
+        model.enable_input_require_grads()
+    return model

@@ -1,5 +1,7 @@
 """Where the reference log-probs ``log π_ref(y|x)`` come from; the one place that decides it.
 
+:func:`build_reference` picks one of these, each following the :class:`Reference` protocol:
+
 - :class:`FrozenModelReference`: a separate, frozen model (an explicit ``ref_model`` or a copy of the policy).
 - :class:`DisabledAdapterReference`: the PEFT policy itself with its adapters switched off, so the base weights
   are held once.
@@ -16,19 +18,15 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import broadcast_object_list, gather_object
-from datasets import Dataset
-from tqdm.auto import tqdm
 
-from hf_dpo import ref_cache
 from hf_dpo.columns import REF_COLUMNS
+from hf_dpo.loading import load_causal_lm
 from hf_dpo.logprobs import sequence_logps
-from hf_dpo.model_utils import eval_mode, freeze
+from hf_dpo.losses import needs_reference
+from hf_dpo.model_utils import eval_mode, freeze, is_peft_model, is_quantized
 from hf_dpo.ref_cache import weights_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -40,18 +38,53 @@ def _batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tupl
     return chosen, rejected
 
 
-class NoReference:
+def _unwrap(policy: torch.nn.Module) -> torch.nn.Module:
+    """The PeftModel inside a DDP/FSDP/DeepSpeed wrapper (they expose it as ``.module``)."""
+    return getattr(policy, "module", policy)
+
+
+class Reference:
+    """The protocol every reference follows; the trainer talks to nothing else.
+
+    Attributes:
+        kind: a short name, written into the model card.
+        model: the separate model this reference holds, or ``None`` when it holds none (``trainer.ref_model``).
+        runs_model: whether a call runs a forward pass (``False``: nothing to precompute).
+        batch_columns: columns a call reads from the batch besides the collator's ``input_ids``/``labels``.
+    """
+
+    kind = ""
+    model: torch.nn.Module | None = None
+    runs_model = True
+    batch_columns: tuple[str, ...] = ()
+
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def fingerprint(self, policy: torch.nn.Module) -> str:
+        """A hash of the weights that define this reference (the key of the precomputed log-prob cache)."""
+        raise NotImplementedError(f"a {self.kind!r} reference has no weights to fingerprint")
+
+    def prepare(self, accelerator: Any) -> None:
+        """Place what this reference holds for ``accelerator``; called once the Trainer has built it."""
+
+    def release(self, policy: torch.nn.Module) -> None:
+        """Free what only the reference needed, once its log-probs are precomputed and it never runs again."""
+
+
+class NoReference(Reference):
     """Reference-free: ``log π_ref`` is taken as 0."""
 
     kind = "none"
+    runs_model = False
 
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         zeros = torch.zeros(batch["input_ids"].shape[0] // 2, dtype=torch.float32, device=batch["input_ids"].device)
         return zeros, zeros
 
 
-class FrozenModelReference:
-    """A separate model, frozen; the trainer moves it to its device."""
+class FrozenModelReference(Reference):
+    """A separate model, frozen, placed on the policy's device."""
 
     kind = "model"
 
@@ -61,46 +94,69 @@ class FrozenModelReference:
     def fingerprint(self, policy: torch.nn.Module) -> str:
         return weights_fingerprint(self.model)
 
+    def prepare(self, accelerator: Any) -> None:
+        # It never gets gradients, so DDP has nothing to synchronise: each process holds it unwrapped.
+        if accelerator.distributed_type.name in ("FSDP", "DEEPSPEED"):
+            raise ValueError(
+                "a separate frozen reference model is not supported with FSDP or DeepSpeed yet (each process would "
+                "hold an unsharded copy); train a PEFT model (its reference is the base model with the adapters "
+                "disabled) or use reference_free=True"
+            )
+        if not is_quantized(self.model):  # bitsandbytes models were placed when loaded and refuse .to()
+            self.model.to(accelerator.device)
+
+    def release(self, policy: torch.nn.Module) -> None:
+        self.model = None
+
     @torch.no_grad()
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return _batch_logps(self.model, batch)
 
 
-class DisabledAdapterReference:
+class DisabledAdapterReference(Reference):
     """The PEFT policy with its adapters disabled: the base model, without a second copy of its weights.
 
-    ``policy`` may be wrapped (DDP, FSDP, DeepSpeed expose the PeftModel as ``.module``); the forward goes through
-    the wrapper so a sharded model gathers its weights as it does for the policy's own forward.
+    The forward goes through the (possibly DDP/FSDP/DeepSpeed-wrapped) policy so a sharded model gathers its
+    weights as it does for the policy's own forward.
     """
 
     kind = "peft_disabled"
 
     def fingerprint(self, policy: torch.nn.Module) -> str:
-        return weights_fingerprint(getattr(policy, "module", policy), skip=lambda name: "lora_" in name)
+        return weights_fingerprint(_unwrap(policy), skip=lambda name: "lora_" in name)
 
     @torch.no_grad()
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        peft_model = getattr(policy, "module", policy)
-        with peft_model.disable_adapter(), eval_mode(policy):
+        with _unwrap(policy).disable_adapter(), eval_mode(policy):
             return _batch_logps(policy, batch)
 
 
-class AdapterReference:
+class AdapterReference(Reference):
     """A frozen adapter of the PEFT policy (typically the SFT LoRA the run starts from) while another adapter
-    trains: the base weights are held once, the reference is the SFT model and not the bare base."""
+    trains: the base weights are held once, the reference is the SFT model and not the bare base.
+
+    Args:
+        ref_adapter, train_adapter: the adapters' names in the PeftModel.
+        owned: the reference adapter was added by :func:`add_reference_adapter` (a copy), so it may be deleted
+            once it is no longer needed; an adapter the user loaded is left alone.
+    """
 
     kind = "adapter"
 
-    def __init__(self, ref_adapter: str, train_adapter: str):
-        self.ref_adapter, self.train_adapter = ref_adapter, train_adapter
+    def __init__(self, ref_adapter: str, train_adapter: str, owned: bool = False):
+        self.ref_adapter, self.train_adapter, self.owned = ref_adapter, train_adapter, owned
 
     def fingerprint(self, policy: torch.nn.Module) -> str:
         trained = f".{self.train_adapter}."
-        return weights_fingerprint(getattr(policy, "module", policy), skip=lambda name: trained in name)
+        return weights_fingerprint(_unwrap(policy), skip=lambda name: trained in name)
+
+    def release(self, policy: torch.nn.Module) -> None:
+        if self.owned:
+            _unwrap(policy).delete_adapter(self.ref_adapter)
 
     @torch.no_grad()
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        peft_model = getattr(policy, "module", policy)
+        peft_model = _unwrap(policy)
         peft_model.set_adapter(self.ref_adapter, inference_mode=True)  # stays frozen while active
         try:
             with eval_mode(policy):
@@ -113,7 +169,8 @@ def add_reference_adapter(
     peft_model: torch.nn.Module, train_adapter: str, ref_adapter: str | None
 ) -> AdapterReference:
     """Freeze ``ref_adapter`` (default: a new copy of ``train_adapter`` named ``"reference"``) as the reference."""
-    if ref_adapter is None:
+    owned = ref_adapter is None
+    if owned:
         from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
         ref_adapter = "reference"
@@ -128,13 +185,15 @@ def add_reference_adapter(
     if ref_adapter == train_adapter:
         raise ValueError(f"model_adapter_name and ref_adapter_name are both {train_adapter!r}; they must differ")
     peft_model.set_adapter(train_adapter)  # trainable; every other adapter frozen
-    return AdapterReference(ref_adapter, train_adapter)
+    return AdapterReference(ref_adapter, train_adapter, owned=owned)
 
 
-class PrecomputedReference:
+class PrecomputedReference(Reference):
     """Reference log-probs computed before training and carried in the batch by the collator."""
 
     kind = "precomputed"
+    runs_model = False
+    batch_columns = REF_COLUMNS
 
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         missing = [name for name in REF_COLUMNS if name not in batch]
@@ -143,75 +202,31 @@ class PrecomputedReference:
         return tuple(batch[name].to(torch.float32) for name in REF_COLUMNS)
 
 
-@torch.no_grad()
-def compute_reference_logps(
-    reference: Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
+def build_reference(
     policy: torch.nn.Module,
-    dataset: Dataset,
-    collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
-    batch_size: int,
-    device: torch.device,
-    description: str = "reference log-probs",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One no-grad pass of ``reference`` over ``dataset``: float32 ``(chosen, rejected)`` log-probs, ``[N]`` each."""
-    if not isinstance(dataset, Dataset):
-        raise TypeError(f"precompute_ref_log_probs needs a map-style datasets.Dataset, got {type(dataset).__name__}")
-    chosen, rejected = [], []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=description):
-        rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
-        batch = {name: value.to(device) for name, value in collator(list(rows)).items()}
-        ref_chosen, ref_rejected = reference(policy, batch)
-        chosen.append(ref_chosen.float().cpu())
-        rejected.append(ref_rejected.float().cpu())
-    return torch.cat(chosen), torch.cat(rejected)
+    ref_model: torch.nn.Module | str | None,
+    args: Any,
+    policy_came_as_peft: bool,
+) -> Reference:
+    """Decide the reference of a run.
 
-
-def with_reference_columns(dataset: Dataset, chosen: torch.Tensor, rejected: torch.Tensor) -> Dataset:
-    """``dataset`` with the columns :class:`PrecomputedReference` reads (replacing any old ones)."""
-    dataset = dataset.remove_columns([name for name in REF_COLUMNS if name in dataset.column_names])
-    dataset = dataset.add_column(REF_COLUMNS[0], chosen.tolist())
-    return dataset.add_column(REF_COLUMNS[1], rejected.tolist())
-
-
-def precompute_columns(
-    dataset: Any,
-    split: str,
-    *,
-    reference: Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
-    policy: torch.nn.Module,
-    collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
-    batch_size: int,
-    accelerator: Any,
-    cache_dir: str | Path | None,
-    fingerprint: Callable[[torch.nn.Module], str],
-) -> Any:
-    """``dataset`` with reference log-prob columns: from the disk cache (see :mod:`hf_dpo.ref_cache`) when it has
-    them, else computed with each process scoring a contiguous shard, gathered in order, and cached by rank 0."""
-    if dataset is None or set(REF_COLUMNS) <= set(dataset.column_names or ()):
-        return dataset
-    cache_file, key = None, ""
-    if cache_dir is not None:
-        precision = f"{accelerator.mixed_precision}-{accelerator.device.type}"
-        key = ref_cache.cache_key(fingerprint(policy), ref_cache.dataset_fingerprint(dataset), precision)
-        cache_file = Path(cache_dir) / f"{key}.pt"
-    # The main process reads the cache and tells the others, so all take the same branch around the collectives.
-    cached = ref_cache.load(cache_file, key, len(dataset)) if cache_file and accelerator.is_main_process else None
-    if accelerator.num_processes > 1:
-        cached = broadcast_object_list([cached])[0]
-    if cached is not None:
-        logger.info("%s set: reference log-probs loaded from %s", split, cache_file)
-        return with_reference_columns(dataset, *cached)
-
-    processes, index = accelerator.num_processes, accelerator.process_index
-    shard = dataset.shard(processes, index, contiguous=True) if processes > 1 else dataset
-    chosen, rejected = compute_reference_logps(
-        reference, policy, shard, collator, batch_size, accelerator.device, split
-    )
-    if processes > 1:
-        shards = gather_object([(chosen.tolist(), rejected.tolist())])  # [(chosen, rejected) of rank 0, 1, ...]
-        chosen = torch.tensor([value for shard_chosen, _ in shards for value in shard_chosen])
-        rejected = torch.tensor([value for _, shard_rejected in shards for value in shard_rejected])
-    if cache_file is not None and accelerator.is_main_process:
-        ref_cache.save(cache_file, key, chosen, rejected)
-        logger.info("%s set: reference log-probs cached in %s", split, cache_file)
-    return with_reference_columns(dataset, chosen, rejected)
+    In order: none when the loss needs none (or ``args.reference_free``); the given ``ref_model`` (a model, or a
+    name loaded like the policy, with ``args.model_init_kwargs``); for a PEFT policy, its own starting adapter
+    frozen (when it arrived as a PeftModel, e.g. an SFT LoRA, or ``args.ref_adapter_name`` names one) or else the
+    base model with adapters disabled; for a plain model, a frozen copy of it.
+    """
+    if args.reference_free or not needs_reference(args.loss_type):
+        return NoReference()
+    if ref_model is not None:
+        if ref_model is policy:
+            raise ValueError("ref_model is the policy model itself; pass a separate copy or leave it None")
+        if isinstance(ref_model, str):
+            ref_model = load_causal_lm(ref_model, **(args.model_init_kwargs or {}))
+        return FrozenModelReference(ref_model)
+    if is_peft_model(policy):
+        if policy_came_as_peft or args.ref_adapter_name:
+            # The PeftModel's adapter (an SFT LoRA, say) is what training starts from: it is the reference.
+            train_adapter = args.model_adapter_name or policy.active_adapter
+            return add_reference_adapter(policy, train_adapter, args.ref_adapter_name)
+        return DisabledAdapterReference()
+    return FrozenModelReference(copy.deepcopy(policy))

@@ -7,7 +7,6 @@ The trainer only wires things together: data preparation (`data.py`), batching (
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from typing import Any
@@ -24,18 +23,11 @@ from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.data import DataStatsCallback, check_vocabulary, prepare_dataset
 from hf_dpo.loading import load_causal_lm, load_tokenizer
 from hf_dpo.logprobs import sequence_logps
-from hf_dpo.losses import dpo_loss, needs_reference
+from hf_dpo.losses import dpo_loss
 from hf_dpo.model_card import write_model_card
-from hf_dpo.model_utils import disable_dropout, is_peft_model, is_quantized
-from hf_dpo.reference import (
-    AdapterReference,
-    DisabledAdapterReference,
-    FrozenModelReference,
-    NoReference,
-    PrecomputedReference,
-    add_reference_adapter,
-    precompute_columns,
-)
+from hf_dpo.model_utils import disable_dropout, is_peft_model, is_quantized, wrap_peft
+from hf_dpo.precompute import precompute_columns
+from hf_dpo.reference import PrecomputedReference, build_reference
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +44,52 @@ METRIC_NAMES = (
 )
 
 
+def _checked_args(model: Any, args: DPOTrainingArguments | None) -> DPOTrainingArguments:
+    if model is None:
+        raise ValueError("DPOTrainer needs a model (an instance or a name/path)")
+    if args is None:
+        return DPOTrainingArguments(output_dir=f"{_model_id(model).split('/')[-1] or 'model'}-dpo")
+    if not isinstance(args, DPOTrainingArguments):
+        raise TypeError(f"args must be DPOTrainingArguments, got {type(args).__name__}")
+    return args
+
+
+def _model_id(model: Any) -> str:
+    return model if isinstance(model, str) else str(getattr(getattr(model, "config", None), "_name_or_path", ""))
+
+
+def _model_and_tokenizer(model: Any, tokenizer: Any, args: DPOTrainingArguments) -> tuple[Any, Any]:
+    """The policy (loaded when given by name) and its tokenizer (loaded by the model's name when not given), with
+    a pad token."""
+    model_id = _model_id(model)
+    if isinstance(model, str):
+        model = load_causal_lm(model, **(args.model_init_kwargs or {}))
+    if tokenizer is None:
+        if not model_id:
+            raise ValueError("pass processing_class (the tokenizer): the model has no name or path to load one from")
+        tokenizer = load_tokenizer(model_id)
+    if getattr(tokenizer, "pad_token", None) is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        logger.warning("the tokenizer has no pad token; using its EOS token %r", tokenizer.eos_token)
+    return model, tokenizer
+
+
+def _per_eval_split(eval_dataset: Any, function: Any, *extra: Any) -> Any:
+    """``function(dataset, split, *extra)`` on one evaluation dataset, or on each of a ``{name: dataset}`` dict
+    (Trainer evaluates each name under the ``eval_{name}_`` prefix)."""
+    if isinstance(eval_dataset, dict) and not isinstance(eval_dataset, DatasetDict | IterableDatasetDict):
+        return {name: function(dataset, f"eval_{name}", *extra) for name, dataset in eval_dataset.items()}
+    return function(eval_dataset, "eval", *extra)
+
+
 class DPOTrainer(Trainer):
     """Trains a causal LM on (prompt, chosen, rejected) pairs with a preference loss.
 
     Args:
         model: a `PreTrainedModel`, a `PeftModel`, or a name/path loaded with `args.model_init_kwargs`.
-        ref_model: the reference model (instance or name/path), frozen. Default: the PEFT model with adapters
-            disabled if `model` is (or becomes) a PEFT model, else a frozen copy of `model`. Ignored (and never
-            built) when `args.reference_free`.
+        ref_model: the reference model (instance or name/path, loaded like `model`), frozen. Default: see
+            `hf_dpo.reference.build_reference` (adapters disabled or the starting adapter for a PEFT model, else a
+            frozen copy of `model`; nothing for reference-free losses).
         args: `DPOTrainingArguments`.
         train_dataset, eval_dataset: rows with `prompt`/`chosen`/`rejected` (strings or chat messages), or rows
             already tokenized into `prompt_input_ids`/`chosen_input_ids`/`rejected_input_ids`.
@@ -83,51 +113,23 @@ class DPOTrainer(Trainer):
         peft_config: Any = None,
         **kwargs: Any,
     ):
-        if model is None:
-            raise ValueError("DPOTrainer needs a model (an instance or a name/path)")
-        model_id = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "")
-        if args is None:
-            args = DPOTrainingArguments(output_dir=f"{str(model_id).split('/')[-1] or 'model'}-dpo")
-        elif not isinstance(args, DPOTrainingArguments):
-            raise TypeError(f"args must be DPOTrainingArguments, got {type(args).__name__}")
-        init_kwargs = args.model_init_kwargs or {}
+        args = _checked_args(model, args)
         # Trainer seeds in its own __init__, after the adapters below are created: seed now so their random
         # initialisation, and so the whole run, repeats exactly.
         set_seed(args.seed)
-        if isinstance(model, str):
-            model = load_causal_lm(model, **init_kwargs)
-        if processing_class is None:
-            if not model_id:
-                raise ValueError(
-                    "pass processing_class (the tokenizer): the model has no name or path to load one from"
-                )
-            processing_class = load_tokenizer(model_id)
-        if getattr(processing_class, "pad_token", None) is None:
-            processing_class.pad_token = processing_class.eos_token
-            logger.warning("the tokenizer has no pad token; using its EOS token %r", processing_class.eos_token)
-
+        model, processing_class = _model_and_tokenizer(model, processing_class, args)
         came_as_peft = is_peft_model(model)
-        model = self._wrap_peft(model, peft_config)
         checkpointing = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing  # <5.2x name
-        if checkpointing and is_peft_model(model):
-            # LoRA leaves the embeddings frozen; checkpointed blocks still need an input that requires grad.
-            model.enable_input_require_grads()
-        self.reference = self._build_reference(model, ref_model, args, init_kwargs, came_as_peft)
+        model = wrap_peft(model, peft_config, checkpointing)
+        self.reference = build_reference(model, ref_model, args, came_as_peft)
         if args.disable_dropout:
-            disable_dropout(model)
-            if isinstance(self.reference, FrozenModelReference):
-                disable_dropout(self.reference.model)
+            for module in filter(None, (model, self.reference.model)):
+                disable_dropout(module)
 
         self.dataset_stats: dict[str, dict[str, Any]] = {}
         with args.main_process_first(desc="tokenizing preference data"):
-            train_dataset = self._prepare(train_dataset, processing_class, args, "train")
-            if isinstance(eval_dataset, dict) and not isinstance(eval_dataset, DatasetDict | IterableDatasetDict):
-                eval_dataset = {
-                    name: self._prepare(split, processing_class, args, f"eval_{name}")
-                    for name, split in eval_dataset.items()
-                }
-            else:
-                eval_dataset = self._prepare(eval_dataset, processing_class, args, "eval")
+            train_dataset = self._prepare(train_dataset, "train", processing_class, args)
+            eval_dataset = _per_eval_split(eval_dataset, self._prepare, processing_class, args)
         check_vocabulary(model, processing_class, train_dataset)
         if data_collator is None:
             data_collator = DPODataCollator(processing_class.pad_token_id, args.pad_to_multiple_of)
@@ -145,67 +147,16 @@ class DPOTrainer(Trainer):
         self.add_callback(DataStatsCallback(self.dataset_stats))
         self._metric_windows: dict[str, torch.Tensor] = {}  # mode -> [sum of each metric..., number of pairs]
         self._loss_state: dict[str, Any] = {}  # running statistics some losses keep across steps (bco_pair)
-        if isinstance(self.reference, FrozenModelReference):
-            self._place_reference_model()
-        if args.precompute_ref_log_probs and not isinstance(self.reference, NoReference):
+        self.reference.prepare(self.accelerator)
+        if args.precompute_ref_log_probs and self.reference.runs_model:
             self._precompute_reference()
 
+    @property
+    def ref_model(self) -> torch.nn.Module | None:
+        """The separate frozen reference model, if the run has one (TRL's attribute)."""
+        return self.reference.model
+
     # ---- set-up -------------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _wrap_peft(model: torch.nn.Module, peft_config: Any) -> torch.nn.Module:
-        quantized = is_quantized(model)
-        if peft_config is None:
-            if quantized and not is_peft_model(model):
-                raise ValueError("a 4-bit or 8-bit model cannot be trained itself; pass a peft_config (QLoRA)")
-            return model
-        if is_peft_model(model):
-            raise ValueError(
-                "model is already a PeftModel and a peft_config was also given; pass one or the other "
-                "(to add an adapter to a PeftModel, merge it first with model.merge_and_unload())"
-            )
-        from peft import get_peft_model, prepare_model_for_kbit_training
-
-        if quantized:
-            # fp32 norms and an input that requires grad; checkpointing is left to the Trainer's own argument
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        return get_peft_model(model, peft_config)
-
-    @staticmethod
-    def _build_reference(
-        model: torch.nn.Module,
-        ref_model: Any,
-        args: DPOTrainingArguments,
-        init_kwargs: dict[str, Any],
-        came_as_peft: bool,
-    ) -> NoReference | FrozenModelReference | DisabledAdapterReference | AdapterReference:
-        if args.reference_free or not needs_reference(args.loss_type):
-            return NoReference()
-        if ref_model is not None:
-            if ref_model is model:
-                raise ValueError("ref_model is the policy model itself; pass a separate copy or leave it None")
-            if isinstance(ref_model, str):
-                ref_model = load_causal_lm(ref_model, **init_kwargs)
-            return FrozenModelReference(ref_model)
-        if is_peft_model(model):
-            if came_as_peft or args.ref_adapter_name:
-                # The PeftModel's adapter (an SFT LoRA, say) is what training starts from: it is the reference.
-                train_adapter = args.model_adapter_name or model.active_adapter
-                return add_reference_adapter(model, train_adapter, args.ref_adapter_name)
-            return DisabledAdapterReference()
-        return FrozenModelReference(copy.deepcopy(model))
-
-    def _place_reference_model(self) -> None:
-        """Put the frozen reference on this process's device, unwrapped: it never gets gradients, so DDP has
-        nothing to synchronise; it runs under the same autocast as the policy (see `_reference_logps`)."""
-        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
-            raise ValueError(
-                "a separate frozen reference model is not supported with FSDP or DeepSpeed yet (each process would "
-                "hold an unsharded copy); train a PEFT model (its reference is the base model with the adapters "
-                "disabled) or use reference_free=True"
-            )
-        if not is_quantized(self.reference.model):
-            self.reference.model.to(self.args.device)
 
     def _reference_logps(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         # The policy's forward is autocast by accelerate; the reference must score under the same precision, or
@@ -213,27 +164,23 @@ class DPOTrainer(Trainer):
         with self.accelerator.autocast():
             return self.reference(model, inputs)
 
-    def _prepare(self, dataset: Any, tokenizer: Any, args: DPOTrainingArguments, split: str) -> Any:
+    def _prepare(self, dataset: Any, split: str, tokenizer: Any = None, args: Any = None) -> Any:
         if dataset is None:
             return None
-        prepared, stats = prepare_dataset(dataset, tokenizer, args, split)
+        prepared, stats = prepare_dataset(dataset, tokenizer or self.processing_class, args or self.args, split)
         if stats is not None:
             self.dataset_stats[split] = stats.to_dict()
         return prepared
 
     def _precompute_reference(self) -> None:
-        """Reference log-probs as dataset columns (from the disk cache when it has them), then drop the
-        reference model: training holds one model and runs one forward per step."""
+        """Reference log-probs as dataset columns (from the disk cache when it has them), then release what only
+        the reference needed: training holds one model and runs one forward per step."""
         if not is_quantized(self.model):  # bitsandbytes models were placed when loaded and refuse .to()
             self.model.to(self.args.device)  # the pass may run before Trainer has placed the policy
         self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
-        if isinstance(self.eval_dataset, dict):
-            self.eval_dataset = {
-                name: self._with_reference_logps(d, f"eval_{name}") for name, d in self.eval_dataset.items()
-            }
-        else:
-            self.eval_dataset = self._with_reference_logps(self.eval_dataset, "eval")
-        self.reference = PrecomputedReference()  # a frozen copy, if there was one, is released here
+        self.eval_dataset = _per_eval_split(self.eval_dataset, self._with_reference_logps)
+        self.reference.release(self.model)
+        self.reference = PrecomputedReference()
 
     def _with_reference_logps(self, dataset: Any, split: str) -> Any:
         args = self.args
@@ -250,12 +197,13 @@ class DPOTrainer(Trainer):
         )
 
     def _prepare_late(self, dataset: Any, split: str) -> Any:
-        """A dataset handed to evaluate()/predict(): tokenized, and given reference columns when precomputed."""
-        dataset = self._prepare(dataset, self.processing_class, self.args, split)
-        if isinstance(self.reference, PrecomputedReference) and not set(REF_COLUMNS) <= set(dataset.column_names):
+        """A dataset handed to evaluate()/predict(): tokenized, and checked for the columns the reference reads."""
+        dataset = self._prepare(dataset, split)
+        missing = sorted(set(self.reference.batch_columns) - set(dataset.column_names or ()))
+        if missing:
             raise ValueError(
-                f"the {split} dataset has no reference log-probs, and the reference model was released after "
-                "precomputing; pass it to DPOTrainer(eval_dataset=...) so they are computed with the others"
+                f"the {split} dataset has no reference log-probs {missing}, and the reference model was released "
+                "after precomputing; pass it to DPOTrainer(eval_dataset=...) so they are computed with the others"
             )
         return dataset
 

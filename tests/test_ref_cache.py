@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny import build_model, preference_rows
 
-import hf_dpo.reference as reference_module
+import hf_dpo.precompute as precompute_module
 from hf_dpo import DPOTrainer, DPOTrainingArguments
 from hf_dpo.ref_cache import cache_key, load, save, weights_fingerprint
 
@@ -15,13 +15,13 @@ from hf_dpo.ref_cache import cache_key, load, save, weights_fingerprint
 def passes(monkeypatch):
     """Counts reference passes over a dataset (each costs one no-grad forward per batch)."""
     calls = []
-    real = reference_module.compute_reference_logps
+    real = precompute_module.compute_reference_logps
 
     def counting(*args, **kwargs):
         calls.append(kwargs.get("description", args[-1]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(reference_module, "compute_reference_logps", counting)
+    monkeypatch.setattr(precompute_module, "compute_reference_logps", counting)
     return calls
 
 
