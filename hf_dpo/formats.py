@@ -230,22 +230,30 @@ def check_columns(columns: list[str] | None, split: str) -> None:
         )
 
 
+def _check_encodings(row: dict[str, Any], index: int) -> None:
+    """Every text of the row's prompt/chosen/rejected (plain or message content) is valid UTF-8."""
+    for name in TEXT_COLUMNS:
+        value = row.get(name)
+        messages = value if isinstance(value, list) else []
+        texts = [value] if isinstance(value, str) else [m.get("content") for m in messages if isinstance(m, dict)]
+        for text in texts:
+            if isinstance(text, str):
+                _check_text(index, name, text, allow_empty=True)
+
+
 def rows_from_list(rows: list[Any], split: str, mapping: dict[str, str] | None = None) -> Dataset:
     """A Dataset from a list of dicts (``mapping`` applied), with our own message for rows Arrow cannot put in
     one table."""
+    if not rows:
+        raise DataFormatError(f"the {split} dataset has no rows")
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             raise DataFormatError(f"row {index} of the {split} dataset: expected a dict, got {type(row).__name__}")
     if mapping:
-        renames = _checked_renames(mapping, list(rows[0]) if rows else None, split)
+        renames = _checked_renames(mapping, list(rows[0]), split)
         rows = [{renames.get(key, key): value for key, value in row.items()} for row in rows]
-        for name in TEXT_COLUMNS:  # Arrow would fail on invalid text with a message naming neither row nor field
-            value = row.get(name)
-            messages = value if isinstance(value, list) else []
-            texts = [value] if isinstance(value, str) else [m.get("content") for m in messages if isinstance(m, dict)]
-            for text in texts:
-                if isinstance(text, str):
-                    _check_text(index, name, text, allow_empty=True)
+    for index, row in enumerate(rows):
+        _check_encodings(row, index)  # Arrow would fail on invalid text with a message naming neither row nor field
     for name in TEXT_COLUMNS:
         kinds = [(index, type(row.get(name)).__name__) for index, row in enumerate(rows) if name in row]
         first_kind = kinds[0][1] if kinds else None

@@ -307,6 +307,19 @@ def test_bad_column_mapping(overrides, message):
         _prepare([{"prompt": "q", "chosen": "a", "rejected": "b"}], **overrides)
 
 
+def test_column_mapping_checks_the_text_of_every_renamed_row():
+    """Not only the last row: a bad first row under a mapped name is named, with the field's new name."""
+    # no 'rejected': the row checks that follow would not look at it, Arrow would fail naming nothing
+    rows = [{"question": "q\udcff", "chosen": "a"}, {"question": "fine", "chosen": "a"}]
+    with pytest.raises(DataFormatError, match="row 0, field 'prompt': not valid UTF-8"):
+        _prepare(rows, column_mapping={"question": "prompt"})
+
+
+def test_an_empty_list_with_a_column_mapping_is_an_empty_dataset():
+    with pytest.raises(DataFormatError, match="the train dataset has no rows"):
+        _prepare([], column_mapping={"question": "prompt"})
+
+
 def test_column_mapping_collisions_are_named():
     rows = [{"prompt": "p", "question": "q", "chosen": "a", "rejected": "b"}]
     with pytest.raises(DataFormatError, match=r"column_mapping would create \['prompt'\] twice"):
