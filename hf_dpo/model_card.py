@@ -8,6 +8,8 @@ from typing import Any
 import yaml
 
 import hf_dpo
+from hf_dpo.data import DataStatsCallback
+from hf_dpo.loading import PACKAGED_MODELS, packaged_name
 
 _DPO_CITATION = """@inproceedings{rafailov2023direct,
   title     = {Direct Preference Optimization: Your Language Model is Secretly a Reward Model},
@@ -56,29 +58,103 @@ def render_model_card(
     tags: str | list[str] | None = None,
     license: str | None = None,
     language: str | list[str] | None = None,
+    packaged_copy: str | None = None,
     **_: Any,
 ) -> str:
-    """Markdown with YAML metadata describing what was trained, how, on what, and where it ended."""
+    """Markdown with YAML metadata describing what was trained, how, on what, and where it ended.
+
+    ``packaged_copy`` is the ``hf_dpo:`` name of the packaged weights training started from (see
+    :mod:`hf_dpo.loading`); ``base_model`` then names the Hub model they copy, and the card says they differ.
+    """
+    datasets = _as_list(dataset)
+    sections = (
+        _metadata(base_model, is_peft, datasets, tags, license, language),
+        _intro(model_name, base_model, is_peft, datasets, packaged_copy),
+        _usage(hub_model_id or model_name, is_peft, packaged_copy),
+        _hyper_parameters(args, reference_kind),
+        _data_table(dataset_stats),
+        _metrics(log_history),
+        _citation(),
+    )
+    return "\n".join(line for section in sections for line in section)
+
+
+def _metadata(
+    base_model: str | None,
+    is_peft: bool,
+    datasets: list[str],
+    tags: str | list[str] | None,
+    license: str | None,
+    language: str | list[str] | None,
+) -> list[str]:
+    """The YAML front matter the Hub reads (library, tags, base model, datasets, license, language)."""
     metadata: dict[str, Any] = {
         "library_name": "peft" if is_peft else "transformers",
         "tags": sorted({"hf_dpo", "dpo", *_as_list(tags)}),
     }
     if base_model:
         metadata["base_model"] = base_model
-    if datasets := _as_list(dataset):
+    if datasets:
         metadata["datasets"] = datasets
     if license:
         metadata["license"] = license
     if language:
         metadata["language"] = _as_list(language)
+    return ["---", yaml.safe_dump(metadata, sort_keys=True).rstrip(), "---", ""]
 
-    repo = hub_model_id or model_name
-    load = (
-        f'from peft import AutoPeftModelForCausalLM\n\nmodel = AutoPeftModelForCausalLM.from_pretrained("{repo}")'
-        if is_peft
-        else f'from transformers import AutoModelForCausalLM\n\nmodel = AutoModelForCausalLM.from_pretrained("{repo}")'
-    )
-    hyper_parameters = {
+
+def _intro(
+    model_name: str, base_model: str | None, is_peft: bool, datasets: list[str], packaged_copy: str | None
+) -> list[str]:
+    """Title, what the model is, and, for a packaged start, which weights training really started from."""
+    kind = "a LoRA adapter on " if is_peft else "a fine-tune of "
+    base = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else "a base model"
+    on_data = f" on {', '.join(datasets)}." if datasets else "."
+    lines = [
+        f"# {model_name}",
+        "",
+        f"This model is {kind}{base}, trained with Direct Preference Optimization (DPO) using "
+        f"[hf_dpo](https://pypi.org/project/hf-dpo/) {hf_dpo.__version__}{on_data}",
+    ]
+    if packaged_copy in PACKAGED_MODELS:
+        entry = PACKAGED_MODELS[packaged_copy]
+        lines += [
+            "",
+            f"Training started from `{packaged_copy}`: the GGUF {entry.quantization} copy of {entry.hub_id} shipped "
+            f"in the `{entry.pip_name}` package, dequantized. Those weights are close to, not equal to, the Hub's "
+            f"{entry.hub_id}, which `base_model` names and which loading {'the adapter' if is_peft else 'it'} "
+            "from the Hub brings.",
+        ]
+    return [*lines, ""]
+
+
+def _usage(repo: str, is_peft: bool, packaged_copy: str | None) -> list[str]:
+    """How to load the result: the adapter on its base, or the model itself."""
+    if is_peft:
+        code = (
+            f'from peft import AutoPeftModelForCausalLM\n\nmodel = AutoPeftModelForCausalLM.from_pretrained("{repo}")'
+        )
+    else:
+        code = (
+            f'from transformers import AutoModelForCausalLM\n\nmodel = AutoModelForCausalLM.from_pretrained("{repo}")'
+        )
+    lines = ["## Use", "", "```python", code, "```", ""]
+    if is_peft and packaged_copy:
+        lines += [
+            "On the exact weights it was trained on:",
+            "",
+            "```python",
+            "from peft import PeftModel\n\nfrom hf_dpo.loading import load_causal_lm\n\n"
+            f'model = PeftModel.from_pretrained(load_causal_lm("{packaged_copy}"), "{repo}")',
+            "```",
+            "",
+        ]
+    return lines
+
+
+def _hyper_parameters(args: Any, reference_kind: str) -> list[str]:
+    """The DPO and optimisation settings that decide what was learned, as a table."""
+    values = {
         "loss_type": args.loss_type,
         "beta": args.beta,
         "label_smoothing": args.label_smoothing,
@@ -93,68 +169,81 @@ def render_model_card(
         "truncation_mode": args.truncation_mode,
         "seed": args.seed,
     }
-    lines = [
-        "---",
-        yaml.safe_dump(metadata, sort_keys=True).rstrip(),
-        "---",
-        "",
-        f"# {model_name}",
-        "",
-        f"This model is {'a LoRA adapter on ' if is_peft else 'a fine-tune of '}"
-        f"{f'[{base_model}](https://huggingface.co/{base_model})' if base_model else 'a base model'}, trained with "
-        f"Direct Preference Optimization (DPO) using [hf_dpo](https://pypi.org/project/hf-dpo/) {hf_dpo.__version__}"
-        + (f" on {', '.join(metadata['datasets'])}." if "datasets" in metadata else "."),
-        "",
-        "## Use",
-        "",
-        "```python",
-        load,
-        "```",
-        "",
+    return [
         "## Training",
         "",
         "| hyper-parameter | value |",
         "| --- | --- |",
-        *(f"| {name} | {value} |" for name, value in hyper_parameters.items()),
+        *(f"| {name} | {value} |" for name, value in values.items()),
     ]
-    if dataset_stats:
-        lines += [
-            "",
-            "Data preparation (rows):",
-            "",
-            "| split | in | kept | truncated | dropped |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for split, stats in dataset_stats.items():
-            dropped = stats["dropped_no_room"] + stats["dropped_identical"]
-            lines.append(f"| {split} | {stats['rows_in']} | {stats['kept']} | {stats['truncated']} | {dropped} |")
+
+
+def _data_table(dataset_stats: dict[str, dict[str, Any]]) -> list[str]:
+    """Rows in, kept, truncated and dropped per split (nothing when no split was prepared)."""
+    if not dataset_stats:
+        return []
+    lines = [
+        "",
+        "Data preparation (rows):",
+        "",
+        "| split | in | kept | truncated | dropped |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for split, stats in dataset_stats.items():
+        dropped = stats["dropped_no_room"] + stats["dropped_identical"]
+        lines.append(f"| {split} | {stats['rows_in']} | {stats['kept']} | {stats['truncated']} | {dropped} |")
+    return lines
+
+
+def _metrics(log_history: list[dict[str, Any]]) -> list[str]:
+    """The last logged training rewards and the last evaluation, as tables."""
+    lines = []
     for title, prefix in (("Last training log", "rewards/"), ("Last evaluation", "eval_")):
         if metrics := _last_metrics(log_history, prefix):
             lines += ["", f"## {title}", "", "| metric | value |", "| --- | --- |"]
             lines += [
                 f"| {name} | {value:.4g} |" for name, value in sorted(metrics.items()) if isinstance(value, float)
             ]
-    lines += ["", "## Citation", "", "```bibtex", _DPO_CITATION, "```", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def _citation() -> list[str]:
+    return ["", "## Citation", "", "```bibtex", _DPO_CITATION, "```", ""]
+
+
+def stored_dataset_stats(state: Any) -> dict[str, dict[str, Any]]:
+    """The data-preparation counts that `DataStatsCallback` saved in the trainer state (``stateful_callbacks`` of
+    trainer_state.json), for a trainer that prepared no data itself, e.g. one rebuilt on tokenized rows and given a
+    checkpoint's state."""
+    stored = (getattr(state, "stateful_callbacks", None) or {}).get(DataStatsCallback.__name__, [])
+    for entry in stored if isinstance(stored, list) else [stored]:
+        if stats := entry.get("args", {}).get("stats"):
+            return stats
+    return {}
+
+
+def _hub_base_model(model: Any) -> str | None:
+    """The Hub id the model (under its adapters) was loaded from; a local path means nothing on the Hub."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    name = getattr(base.config, "_name_or_path", None) or None
+    if name and (os.path.isabs(name) or os.path.exists(name) or name.count("/") != 1):
+        return None
+    return name
 
 
 def write_model_card(path: str, trainer: Any, model_name: str, **kwargs: Any) -> None:
+    """Render the card of ``trainer``'s model and write it to ``path`` (README.md of the output folder)."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    is_peft = hasattr(model, "peft_config")
-    base = model.get_base_model() if is_peft else model
-    base_model = getattr(base.config, "_name_or_path", None) or None
-    if base_model and (os.path.isabs(base_model) or os.path.exists(base_model) or base_model.count("/") != 1):
-        base_model = None  # a local path means nothing on the Hub
     text = render_model_card(
         model_name=model_name,
-        base_model=kwargs.pop("finetuned_from", None) or base_model,
-        is_peft=is_peft,
+        base_model=kwargs.pop("finetuned_from", None) or _hub_base_model(model),
+        is_peft=hasattr(model, "peft_config"),
         args=trainer.args,
         reference_kind=trainer.reference.kind,
         log_history=trainer.state.log_history,
-        dataset_stats=trainer.dataset_stats
-        or next((entry["data_preparation"] for entry in trainer.state.log_history if "data_preparation" in entry), {}),
+        dataset_stats=trainer.dataset_stats or stored_dataset_stats(trainer.state),
         hub_model_id=getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id,
+        packaged_copy=packaged_name(model),
         **kwargs,
     )
     with open(path, "w", encoding="utf-8") as file:
