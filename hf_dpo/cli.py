@@ -24,14 +24,17 @@ import yaml
 
 logger = logging.getLogger("hf_dpo")
 
-PACKAGED_DATASETS = {"hf_dpo:concise_qa": Path(__file__).parent / "demo"}
+PACKAGED_PREFIX = "hf_dpo:"  # names of models and data shipped with hf_dpo (the demo's)
 
 
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(
         default="HuggingFaceTB/SmolLM2-135M-Instruct",
-        metadata={"help": "Hub id or local folder of the policy (a causal LM)."},
+        metadata={
+            "help": "Hub id or local folder of the policy (a causal LM), or a copy shipped in a Python package, "
+            "named explicitly: 'hf_dpo:SmolLM2-135M-Instruct' (the demo's; see hf_dpo.loading)."
+        },
     )
     ref_model_name_or_path: str | None = field(
         default=None,
@@ -163,27 +166,10 @@ def parse_train_args(argv: list[str]) -> tuple[Any, ...]:
 
 def load_splits(data_args: DataArguments) -> tuple[Any, Any]:
     """The train and evaluation splits named by ``data_args`` (evaluation may be ``None``)."""
-    from datasets import load_dataset
-
-    name = data_args.dataset_name
-    if name in PACKAGED_DATASETS:
-        folder = PACKAGED_DATASETS[name]
-        splits = load_dataset(
-            "json", data_files={"train": str(folder / "train.jsonl"), "test": str(folder / "test.jsonl")}
-        )
-    elif os.path.isfile(name):
-        if data_args.dataset_test_split is not None:
-            raise ValueError(
-                f"dataset_name={name!r} is a single file, which holds only the train split; set "
-                "dataset_test_split to null (--dataset_test_split none) or give a folder or Hub id with both splits"
-            )
-        extension = name.rsplit(".", 1)[-1].replace("jsonl", "json")
-        splits = load_dataset(extension, data_files={data_args.dataset_train_split: name})
-    else:
-        splits = load_dataset(name, data_args.dataset_config)
+    splits = _dataset_dict(data_args)
     for split in filter(None, (data_args.dataset_train_split, data_args.dataset_test_split)):
         if split not in splits:
-            raise ValueError(f"dataset {name!r} has no split {split!r}; it has {list(splits)}")
+            raise ValueError(f"dataset {data_args.dataset_name!r} has no split {split!r}; it has {list(splits)}")
     train = splits[data_args.dataset_train_split]
     test = splits[data_args.dataset_test_split] if data_args.dataset_test_split else None
     if data_args.max_train_samples is not None:
@@ -193,32 +179,36 @@ def load_splits(data_args: DataArguments) -> tuple[Any, Any]:
     return train, test
 
 
-def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, args: Any) -> dict[str, Any]:
-    """Train as configured, print a before/after summary, and return it."""
+def _dataset_dict(data_args: DataArguments) -> Any:
+    """All splits of the dataset: packaged with hf_dpo (``hf_dpo:`` names), one local file, or a Hub id/folder."""
+    from datasets import load_dataset
+
+    name = data_args.dataset_name
+    if name.startswith(PACKAGED_PREFIX):
+        from hf_dpo.demo.packaged import load_packaged_splits  # the demo's data; the core never needs it
+
+        return load_packaged_splits(name)
+    if os.path.isfile(name):
+        if data_args.dataset_test_split is not None:
+            raise ValueError(
+                f"dataset_name={name!r} is a single file, which holds only the train split; set "
+                "dataset_test_split to null (--dataset_test_split none) or give a folder or Hub id with both splits"
+            )
+        extension = name.rsplit(".", 1)[-1].replace("jsonl", "json")
+        return load_dataset(extension, data_files={data_args.dataset_train_split: name})
+    return load_dataset(name, data_args.dataset_config)
+
+
+def build_trainer(model_args: ModelArguments, args: Any, train_split: Any, eval_split: Any) -> Any:
+    """A `DPOTrainer` (not yet trained) on the policy, tokenizer and reference that ``model_args`` name."""
     from hf_dpo.loading import load_causal_lm, load_tokenizer
     from hf_dpo.trainer import DPOTrainer
 
-    started = time.time()
-    tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
-    model = load_causal_lm(
-        model_args.model_name_or_path, **{**model_args.init_kwargs(), **(args.model_init_kwargs or {})}
-    )
-    train_split, eval_split = load_splits(data_args)
-    summary: dict[str, Any] = {"model": model_args.model_name_or_path, "train_rows": len(train_split)}
-
-    checker = None
-    if run_args.task is not None:
-        from hf_dpo.tasks import get_checker, score_greedy_answers
-
-        if eval_split is None:
-            raise ValueError("task scoring needs an evaluation split (dataset_test_split)")
-        checker = get_checker(run_args.task)
-        summary["task_accuracy_before"], _ = score_greedy_answers(
-            model, tokenizer, eval_split, checker, run_args.task_max_new_tokens, bf16=args.bf16
-        )
-
-    trainer = DPOTrainer(
-        model=model,
+    init_kwargs = {**model_args.init_kwargs(), **(args.model_init_kwargs or {})}
+    name = model_args.model_name_or_path
+    tokenizer = load_tokenizer(name, trust_remote_code=init_kwargs.get("trust_remote_code", False))
+    return DPOTrainer(
+        model=load_causal_lm(name, role="policy", **init_kwargs),
         ref_model=model_args.ref_model_name_or_path,
         args=args,
         train_dataset=train_split,
@@ -226,42 +216,94 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
         processing_class=tokenizer,
         peft_config=model_args.peft_config(),
     )
-    if eval_split is not None:
-        summary["reward_accuracy_before"] = trainer.evaluate()["eval_rewards/accuracies"]
-    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    summary["train_seconds"] = result.metrics["train_runtime"]
-    summary["seconds_per_step"] = result.metrics["train_runtime"] / max(trainer.state.global_step, 1)
+
+
+def check_task(run_args: RunArguments, eval_split: Any) -> None:
+    """Fail before any model loads if the task is unknown or has nothing to score."""
+    if run_args.task is None:
+        return
+    from hf_dpo.demo.tasks import get_checker  # the demo's tasks; the core never needs them
+
+    get_checker(run_args.task)
+    if eval_split is None:
+        raise ValueError("task scoring needs an evaluation split (dataset_test_split)")
+
+
+def held_out_scores(trainer: Any, eval_split: Any, run_args: RunArguments, stage: str) -> dict[str, Any]:
+    """Reward accuracy (and, after training, margin) on the evaluation split, plus the task's accuracy if any;
+    ``stage`` is "before" or "after" and ends each key."""
+    if eval_split is None:
+        return {}
+    metrics = trainer.evaluate()
+    scores: dict[str, Any] = {f"reward_accuracy_{stage}": metrics["eval_rewards/accuracies"]}
+    if stage == "after":
+        scores["reward_margin_after"] = metrics["eval_rewards/margins"]
+    if run_args.task is not None:
+        from hf_dpo.demo.summary import task_scores
+
+        model, tokenizer = trainer.model, trainer.processing_class
+        bf16 = trainer.args.bf16  # generate under the precision training used
+        scores |= task_scores(stage, run_args.task, model, tokenizer, eval_split, run_args.task_max_new_tokens, bf16)
+    return scores
+
+
+def fit(trainer: Any) -> dict[str, float]:
+    """Train (resuming if asked), save the model and trainer state, and return the timings."""
+    result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     trainer.save_model()
     trainer.save_state()
-    if eval_split is not None:
-        metrics = trainer.evaluate()
-        summary["reward_accuracy_after"] = metrics["eval_rewards/accuracies"]
-        summary["reward_margin_after"] = metrics["eval_rewards/margins"]
-    if checker is not None:
-        summary["task_accuracy_after"], examples = score_greedy_answers(
-            trainer.model, tokenizer, eval_split, checker, run_args.task_max_new_tokens, bf16=args.bf16
-        )
-        summary["examples_after"] = examples[:5]
-    if trainer.is_world_process_zero():
-        trainer.create_model_card(dataset=data_args.dataset_name)
-        if run_args.plot:
-            from hf_dpo.plotting import plot_training
+    seconds = result.metrics["train_runtime"]
+    return {"train_seconds": seconds, "seconds_per_step": seconds / max(trainer.state.global_step, 1)}
 
-            summary["plot"] = plot_training(trainer.state.log_history, os.path.join(args.output_dir, "training.png"))
+
+def summary_file(run_args: RunArguments) -> str:
+    if run_args.task is None:
+        return "summary.json"
+    from hf_dpo.demo.summary import SUMMARY_FILE
+
+    return SUMMARY_FILE
+
+
+def write_outputs(trainer: Any, summary: dict[str, Any], dataset: str, run_args: RunArguments) -> None:
+    """Model card, training.png (adding its path to ``summary``) and the summary JSON, in the output folder."""
+    output_dir = trainer.args.output_dir
+    trainer.create_model_card(dataset=dataset)
+    if run_args.plot:
+        from hf_dpo.plotting import plot_training
+
+        summary["plot"] = plot_training(trainer.state.log_history, os.path.join(output_dir, "training.png"))
+    with open(os.path.join(output_dir, summary_file(run_args)), "w", encoding="utf-8") as file:
+        json.dump(summary, file, indent=2)
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, args: Any) -> dict[str, Any]:
+    """Score, train, score again; write the model, card, plot and summary; print the summary and return it."""
+    started = time.time()
+    train_split, eval_split = load_splits(data_args)
+    check_task(run_args, eval_split)
+    trainer = build_trainer(model_args, args, train_split, eval_split)
+    summary: dict[str, Any] = {"model": model_args.model_name_or_path, "train_rows": len(train_split)}
+    summary |= held_out_scores(trainer, eval_split, run_args, "before")
+    summary |= fit(trainer)
+    summary |= held_out_scores(trainer, eval_split, run_args, "after")
+    if trainer.is_world_process_zero():
         summary["wall_seconds"] = time.time() - started
-        with open(
-            os.path.join(args.output_dir, "demo_summary.json" if run_args.task else "summary.json"), "w"
-        ) as file:
-            json.dump(summary, file, indent=2)
+        write_outputs(trainer, summary, data_args.dataset_name, run_args)
         print_summary(summary, args.output_dir)
     return summary
 
 
+REWARD_ROW = ("reward accuracy (held-out)", "reward_accuracy_before", "reward_accuracy_after")
+
+
 def print_summary(summary: dict[str, Any], output_dir: str) -> None:
-    rows = [
-        ("reward accuracy (held-out)", "reward_accuracy_before", "reward_accuracy_after"),
-        ("task accuracy, greedy (held-out)", "task_accuracy_before", "task_accuracy_after"),
-    ]
+    """The before/after table, the demo's task rows and example answers when a task was scored, and timings."""
+    rows, notes = [REWARD_ROW], []
+    if "task_accuracy_before" in summary:
+        from hf_dpo.demo.summary import SUMMARY_ROWS, example_lines
+
+        rows += SUMMARY_ROWS
+        notes = example_lines(summary)
     print("\n" + "=" * 72)
     print(f"{'':36}{'before':>12}{'after':>12}")
     for label, before, after in rows:
@@ -269,10 +311,8 @@ def print_summary(summary: dict[str, Any], output_dir: str) -> None:
             print(f"{label:36}{summary.get(before, float('nan')):>12.3f}{summary.get(after, float('nan')):>12.3f}")
     if summary.get("reward_accuracy_before") == 0:
         print("  (before training the policy is the reference: every reward is 0, so no pair is ranked right yet)")
-    for example in summary.get("examples_after", []):
-        print(
-            f"  Q: {example['question'][:60]!s:62} A: {example['answer'][:40]!r} {'ok' if example['correct'] else 'x'}"
-        )
+    for line in notes:
+        print(line)
     print(
         f"train: {summary['train_seconds']:.0f} s ({summary['seconds_per_step']:.2f} s/step); "
         f"all: {summary['wall_seconds']:.0f} s"
@@ -284,31 +324,39 @@ def print_summary(summary: dict[str, Any], output_dir: str) -> None:
     print("=" * 72)
 
 
+def plot(output_dir: str) -> str:
+    """OUTPUT_DIR/training.png from OUTPUT_DIR/trainer_state.json."""
+    from hf_dpo.plotting import plot_training
+
+    with open(os.path.join(output_dir, "trainer_state.json"), encoding="utf-8") as file:
+        history = json.load(file)["log_history"]
+    return plot_training(history, os.path.join(output_dir, "training.png"))
+
+
+def print_train_help() -> None:
+    from transformers import HfArgumentParser
+
+    from hf_dpo.config import DPOTrainingArguments
+
+    HfArgumentParser((*ARGUMENT_CLASSES, DPOTrainingArguments), prog="hf-dpo train").print_help()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="hf-dpo", description="Direct Preference Optimization on transformers.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("train", help="train from a recipe (none: the CPU demo) and flags", add_help=False)
-    plot = commands.add_parser("plot", help="plot loss, reward accuracy and margins of a finished run")
-    plot.add_argument("output_dir")
+    plot_parser = commands.add_parser("plot", help="plot loss, reward accuracy and margins of a finished run")
+    plot_parser.add_argument("output_dir")
     known, rest = parser.parse_known_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if known.command == "plot":
-        from hf_dpo.plotting import plot_training
-
-        with open(os.path.join(known.output_dir, "trainer_state.json"), encoding="utf-8") as file:
-            history = json.load(file)["log_history"]
-        print(plot_training(history, os.path.join(known.output_dir, "training.png")))
-        return 0
-    if "-h" in rest or "--help" in rest:
-        from transformers import HfArgumentParser
-
-        from hf_dpo.config import DPOTrainingArguments
-
-        HfArgumentParser((*ARGUMENT_CLASSES, DPOTrainingArguments), prog="hf-dpo train").print_help()
-        return 0
-    train(*parse_train_args(rest))
+        print(plot(known.output_dir))
+    elif "-h" in rest or "--help" in rest:
+        print_train_help()
+    else:
+        train(*parse_train_args(rest))
     return 0
 
 

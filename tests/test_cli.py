@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import build_model, build_tokenizer
+import yaml
+from tiny import build_model, build_tokenizer, preference_rows
 
 from hf_dpo import cli
 from hf_dpo.config import DPOTrainingArguments
@@ -84,3 +85,58 @@ def test_train_end_to_end_on_a_local_model_and_jsonl(tmp_path, capsys):
         assert (out / name).is_file(), name
     assert "train:" in capsys.readouterr().out
     assert cli.main(["plot", str(out)]) == 0
+
+
+def _tiny_run(tmp_path, **overrides):
+    """A tiny Llama and tokenizer saved to tmp_path/model, 16 pairs in a JSONL file, and the argument classes of a
+    recipe naming them (``overrides`` are extra recipe keys)."""
+    tokenizer = build_tokenizer()
+    # bitsandbytes' CPU 4-bit kernels work in blocks of 64 input features
+    build_model(tokenizer, hidden_size=64, intermediate_size=128).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps(row) for row in preference_rows(16)))
+    recipe = {
+        "model_name_or_path": str(tmp_path / "model"),
+        "dataset_name": str(data),
+        "dataset_test_split": None,
+        "output_dir": str(tmp_path / "out"),
+        "report_to": "none",
+        "use_cpu": True,
+        "max_steps": 1,
+        **overrides,
+    }
+    (tmp_path / "tiny.yaml").write_text("# tiny\n" + yaml.safe_dump(recipe))
+    return cli.parse_train_args([str(tmp_path / "tiny.yaml")])
+
+
+def test_a_task_run_writes_the_demo_summary(tmp_path, capsys):
+    """The demo's path through the CLI, on a tiny model: packaged data, task scoring before and after, summary."""
+    model_args, data_args, run_args, args = _tiny_run(
+        tmp_path,
+        dataset_name="hf_dpo:concise_qa",
+        dataset_test_split="test",
+        max_train_samples=8,
+        max_eval_samples=4,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        task="concise_qa",
+        task_max_new_tokens=2,
+        plot=False,
+    )
+    summary = cli.train(model_args, data_args, run_args, args)
+    assert summary["task_accuracy_before"] == 0 and "task_accuracy_after" in summary  # a random model answers nonsense
+    assert len(summary["examples_after"]) == 4 and summary["reward_accuracy_before"] == 0
+    written = json.loads((tmp_path / "out" / "demo_summary.json").read_text())
+    assert written["train_rows"] == 8 and not (tmp_path / "out" / "summary.json").exists()
+    printed = capsys.readouterr().out
+    assert "task accuracy, greedy (held-out)" in printed and "  Q: " in printed
+
+
+def test_an_unknown_task_or_packaged_dataset_fails_before_loading_a_model(tmp_path, monkeypatch):
+    model_args, data_args, run_args, args = _tiny_run(tmp_path, task="nope")
+    monkeypatch.setattr(cli, "build_trainer", lambda *_: pytest.fail("a model was loaded"))
+    with pytest.raises(ValueError, match="task='nope' is not one of concise_qa"):
+        cli.train(model_args, data_args, run_args, args)
+    with pytest.raises(ValueError, match="'hf_dpo:nope' is not a packaged dataset; hf_dpo ships: hf_dpo:concise_qa"):
+        cli.load_splits(cli.DataArguments(dataset_name="hf_dpo:nope"))

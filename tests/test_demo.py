@@ -1,11 +1,14 @@
-"""The demo's preference data: the shipped files are what the generator makes, and the checker is exact."""
+"""The demo's preference data: the shipped files are what the generator makes, the checker is exact, and the task
+registry scores greedy answers without leaving the model in eval mode."""
 
 import json
 from pathlib import Path
 
 import pytest
+from tiny import build_model, build_tokenizer
 
 from hf_dpo.demo.make_data import build_splits, is_correct, normalise
+from hf_dpo.demo.tasks import TASKS, get_checker, score_greedy_answers
 
 DEMO = Path(__file__).parents[1] / "hf_dpo" / "demo"
 
@@ -47,3 +50,20 @@ def test_every_pair_prefers_the_bare_answer_over_a_sentence_containing_it():
 )
 def test_checker_is_exact_match(response, correct):
     assert is_correct(response, ["Paris"]) is correct
+
+
+def test_the_task_registry_holds_the_checker_itself():
+    assert get_checker("concise_qa") is is_correct and all(callable(checker) for checker in TASKS.values())
+    with pytest.raises(ValueError, match="task='nope' is not one of concise_qa"):
+        get_checker("nope")
+
+
+def test_greedy_scoring_restores_the_models_mode_and_the_padding_side():
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer).train()
+    rows = {"prompt": [[{"role": "user", "content": "What is the capital of France?"}], "Question: 2 + 2 ="]}
+    rows["answers"] = [["Paris"], ["4"]]
+    accuracy, results = score_greedy_answers(model, tokenizer, rows, is_correct, max_new_tokens=3)
+    assert model.training and tokenizer.padding_side == "right"
+    assert [result["question"] for result in results] == ["What is the capital of France?", "Question: 2 + 2 ="]
+    assert accuracy == sum(result["correct"] for result in results) / 2

@@ -1,27 +1,32 @@
-"""Built-in tasks whose answers a checker in code can verify, to score greedy generations before and after DPO.
+"""Tasks whose answers a checker in code can verify, to score greedy generations before and after DPO.
 
 A task is a function ``is_correct(response, answers) -> bool``; the evaluation rows carry ``prompt`` (chat messages
-or text) and ``answers`` (accepted answers).
+or text) and ``answers`` (accepted answers). ``hf-dpo train`` scores the one its recipe names (``task: concise_qa``
+in recipes/demo.yaml)::
+
+    hf-dpo train recipes/demo.yaml
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from hf_dpo.demo.make_data import is_correct
 from hf_dpo.formats import is_conversation
+from hf_dpo.model_utils import eval_mode
 
-TASKS = {"concise_qa": "hf_dpo.demo.make_data:is_correct"}
+Checker = Callable[[str, list[str]], bool]
+
+TASKS: dict[str, Checker] = {"concise_qa": is_correct}
 
 
-def get_checker(name: str) -> Callable[[str, list[str]], bool]:
+def get_checker(name: str) -> Checker:
     if name not in TASKS:
         raise ValueError(f"task={name!r} is not one of {', '.join(TASKS)}")
-    module, attribute = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), attribute)
+    return TASKS[name]
 
 
 @torch.no_grad()
@@ -37,28 +42,25 @@ def greedy_answers(
         for prompt in prompts
     ]
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation continues from the right
-    was_training = model.training
-    model.eval()
     answers = []
     try:
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(
-                texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-            )
-            batch = batch.to(model.device)
-            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-                output = model.generate(
-                    **batch,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                )
-            new_tokens = output[:, batch["input_ids"].shape[1] :]
-            answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        with eval_mode(model):
+            for start in range(0, len(texts), batch_size):
+                batch = tokenizer(
+                    texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+                ).to(model.device)
+                with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    output = model.generate(
+                        **batch,
+                        max_new_tokens=max_new_tokens,
+                        do_sample=False,
+                        pad_token_id=tokenizer.pad_token_id,
+                        eos_token_id=tokenizer.eos_token_id,
+                    )
+                new_tokens = output[:, batch["input_ids"].shape[1] :]
+                answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     finally:
         tokenizer.padding_side = padding_side
-        model.train(was_training)
     return [answer.strip() for answer in answers]
 
 
@@ -66,7 +68,7 @@ def score_greedy_answers(
     model: Any,
     tokenizer: Any,
     rows: Any,
-    checker: Callable[[str, list[str]], bool],
+    checker: Checker,
     max_new_tokens: int = 32,
     bf16: bool = False,
 ) -> tuple[float, list[dict[str, Any]]]:
