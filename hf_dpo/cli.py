@@ -38,7 +38,10 @@ class ModelArguments:
     )
     ref_model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "A separate reference model; default: the policy with LoRA disabled, or a frozen copy."},
+        metadata={
+            "help": "A separate reference model, loaded like the policy (same dtype, quantisation, ...); default: "
+            "the policy with LoRA disabled, or a frozen copy."
+        },
     )
     dtype: str | None = field(
         default=None,
@@ -199,17 +202,29 @@ def _dataset_dict(data_args: DataArguments) -> Any:
     return load_dataset(name, data_args.dataset_config)
 
 
+def fold_model_init_kwargs(model_args: ModelArguments, args: Any) -> dict[str, Any]:
+    """Put ``model_args``' loading switches (dtype, attention, remote code, 4/8-bit) into ``args.model_init_kwargs``,
+    where the user's own ``model_init_kwargs`` win on conflicts, and return them.
+
+    The policy is loaded here and a reference given by name is loaded by the trainer from
+    ``args.model_init_kwargs``: with one set of kwargs both go through the same ``load_causal_lm`` call, so a QLoRA
+    recipe's named reference is 4-bit too.
+    """
+    args.model_init_kwargs = {**model_args.init_kwargs(), **(args.model_init_kwargs or {})}
+    return args.model_init_kwargs
+
+
 def build_trainer(model_args: ModelArguments, args: Any, train_split: Any, eval_split: Any) -> Any:
     """A `DPOTrainer` (not yet trained) on the policy, tokenizer and reference that ``model_args`` name."""
     from hf_dpo.loading import load_causal_lm, load_tokenizer
     from hf_dpo.trainer import DPOTrainer
 
-    init_kwargs = {**model_args.init_kwargs(), **(args.model_init_kwargs or {})}
+    init_kwargs = fold_model_init_kwargs(model_args, args)
     name = model_args.model_name_or_path
     tokenizer = load_tokenizer(name, trust_remote_code=init_kwargs.get("trust_remote_code", False))
     return DPOTrainer(
         model=load_causal_lm(name, role="policy", **init_kwargs),
-        ref_model=model_args.ref_model_name_or_path,
+        ref_model=model_args.ref_model_name_or_path,  # a name: loaded by the trainer with the same init_kwargs
         args=args,
         train_dataset=train_split,
         eval_dataset=eval_split,

@@ -110,6 +110,53 @@ def _tiny_run(tmp_path, **overrides):
     return cli.parse_train_args([str(tmp_path / "tiny.yaml")])
 
 
+def _reference_model(trainer):
+    return getattr(trainer, "ref_model", None) or trainer.reference.model
+
+
+def test_model_arguments_reach_model_init_kwargs_where_the_users_own_win():
+    model_args = cli.ModelArguments(dtype="bfloat16", attn_implementation="eager", load_in_4bit=True)
+    args = DPOTrainingArguments(output_dir="out", model_init_kwargs={"dtype": "float32", "device_map": "cpu"})
+    assert cli.fold_model_init_kwargs(model_args, args) == {
+        "trust_remote_code": False,
+        "dtype": "float32",  # model_init_kwargs, given explicitly, win over ModelArguments.dtype
+        "attn_implementation": "eager",
+        "load_in_4bit": True,
+        "load_in_8bit": False,
+        "device_map": "cpu",
+    }
+    assert args.model_init_kwargs["attn_implementation"] == "eager"
+
+
+def test_a_named_reference_gets_the_policys_dtype(tmp_path):
+    model_args, data_args, _, args = _tiny_run(
+        tmp_path, ref_model_name_or_path=str(tmp_path / "model"), dtype="bfloat16", attn_implementation="eager"
+    )
+    trainer = cli.build_trainer(model_args, args, *cli.load_splits(data_args))
+    reference = _reference_model(trainer)
+    assert reference is not trainer.model
+    assert trainer.model.dtype == reference.dtype == torch.bfloat16
+    assert trainer.model.config._attn_implementation == reference.config._attn_implementation == "eager"
+
+
+def test_a_named_reference_is_quantized_like_a_qlora_policy(tmp_path):
+    bnb = pytest.importorskip("bitsandbytes")
+    model_args, data_args, _, args = _tiny_run(
+        tmp_path,
+        ref_model_name_or_path=str(tmp_path / "model"),
+        load_in_4bit=True,
+        dtype="float32",  # also the 4-bit compute dtype: CPU tests run in float32
+        use_peft=True,
+        lora_r=4,
+    )
+    trainer = cli.build_trainer(model_args, args, *cli.load_splits(data_args))
+    reference = _reference_model(trainer)
+    assert reference.is_loaded_in_4bit and trainer.model.get_base_model().is_loaded_in_4bit
+    assert isinstance(reference.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
+    assert isinstance(reference.model.layers[0].mlp.down_proj, bnb.nn.Linear4bit)
+    trainer.train()  # and the 4-bit reference scores the batch next to the 4-bit policy
+
+
 def test_a_task_run_writes_the_demo_summary(tmp_path, capsys):
     """The demo's path through the CLI, on a tiny model: packaged data, task scoring before and after, summary."""
     model_args, data_args, run_args, args = _tiny_run(
