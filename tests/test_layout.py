@@ -1,13 +1,17 @@
-"""The package's layout holds: the core never imports the demo or the command line.
+"""The package's layout holds: the core never imports the demo or the command line, and the version is written once.
 
 Core modules are every module in hf_dpo/ except cli.py and the demo/ folder. Their imports are read with `ast`, so
 an import inside a function counts too.
 """
 
 import ast
+import importlib.metadata
+import re
 from pathlib import Path
 
 import pytest
+
+import hf_dpo
 
 ROOT = Path(__file__).parents[1]
 PACKAGE = ROOT / "hf_dpo"
@@ -73,3 +77,13 @@ def test_the_import_reader_sees_every_spelling(tmp_path):
     )
     names = imported_modules(module)
     assert {"hf_dpo.demo.tasks", "hf_dpo.cli", "hf_dpo.demo.summary", "hf_dpo.demo.make_data"} <= set(names)
+
+
+def test_the_version_is_written_once_in_the_package():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["hatch"]["version"]["path"] == "hf_dpo/__init__.py"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", hf_dpo.__version__)
+    # the installed metadata was read from __init__.py at install time (reinstall after a version bump)
+    assert importlib.metadata.version("hf_dpo") == hf_dpo.__version__
