@@ -11,8 +11,12 @@ Notation used in the docstrings, per pair:
 - ``σ`` the logistic function, ``β`` the KL strength, ``ε`` ``label_smoothing``.
 
 :func:`dpo_loss` looks ``loss_type`` up in the registry (several types with weights are summed, MPO style), adds
-the optional RPO term, and returns ``(losses, chosen_rewards, rejected_rewards)`` with the implicit rewards
-``β·a`` and ``β·b``, detached. Adding a loss is one decorated function here; the trainer never changes.
+the optional RPO term, and returns ``(losses, chosen_rewards, rejected_rewards)``: the implicit rewards the loss
+itself compares, detached, so ``rewards/accuracies`` measures what is optimised. For most losses these are ``β·a``
+and ``β·b``; losses on per-token means report per-token means: ``ipo`` ``β·ā`` and ``β·b̄`` (mean log-ratios),
+``simpo`` and ``orpo`` ``β·p̄_w`` and ``β·p̄_l`` (mean policy log-probs, as TRL's SimPO and ORPO report them). With
+several loss types, the first one's rewards are reported. Adding a loss is one decorated function here; the
+trainer never changes.
 
 AOT sorts over the batch: with one pair per device it reduces exactly to ``sigmoid``.
 
@@ -68,24 +72,46 @@ class PairLogps:
 
 
 LossFn = Callable[..., torch.Tensor]
+RewardsFn = Callable[[PairLogps, float], tuple[torch.Tensor, torch.Tensor]]
+
+
+def logratio_rewards(pair: PairLogps, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(β·a, β·b)``: DPO's implicit rewards, from summed log-probs."""
+    return beta * pair.chosen_logratios, beta * pair.rejected_logratios
+
+
+def mean_logratio_rewards(pair: PairLogps, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(β·ā, β·b̄)``: the log-ratios per token, for losses on length-normalised log-ratios (IPO)."""
+    mean = pair.length_normalised()
+    return beta * mean.chosen_logratios, beta * mean.rejected_logratios
+
+
+def mean_logps_rewards(pair: PairLogps, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(β·p̄_w, β·p̄_l)``: mean log-probs per token, for reference-free losses on them (SimPO, ORPO)."""
+    mean = pair.length_normalised()
+    return beta * mean.chosen, beta * mean.rejected
 
 
 @dataclass(frozen=True)
 class LossSpec:
     fn: LossFn
     needs_reference: bool
+    rewards: RewardsFn = logratio_rewards
 
 
 _REGISTRY: dict[str, LossSpec] = {}
 
 
-def register_loss(name: str, needs_reference: bool = True) -> Callable[[LossFn], LossFn]:
-    """Register ``fn(pair: PairLogps, beta: float, **hyper_parameters) -> losses [B]`` under ``name``."""
+def register_loss(
+    name: str, needs_reference: bool = True, rewards: RewardsFn = logratio_rewards
+) -> Callable[[LossFn], LossFn]:
+    """Register ``fn(pair: PairLogps, beta: float, **hyper_parameters) -> losses [B]`` under ``name``; ``rewards``
+    gives the implicit rewards the loss compares (reported as ``rewards/*``)."""
 
     def decorator(fn: LossFn) -> LossFn:
         if name in _REGISTRY:
             raise ValueError(f"loss_type {name!r} is already registered")
-        _REGISTRY[name] = LossSpec(fn, needs_reference)
+        _REGISTRY[name] = LossSpec(fn, needs_reference, rewards)
         return fn
 
     return decorator
@@ -115,7 +141,7 @@ def robust_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **_:
     return (-(1.0 - eps) * F.logsigmoid(logits) + eps * F.logsigmoid(-logits)) / (1.0 - 2.0 * eps)
 
 
-@register_loss("ipo")
+@register_loss("ipo", rewards=mean_logratio_rewards)
 def ipo_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
     """IPO (Azar et al. 2023, eq. 17) on length-normalised log-probs: ``(h̄ - 1/(2β))²``, where ``h̄`` uses the
     mean log-prob per token; β plays the role of the paper's τ."""
@@ -131,22 +157,33 @@ def hinge_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
 
 @register_loss("bco_pair")
 def bco_pair_loss(
-    pair: PairLogps, beta: float, state: dict[str, Any] | None = None, update_state: bool = True, **_: Any
+    pair: PairLogps,
+    beta: float,
+    state: dict[str, Any] | None = None,
+    update_state: bool = True,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    **_: Any,
 ) -> torch.Tensor:
     """BCO on pairs (Jung et al. 2024): each reward ``r = β·a`` / ``β·b`` is classified against a shift ``δ``,
     the running mean of all rewards seen so far: ``-log σ(βa - δ) - log σ(-(βb - δ))``.
 
-    ``state`` (a dict the trainer keeps between steps) holds the running sum and count of training rewards;
-    ``update_state=False`` (evaluation) uses δ without moving it. Without any state, ``δ`` is this batch's mean.
+    ``state`` (a dict the trainer keeps between steps and in checkpoints) holds ``bco_rewards``, the float64
+    ``[sum, count]`` of training rewards; ``all_reduce`` sums a tensor over processes, so every process adds every
+    process's rewards and keeps the same δ. ``update_state=False`` (evaluation) uses δ without moving it. Without
+    any state, ``δ`` is this batch's mean.
     """
     chosen_rewards = beta * pair.chosen_logratios
     rejected_rewards = beta * pair.rejected_logratios
     rewards = torch.cat([chosen_rewards, rejected_rewards]).detach()
     if state is not None and update_state:
-        state["bco_reward_sum"] = state.get("bco_reward_sum", 0.0) + rewards.sum().item()
-        state["bco_reward_count"] = state.get("bco_reward_count", 0) + rewards.numel()
-    if state and state.get("bco_reward_count"):
-        delta = state["bco_reward_sum"] / state["bco_reward_count"]
+        totals = torch.stack([rewards.sum(), rewards.new_tensor(rewards.numel())]).double()
+        if all_reduce is not None:
+            totals = all_reduce(totals)
+        previous = state.get("bco_rewards")
+        state["bco_rewards"] = totals if previous is None else torch.as_tensor(previous).to(totals) + totals
+    if state and state.get("bco_rewards") is not None:
+        reward_sum, count = torch.as_tensor(state["bco_rewards"]).to(rewards.device, torch.float64)
+        delta = (reward_sum / count).to(rewards.dtype)
     else:
         delta = rewards.mean()
     return -F.logsigmoid(chosen_rewards - delta) - F.logsigmoid(-(rejected_rewards - delta))
@@ -230,7 +267,7 @@ def discopop_loss(pair: PairLogps, beta: float, discopop_tau: float = 0.05, **_:
 # ---- reference-free losses -------------------------------------------------------------------------------------
 
 
-@register_loss("simpo", needs_reference=False)
+@register_loss("simpo", needs_reference=False, rewards=mean_logps_rewards)
 def simpo_loss(
     pair: PairLogps, beta: float, simpo_gamma: float = 0.5, label_smoothing: float = 0.0, **_: Any
 ) -> torch.Tensor:
@@ -246,7 +283,7 @@ def _log_odds(mean_logps: torch.Tensor) -> torch.Tensor:
     return mean_logps - torch.log(-torch.expm1(mean_logps))
 
 
-@register_loss("orpo", needs_reference=False)
+@register_loss("orpo", needs_reference=False, rewards=mean_logps_rewards)
 def orpo_loss(pair: PairLogps, beta: float, orpo_lambda: float = 0.1, **_: Any) -> torch.Tensor:
     """ORPO (Hong et al. 2024, eqs. 6-7), no reference: the chosen NLL per token plus λ times the odds-ratio loss
     ``-log σ(log odds(y_w) - log odds(y_l))``, with ``odds(y) = p̄/(1-p̄)`` and ``p̄ = exp(mean log-prob)``.
@@ -301,12 +338,14 @@ def dpo_loss(
             `exo_pair`, `aot`, `aot_pair` and `simpo`.
         loss_kwargs: `chosen_lengths`, `rejected_lengths` (`[B]` token counts, for length-normalised losses);
             `loss_weights` (one float per loss type, default 1.0 each); `rpo_alpha` (adds `rpo_alpha` times the
-            chosen completion's per-token NLL, RPO); `state` (a dict kept across steps, for `bco_pair`); and the
+            chosen completion's per-token NLL, RPO); `state` (a dict kept across steps, for `bco_pair`) and
+            `all_reduce` (sums a tensor over processes, for that state); and the
             hyper-parameters of single losses (`simpo_gamma`, `orpo_lambda`, `discopop_tau`).
 
     Returns:
-        `(losses, chosen_rewards, rejected_rewards)`, each of shape `[B]`; the rewards are
-        `beta * (policy - ref)`, detached.
+        `(losses, chosen_rewards, rejected_rewards)`, each of shape `[B]`; the rewards are the implicit rewards
+        the (first) loss compares, detached: `beta * (policy - ref)` unless the loss works on per-token means
+        (see the module docstring).
     """
     names = as_loss_types(loss_type)
     unknown = [name for name in names if name not in _REGISTRY]
@@ -331,6 +370,5 @@ def dpo_loss(
     if rpo_alpha:
         # RPO (Pang et al. 2024): NLL of the chosen completion, per token, keeps its likelihood from falling.
         losses = losses - rpo_alpha * pair.length_normalised().chosen
-    chosen_rewards = beta * pair.chosen_logratios.detach()
-    rejected_rewards = beta * pair.rejected_logratios.detach()
-    return losses, chosen_rewards, rejected_rewards
+    chosen_rewards, rejected_rewards = _REGISTRY[names[0]].rewards(pair, beta)
+    return losses, chosen_rewards.detach(), rejected_rewards.detach()

@@ -166,17 +166,30 @@ def test_bco_pair_keeps_a_running_mean_of_rewards_in_state():
     shifted = torch.tensor([1.0, 1.0])
     losses, _, _ = dpo_loss(shifted, shifted, shifted - 2, shifted - 2, beta=BETA, loss_type="bco_pair", state=state)
     assert_close(losses, torch.full((2,), 1.4481540))
-    assert state["bco_reward_count"] == 8
+    assert state["bco_rewards"].tolist() == [4.0, 8.0]  # float64 [sum, count]
+
+
+def test_bco_pair_state_adds_every_process_rewards():
+    """Two processes: this one sees rewards (0.5, 0, -0.5, 0), the other four rewards of +1 (sum 4). all_reduce
+    sums [sum, count] over both: δ = 4/8 = 0.5 on each, so pair 0 gives -log σ(0.5 - 0.5) - log σ(-(-0.5 - 0.5))
+    = log 2 + 0.3132617, and pair 1 (rewards 0) gives -log σ(0 - 0.5) - log σ(-(0 - 0.5)) = 0.9740770 + 0.4740770."""
+    other_process = torch.tensor([4.0, 4.0], dtype=torch.float64)
+    state = {}
+    losses, _, _ = dpo_loss(
+        *_pairs(), beta=BETA, loss_type="bco_pair", state=state, all_reduce=lambda totals: totals + other_process
+    )
+    assert state["bco_rewards"].tolist() == [4.0, 8.0]
+    assert_close(losses, torch.tensor([LOG2 + 0.3132617, 0.9740770 + 0.4740770]))
 
 
 def test_bco_pair_evaluation_reads_the_running_mean_without_moving_it():
-    state = {"bco_reward_sum": 4.0, "bco_reward_count": 8}  # δ = 0.5
+    state = {"bco_rewards": torch.tensor([4.0, 8.0], dtype=torch.float64)}  # δ = 0.5
     shifted = torch.tensor([1.0, 1.0])
     losses, _, _ = dpo_loss(
         shifted, shifted, shifted - 2, shifted - 2, beta=BETA, loss_type="bco_pair", state=state, update_state=False
     )
     assert_close(losses, torch.full((2,), 1.4481540))  # as in the running-mean test: δ = 0.5
-    assert state == {"bco_reward_sum": 4.0, "bco_reward_count": 8}
+    assert state["bco_rewards"].tolist() == [4.0, 8.0]
 
 
 # Losses whose gradient must raise the chosen log-prob and lower the rejected one at a generic point. APO-down
@@ -240,3 +253,19 @@ def test_errors_name_the_problem():
         _loss("sigmoid,ipo", loss_weights=[1.0])
     with pytest.raises(ValueError, match="pass chosen_lengths and rejected_lengths"):
         dpo_loss(*_pairs(), loss_type="ipo")
+
+
+@pytest.mark.parametrize(
+    ("loss_type", "chosen", "rejected", "arithmetic"),
+    [
+        ("sigmoid", [0.5, 0.0], [-0.5, 0.0], "β·a, β·b from sums: 0.5·1, 0.5·(-1)"),
+        ("ipo", [0.25, 0.0], [-0.125, 0.0], "β·ā, β·b̄ per token: 0.5·(1/2), 0.5·(-1/4)"),
+        ("simpo", [-0.25, -0.625], [-0.375, -0.5], "β·p̄: 0.5·(-1/2), 0.5·(-3/4); 0.5·(-5/4), 0.5·(-5/5)"),
+        ("orpo", [-0.25, -0.625], [-0.375, -0.5], "as simpo: ORPO compares mean log-probs"),
+        (["ipo", "sigmoid"], [0.25, 0.0], [-0.125, 0.0], "a combination reports its first loss's rewards"),
+    ],
+)
+def test_rewards_are_what_each_loss_compares(loss_type, chosen, rejected, arithmetic):
+    _, chosen_rewards, rejected_rewards = dpo_loss(*_pairs(), beta=BETA, loss_type=loss_type, **LENGTHS)
+    assert_close(chosen_rewards, torch.tensor(chosen))
+    assert_close(rejected_rewards, torch.tensor(rejected))
