@@ -113,6 +113,15 @@ class DPOTrainingArguments(TrainingArguments):
         metadata={"help": "Where that cache lives; default $HF_DPO_CACHE/ref_logps or ~/.cache/hf_dpo/ref_logps."},
     )
 
+    skip_nonfinite_batches: bool = field(
+        default=False,
+        metadata={
+            "help": "A NaN or infinite loss or gradient stops training (with the step and likely causes) before "
+            "it reaches the weights. True: skip such a batch instead (no backward; for gradients, no optimizer "
+            "update) and log the running count as `skipped_batches`."
+        },
+    )
+
     # ---- the data ----
     column_mapping: dict[str, str] | str | None = field(
         default=None,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,3 +75,30 @@ def wrap_peft(model: torch.nn.Module, peft_config: Any, activation_checkpointing
         # LoRA leaves the embeddings frozen; checkpointed blocks still need an input that requires grad.
         model.enable_input_require_grads()
     return model
+
+
+@contextlib.contextmanager
+def saving_only_adapter(peft_model: Any, adapter: str) -> Iterator[None]:
+    """While active, ``peft_model.save_pretrained(folder)`` writes ``adapter`` alone, at the root of ``folder``.
+
+    peft writes every loaded adapter, each but ``default`` in a sub-folder named after it: a run whose reference is
+    a frozen copy of its SFT adapter would save that copy too, and a trained adapter with another name would not
+    sit where ``AutoPeftModelForCausalLM.from_pretrained(folder)`` looks.
+    """
+    original = peft_model.save_pretrained
+
+    def save_pretrained(save_directory: str, **kwargs: Any) -> None:
+        if not kwargs.get("is_main_process", True):
+            return original(save_directory, **kwargs)
+        with tempfile.TemporaryDirectory(dir=save_directory, prefix=".staging-") as staging:
+            original(staging, **{**kwargs, "selected_adapters": [adapter]})
+            written = staging if adapter == "default" else os.path.join(staging, adapter)
+            for name in os.listdir(written):
+                os.replace(os.path.join(written, name), os.path.join(save_directory, name))
+        return None
+
+    peft_model.save_pretrained = save_pretrained  # an instance attribute shadows the method
+    try:
+        yield
+    finally:
+        del peft_model.save_pretrained

@@ -17,31 +17,22 @@ from transformers import PreTrainedModel, Trainer, set_seed
 from transformers.trainer_utils import EvalLoopOutput
 
 from hf_dpo import ref_cache
+from hf_dpo.callbacks import LossStateCallback
 from hf_dpo.collator import DPODataCollator
 from hf_dpo.columns import ID_COLUMNS, REF_COLUMNS
 from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.data import DataStatsCallback, check_vocabulary, prepare_dataset
+from hf_dpo.guards import NonFiniteError, NonFiniteGradientGuard, SkippedBatch, all_finite, nonfinite_message
 from hf_dpo.loading import load_causal_lm, load_tokenizer
 from hf_dpo.logprobs import sequence_logps
 from hf_dpo.losses import dpo_loss
+from hf_dpo.metrics import LOSS, MetricWindows
 from hf_dpo.model_card import write_model_card
-from hf_dpo.model_utils import disable_dropout, is_peft_model, is_quantized, wrap_peft
+from hf_dpo.model_utils import disable_dropout, is_peft_model, is_quantized, saving_only_adapter, wrap_peft
 from hf_dpo.precompute import precompute_columns
 from hf_dpo.reference import PrecomputedReference, build_reference
 
 logger = logging.getLogger(__name__)
-
-
-METRIC_NAMES = (
-    "rewards/chosen",
-    "rewards/rejected",
-    "rewards/accuracies",
-    "rewards/margins",
-    "logps/chosen",
-    "logps/rejected",
-    "logps/ref_margin",
-    "kl",
-)
 
 
 def _checked_args(model: Any, args: DPOTrainingArguments | None) -> DPOTrainingArguments:
@@ -144,9 +135,13 @@ class DPOTrainer(Trainer):
             **kwargs,
         )
         self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
-        self.add_callback(DataStatsCallback(self.dataset_stats))
-        self._metric_windows: dict[str, torch.Tensor] = {}  # mode -> [sum of each metric..., number of pairs]
+        self._windows = MetricWindows()
         self._loss_state: dict[str, Any] = {}  # running statistics some losses keep across steps (bco_pair)
+        self._skipped: dict[str, int] = {}  # batches left out by skip_nonfinite_batches
+        self._saving_checkpoint = False
+        self.add_callback(DataStatsCallback(self.dataset_stats))
+        self.add_callback(LossStateCallback(self._loss_state))
+        self.add_callback(NonFiniteGradientGuard(self.accelerator, self._skipped))
         self.reference.prepare(self.accelerator)
         if args.precompute_ref_log_probs and self.reference.runs_model:
             self._precompute_reference()
@@ -240,6 +235,7 @@ class DPOTrainer(Trainer):
             rejected_lengths=rejected_lengths,
             state=self._loss_state,
             update_state=model.training,  # evaluation reads the training statistics, never moves them
+            all_reduce=self._sum_over_processes,  # a loss's running statistics are global, not per process
         )
         with torch.no_grad():
             metrics = {
@@ -252,8 +248,12 @@ class DPOTrainer(Trainer):
                 "logps/ref_margin": ref_chosen_logps - ref_rejected_logps,
                 # mean of log π - log π_ref over both completions: a per-sequence estimate of the drift
                 "kl": 0.5 * ((chosen_logps - ref_chosen_logps) + (rejected_logps - ref_rejected_logps)).detach(),
+                LOSS: losses.detach(),
             }
         return losses, metrics
+
+    def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(tensor, reduction="sum") if self.accelerator.num_processes > 1 else tensor
 
     def compute_loss(
         self,
@@ -263,9 +263,31 @@ class DPOTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         losses, metrics = self._dpo_forward(model, inputs)
-        self._accumulate_metrics(metrics, "train" if model.training else "eval")
+        if model.training and not all_finite([losses], self.accelerator):  # before backward touches the grads
+            if not self.args.skip_nonfinite_batches:
+                raise NonFiniteError(nonfinite_message("loss", self.state.global_step + 1, self.args))
+            raise SkippedBatch
+        self._windows.add("train" if model.training else "eval", metrics)
         loss = losses.mean()
         return (loss, metrics) if return_outputs else loss
+
+    def training_step(
+        self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
+        try:
+            return super().training_step(model, inputs, num_items_in_batch)
+        except SkippedBatch:  # no backward: this batch adds nothing to the gradients
+            self._skipped["skipped_batches"] = self._skipped.get("skipped_batches", 0) + 1
+            return torch.zeros((), device=self.args.device)
+
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        # Under DeepSpeed, Trainer casts every floating input to the engine's dtype: summed log-probs of -50..-750
+        # would lose up to 2 nats in bf16. Reference log-probs go to the device in float32, around that cast.
+        reference_columns = {name: inputs.pop(name) for name in REF_COLUMNS if name in inputs}
+        inputs = super()._prepare_inputs(inputs)
+        for name, value in reference_columns.items():
+            inputs[name] = value.to(self.args.device, torch.float32)
+        return inputs
 
     def prediction_step(
         self,
@@ -277,7 +299,7 @@ class DPOTrainer(Trainer):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
             losses, metrics = self._dpo_forward(model, inputs)
-        self._accumulate_metrics(metrics, "eval")
+        self._windows.add("eval", metrics, gather=self.accelerator.gather_for_metrics)
         loss = losses.mean().detach()
         if prediction_loss_only:
             return loss, None, None
@@ -288,30 +310,8 @@ class DPOTrainer(Trainer):
 
     # ---- metrics ------------------------------------------------------------------------------------------------
 
-    def _accumulate_metrics(self, metrics: dict[str, torch.Tensor], mode: str) -> None:
-        """Add this batch's per-pair values to the window: local in training (reduced at log time), gathered
-        at once in evaluation, where accelerate drops the samples it repeated to even out the last batch."""
-        values = torch.stack([metrics[name].detach().float() for name in METRIC_NAMES], dim=1)  # [B, K]
-        if mode == "eval":
-            values = self.accelerator.gather_for_metrics(values)
-        totals = torch.cat([values.sum(0), values.new_tensor([values.shape[0]])])
-        window = self._metric_windows.get(mode)
-        self._metric_windows[mode] = totals if window is None else window + totals
-
-    def _reduce_metrics(self, mode: str) -> dict[str, float]:
-        """Means over every pair seen since the last call (all processes); clears the window."""
-        totals = self._metric_windows.pop(mode, None)
-        if mode == "train":  # every process logs at the same step, so every process joins this collective
-            if totals is None:
-                totals = torch.zeros(len(METRIC_NAMES) + 1, device=self.args.device)
-            totals = self.accelerator.reduce(totals, reduction="sum")
-        if totals is None or totals[-1].item() == 0:
-            return {}
-        means = (totals[:-1] / totals[-1]).tolist()
-        return dict(zip(METRIC_NAMES, means))
-
     def train(self, *args: Any, **kwargs: Any) -> Any:
-        self._metric_windows.pop("train", None)  # nothing left over from an earlier run
+        self._windows.clear("train")  # nothing left over from an earlier run
         return super().train(*args, **kwargs)
 
     def evaluate(self, eval_dataset: Any = None, *args: Any, **kwargs: Any) -> dict[str, float]:
@@ -324,7 +324,16 @@ class DPOTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log; evaluation metrics are added in evaluation_loop
-            logs.update(self._reduce_metrics("train"))
+            means = self._windows.means("train", reduce=self._sum_over_processes, device=self.args.device)
+            pair_loss = means.pop(LOSS, None)
+            logs.update(means)
+            if self.args.skip_nonfinite_batches:
+                # the Trainer averaged a zero in for each skipped batch: report the mean over the pairs that trained
+                logs["skipped_batches"] = self._skipped.get("skipped_batches", 0)
+                if pair_loss is None:
+                    del logs["loss"]  # every batch of the window was skipped: there is no loss to report
+                else:
+                    logs["loss"] = round(pair_loss, 4)
         super().log(logs, start_time)
 
     def evaluation_loop(
@@ -335,11 +344,30 @@ class DPOTrainer(Trainer):
         ignore_keys: list[str] | None = None,
         metric_key_prefix: str = "eval",
     ) -> EvalLoopOutput:
-        self._metric_windows.pop("eval", None)
+        self._windows.clear("eval")
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
-        for name, value in self._reduce_metrics("eval").items():
+        # Every metric, the loss included, is the exact mean over the real pairs: the Trainer's own eval_loss
+        # weights each batch mean by the batch's 2B rows, which the trimming of repeated samples miscounts.
+        for name, value in self._windows.means("eval").items():
             output.metrics[f"{metric_key_prefix}_{name}"] = value
         return output
+
+    # ---- saving -------------------------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        self._saving_checkpoint = True  # a checkpoint keeps every adapter: resuming needs the reference's too
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._saving_checkpoint = False
+
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, Any] | None = None) -> None:
+        """What a run saves and pushes is the trained adapter alone, at the root of the folder."""
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        if self._saving_checkpoint or not is_peft_model(model) or list(model.peft_config) == ["default"]:
+            return super()._save(output_dir, state_dict)
+        with saving_only_adapter(model, model.active_adapter):
+            return super()._save(output_dir, state_dict)
 
     # ---- model card ---------------------------------------------------------------------------------------------
 

@@ -14,29 +14,23 @@ from tiny import build_model, build_tokenizer, preference_rows
 from hf_dpo import DPOTrainer, DPOTrainingArguments
 
 SCRIPT = Path(__file__).with_name("distributed_precompute.py")
+CHECKS = Path(__file__).with_name("distributed_checks.py")
+TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+needs_torchrun = pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="no torchrun")
 
 
-@pytest.mark.skipif(
-    shutil.which("torchrun") is None and not os.path.exists(Path(sys.executable).with_name("torchrun")),
-    reason="no torchrun",
-)
-def test_two_processes_shard_the_reference_pass_and_train(tmp_path):
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
-    command = [
-        torchrun,
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29517",
-        str(SCRIPT),
-        str(tmp_path / "out"),
-        str(tmp_path / "cache"),
-    ]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPT.parent)}
+def _run_two_processes(script, *arguments, port):
+    command = [TORCHRUN, "--nproc_per_node", "2", "--master_port", str(port), str(script), *map(str, arguments)]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(script.parent)}
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment, check=False)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     assert completed.returncode == 0 and lines, completed.stderr[-3000:]
-    result = json.loads(lines[0][7:])
+    return json.loads(lines[0][7:])
+
+
+@needs_torchrun
+def test_two_processes_shard_the_reference_pass_and_train(tmp_path):
+    result = _run_two_processes(SCRIPT, tmp_path / "out", tmp_path / "cache", port=29517)
 
     tokenizer = build_tokenizer()
     args = DPOTrainingArguments(
@@ -54,3 +48,14 @@ def test_two_processes_shard_the_reference_pass_and_train(tmp_path):
     assert result["eval_loss"] == pytest.approx(math.log(2), abs=1e-6) and result["eval_accuracy"] == 0
     assert result["steps"] == 2
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 2  # train and eval, written once by rank 0
+
+
+@needs_torchrun
+def test_eval_loss_and_loss_state_do_not_depend_on_the_number_of_processes(tmp_path):
+    """7 evaluation pairs over 2 processes x 2: the last batch is uneven and accelerate repeats a pair to fill it.
+    Before the fix eval_loss was 0.347788 against an exact per-pair mean of 0.344113, and each process kept its
+    own bco_pair running mean ([1.6605, 8] and [1.8800, 8] instead of [3.5405, 16] on both)."""
+    result = _run_two_processes(CHECKS, tmp_path / "out", port=29519)
+    assert result["eval_loss"] == pytest.approx(result["exact_eval_loss"], abs=1e-6)
+    first, second = result["bco_rewards_per_process"]
+    assert first == second and first[1] == 2 * 2 * 2 * 2  # 2 processes x 2 pairs x 2 completions x 2 steps

@@ -65,7 +65,7 @@ def test_combined_losses_and_rpo_train(tmp_path, tokenizer):
         tmp_path, tokenizer, loss_type=["sigmoid", "bco_pair"], loss_weights=[0.8, 0.2], rpo_alpha=1.0
     )
     assert losses[-1] < losses[0]
-    assert trainer._loss_state["bco_reward_count"] == 12 * 4 * 2  # every training reward joined the running mean
+    assert trainer._loss_state["bco_rewards"][1] == 12 * 4 * 2  # every training reward joined the running mean
 
 
 def test_single_loss_in_a_list_equals_the_plain_loss(tmp_path, tokenizer):

@@ -2,8 +2,9 @@
 
 import gc
 
+import pytest
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import AutoPeftModelForCausalLM, LoraConfig, get_peft_model
 from tiny import build_model, preference_rows
 from torch.testing import assert_close
 from transformers import LlamaForCausalLM
@@ -77,3 +78,52 @@ def test_named_adapters_and_precomputed_adapter_reference(tmp_path, tokenizer):
     assert_close(torch.cat([batch["ref_chosen_logps"], batch["ref_rejected_logps"]]), expected, atol=0, rtol=1e-6)
     trainable = {n.split(".")[-2] for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"policy"}
+
+
+def _trainable(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("adapter_name", ["default", "policy"])
+def test_a_run_saves_the_trained_adapter_alone_at_the_root(tmp_path, tokenizer, adapter_name):
+    """peft writes every adapter, all but 'default' in sub-folders: the frozen 'reference' copy would be saved
+    too, and a trained adapter with another name would not be where AutoPeftModel looks."""
+    build_model(tokenizer).save_pretrained(tmp_path / "base")  # AutoPeftModel loads the base by its path
+    torch.manual_seed(1)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM")
+    base = LlamaForCausalLM.from_pretrained(tmp_path / "base")
+    model = get_peft_model(base, lora, adapter_name=adapter_name)
+    trainer = DPOTrainer(model, args=_args(tmp_path), train_dataset=preference_rows(16), processing_class=tokenizer)
+    trainer.train()
+    trained = {name.replace(f".{adapter_name}.", "."): p for name, p in _trainable(model).items()}
+    trainer.save_model(str(tmp_path / "final"))
+    saved = sorted(path.name for path in (tmp_path / "final").iterdir())
+    assert "adapter_model.safetensors" in saved and "adapter_config.json" in saved
+    assert not [name for name in saved if (tmp_path / "final" / name).is_dir()], saved  # no sub-folder at all
+    loaded = AutoPeftModelForCausalLM.from_pretrained(str(tmp_path / "final"))
+    assert list(loaded.peft_config) == ["default"]
+    weights = {name.replace(".default.", "."): p for name, p in loaded.named_parameters() if "lora_" in name}
+    assert weights.keys() == trained.keys()
+    for name, value in trained.items():
+        assert torch.equal(weights[name], value), name
+    assert set(model.peft_config) == {adapter_name, "reference"}  # the run itself still has its reference
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_resume_with_an_sft_adapter_reference_is_exact(tmp_path, tokenizer, named):
+    def run(output_dir, resume=None):
+        model = _sft_model(tokenizer, adapter_name="sft" if named else "default")
+        overrides = {"save_strategy": "steps", "save_steps": 3, "max_steps": 6}
+        if named:
+            model.add_adapter("policy", LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+            overrides.update(model_adapter_name="policy", ref_adapter_name="sft")
+        args = _args(output_dir, **overrides)
+        trainer = DPOTrainer(model, args=args, train_dataset=preference_rows(24), processing_class=tokenizer)
+        trainer.train(resume_from_checkpoint=resume)
+        return _trainable(model)
+
+    straight = run(tmp_path / "run")
+    resumed = run(tmp_path / "run", resume=str(tmp_path / "run" / "checkpoint-3"))
+    assert straight.keys() == resumed.keys()
+    for name, value in straight.items():
+        assert_close(resumed[name], value, atol=1e-6, rtol=0), name

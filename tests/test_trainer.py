@@ -9,7 +9,7 @@ import torch
 from peft import LoraConfig
 from tiny import build_model, build_tokenizer, preference_rows
 from torch.testing import assert_close
-from transformers import LlamaForCausalLM, TrainerCallback
+from transformers import LlamaForCausalLM, Trainer, TrainerCallback
 
 from hf_dpo import DPODataCollator, DPOTrainer, DPOTrainingArguments
 from hf_dpo.logprobs import sequence_logps
@@ -300,9 +300,9 @@ def test_evaluate_and_predict_accept_raw_datasets(tmp_path, tokenizer):
 def test_a_second_train_call_starts_with_an_empty_metric_window(tmp_path, tokenizer):
     trainer = _trainer(tmp_path, tokenizer, max_steps=3, logging_steps=2)  # step 3 is never logged
     trainer.train()
-    leftover = trainer._metric_windows["train"]
+    leftover = trainer._windows._totals["train"]
     assert leftover[-1] == 4  # the 4 pairs of step 3
-    trainer._metric_windows["train"] = torch.full_like(leftover, 1e6)  # would dominate any log it leaked into
+    trainer._windows._totals["train"] = torch.full_like(leftover, 1e6)  # would dominate any log it leaked into
     trainer.train()
     first_log = next(entry for entry in trainer.state.log_history if "loss" in entry)
     assert abs(first_log["rewards/margins"]) < 100
@@ -320,3 +320,63 @@ def test_lora_initialisation_is_seeded_so_runs_repeat(tmp_path, tokenizer):
 def test_a_model_without_a_name_needs_a_tokenizer(tmp_path, tokenizer):
     with pytest.raises(ValueError, match="pass processing_class"):
         DPOTrainer(build_model(tokenizer), args=_args(tmp_path), train_dataset=preference_rows(4))
+
+
+def test_precomputed_reference_logps_reach_the_loss_in_float32_whatever_the_input_cast(
+    tmp_path, tokenizer, monkeypatch
+):
+    """Under DeepSpeed, Trainer._prepare_input casts every floating tensor of a batch to the engine's dtype; here
+    that cast is reproduced for bf16. Summed log-probs of about -40 would move by up to 0.125 in bf16."""
+    trainer = _trainer(tmp_path, tokenizer, precompute_ref_log_probs=True, ref_logps_cache=False)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    expected = {name: batch[name].clone() for name in ("ref_chosen_logps", "ref_rejected_logps")}
+    assert not torch.equal(expected["ref_chosen_logps"].bfloat16().float(), expected["ref_chosen_logps"])
+
+    def deepspeed_like_cast(self, data):
+        if isinstance(data, dict):
+            return type(data)({key: deepspeed_like_cast(self, value) for key, value in data.items()})
+        if isinstance(data, torch.Tensor) and data.is_floating_point():
+            return data.to(self.args.device, torch.bfloat16)
+        return data.to(self.args.device) if isinstance(data, torch.Tensor) else data
+
+    monkeypatch.setattr(Trainer, "_prepare_input", deepspeed_like_cast)
+    prepared = trainer._prepare_inputs(dict(batch))
+    for name, value in expected.items():
+        assert prepared[name].dtype == torch.float32 and torch.equal(prepared[name], value), name
+
+
+def test_bco_pair_running_mean_survives_resume(tmp_path, tokenizer):
+    """Before the fix the resumed run restarted δ from the two steps after the checkpoint (count 32, not 64)."""
+
+    def run(resume=None):
+        overrides = {"loss_type": "bco_pair", "max_steps": 4, "save_strategy": "steps", "save_steps": 2}
+        trainer = _trainer(tmp_path, tokenizer, **overrides)
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    straight = run()
+    resumed = run(resume=str(tmp_path / "checkpoint-2"))
+    assert straight._loss_state["bco_rewards"].tolist()[1] == 4 * 4 * 2  # 4 steps x 4 pairs x 2 completions
+    assert_close(resumed._loss_state["bco_rewards"], straight._loss_state["bco_rewards"], atol=1e-9, rtol=0)
+    for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
+        assert_close(b, a, atol=1e-6, rtol=0), name
+
+
+def test_auto_find_batch_size_halves_whole_pairs_after_an_out_of_memory_error(tmp_path, tokenizer, monkeypatch):
+    overrides = {"auto_find_batch_size": True, "per_device_train_batch_size": 8, "max_steps": 3, "logging_steps": 1}
+    trainer = _trainer(tmp_path, tokenizer, **overrides)
+    real_compute_loss, rows_seen = DPOTrainer.compute_loss, []
+
+    def out_of_memory_once(self, model, inputs, *args, **kwargs):
+        rows_seen.append(inputs["input_ids"].shape[0])
+        if len(rows_seen) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(DPOTrainer, "compute_loss", out_of_memory_once)
+    trainer.train()
+    pairs = trainer._train_batch_size  # accelerate shrinks the batch (by 10% in 1.15) after the error
+    assert pairs < 8 and rows_seen[0] == 16 and set(rows_seen[1:]) == {2 * pairs}  # whole pairs: [chosen; rejected]
+    assert trainer.state.global_step == 3
+    logged = [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
+    assert logged and all(math.isfinite(entry["loss"]) for entry in logged)
