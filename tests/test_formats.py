@@ -161,12 +161,13 @@ def test_trainer_accepts_a_dataset_dict_and_records_data_counts_in_the_state(tmp
     trainer = DPOTrainer(
         build_model(tokenizer), args=args, train_dataset=splits, eval_dataset=splits, processing_class=tokenizer
     )
-    assert (len(trainer.train_dataset), len(trainer.eval_dataset)) == (6, 2)
+    # as in Trainer, a DatasetDict of evaluation sets is several named sets; for training its 'train' split is used
+    assert (len(trainer.train_dataset), len(trainer.eval_dataset["test"])) == (6, 2)
     trainer.train()
     trainer.save_state()
     saved = json.loads((tmp_path / "trainer_state.json").read_text())
     stats = saved["stateful_callbacks"]["DataStatsCallback"]["args"]["stats"]
-    assert stats["train"]["dropped_identical"] == 1 and stats["eval"]["kept"] == 2
+    assert stats["train"]["dropped_identical"] == 1 and stats["eval_test"]["kept"] == 2
 
 
 # ---- bad input: each kind gives a DataFormatError naming row and field, or a counted skip ----------------------
