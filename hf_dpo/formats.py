@@ -26,6 +26,7 @@ from hf_dpo.columns import ID_COLUMNS
 TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 ROLES = ("system", "user", "assistant", "tool")
 EVAL_SPLIT_NAMES = ("test", "validation", "eval", "dev")
+IMAGE_COLUMNS = ("images", "image")  # TRL's names for a vision-language preference dataset
 HH_ASSISTANT_MARKER = "\n\nAssistant:"
 
 
@@ -216,10 +217,23 @@ def apply_column_mapping(dataset: Any, mapping: dict[str, str] | None, split: st
     return dataset.rename_columns(renames) if renames else dataset
 
 
+def _refuse_images(columns: list[str], split: str) -> None:
+    # Training on the text of an image dataset would run without a word of warning and teach the model answers
+    # about images it never saw.
+    for name in IMAGE_COLUMNS:
+        if name in columns:
+            raise DataFormatError(
+                f"the {split} dataset has an {name!r} column: vision-language DPO is not supported yet, and the "
+                f"images would be ignored; to train on the text alone, drop the column first "
+                f"(dataset.remove_columns({name!r}), or the key from each row of a list)"
+            )
+
+
 def check_columns(columns: list[str] | None, split: str) -> None:
-    """The dataset must have chosen and rejected (and prompt, unless it is implicit)."""
+    """The dataset must have chosen and rejected (and prompt, unless it is implicit), and no image column."""
     if columns is None:  # a stream whose features are unknown until read
         return
+    _refuse_images(columns, split)
     missing = [name for name in ("chosen", "rejected") if name not in columns]
     if missing:
         candidates = [name for name in columns if name not in TEXT_COLUMNS]
@@ -249,6 +263,7 @@ def rows_from_list(rows: list[Any], split: str, mapping: dict[str, str] | None =
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             raise DataFormatError(f"row {index} of the {split} dataset: expected a dict, got {type(row).__name__}")
+    _refuse_images(list(dict.fromkeys(key for row in rows for key in row)), split)  # before Arrow meets an image
     if mapping:
         renames = _checked_renames(mapping, list(rows[0]), split)
         rows = [{renames.get(key, key): value for key, value in row.items()} for row in rows]

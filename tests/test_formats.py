@@ -283,6 +283,16 @@ BAD_ROWS = [
         "row 0, field 'chat_template_kwargs': expected a dict",
     ),
     (
+        "image column, text-only training",
+        Dataset.from_list([{"images": ["cat.png"], "prompt": [USER], "chosen": "a", "rejected": "b"}]),
+        r"the train dataset has an 'images' column: vision-language DPO is not supported yet.*remove_columns",
+    ),
+    (
+        "image key in a list of rows",
+        [{"prompt": "q", "chosen": "a", "rejected": "b"}, {"prompt": "q", "chosen": "a", "rejected": "b", "image": 1}],
+        r"the train dataset has an 'image' column: vision-language DPO is not supported yet",
+    ),
+    (
         "dataset dict without a usable split",
         DatasetDict({"other": Dataset.from_list([{"prompt": "q", "chosen": "a", "rejected": "b"}])}),
         r"DatasetDict with splits \['other'\] and none is named train",
