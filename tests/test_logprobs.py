@@ -6,7 +6,7 @@ from tiny import build_model, build_tokenizer
 from torch.testing import assert_close
 
 from hf_dpo import logprobs
-from hf_dpo.logprobs import sequence_logps, token_logps_from_logits
+from hf_dpo.logprobs import completion_scores, ld_token_weights, sequence_logps, token_logps_from_logits
 
 
 def _naive(logits, labels):
@@ -82,3 +82,52 @@ def test_logits_to_keep_gives_the_same_logps_as_full_logits():
     assert_close(full, naive)
     assert kept_count.tolist() == full_count.tolist() == [5, 3, 5, 3]
     assert logprobs.supports_logits_to_keep(model)
+
+
+@pytest.mark.parametrize("chunk_elements", [2**26, 11])
+def test_statistics_match_their_definitions(monkeypatch, chunk_elements):
+    monkeypatch.setattr(logprobs, "_CHUNK_ELEMENTS", chunk_elements)
+    logits, labels = _batch()
+    scores = completion_scores(logits, labels, with_stats=True)
+    shifted = labels[:, 1:]
+    mask = (shifted != -100).float()
+    log_p = torch.log_softmax(logits[:, :-1], -1)
+    entropy = -(log_p.exp() * log_p).sum(-1)
+    top1 = (logits[:, :-1].argmax(-1) == shifted).float()
+    target_log_p = log_p.gather(2, shifted.clamp(min=0)[..., None]).squeeze(2)
+    aligned = target_log_p - torch.log((log_p.exp() ** 2).sum(-1))
+    assert_close(scores.stat("entropy"), (entropy * mask).sum(-1))
+    assert_close(scores.stat("mean_logits"), (logits[:, :-1].mean(-1) * mask).sum(-1))
+    assert_close(scores.stat("top1"), (top1 * mask).sum(-1))
+    assert_close(scores.stat("aligned_logps"), (aligned * mask).sum(-1))
+    assert_close(scores.logps, _naive(logits, labels)[0])
+
+
+def test_token_weights_scale_values_and_gradients():
+    logits, labels = _batch()
+    weights = torch.rand(labels.shape, generator=torch.Generator().manual_seed(3))
+    ours_input, naive_input = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    ours = completion_scores(ours_input, labels, token_weights=weights).logps
+    log_p = torch.log_softmax(naive_input[:, :-1], -1)
+    shifted = labels[:, 1:]
+    target_log_p = log_p.gather(2, shifted.clamp(min=0)[..., None]).squeeze(2)
+    naive = (target_log_p * (shifted != -100) * weights[:, 1:]).sum(-1)
+    assert_close(ours, naive)
+    ours.sum().backward()
+    naive.sum().backward()
+    assert_close(ours_input.grad, naive_input.grad)
+
+
+def test_ld_weights_split_each_pair_at_its_shorter_completion():
+    """Pair 0: chosen 3 tokens, rejected 1 -> shared 1; pair 1: chosen 1, rejected 2 -> shared 1."""
+    labels = torch.tensor(
+        [
+            [-100, 5, 6, 7],  # chosen 0
+            [-100, -100, 4, -100],  # chosen 1
+            [-100, 8, -100, -100],  # rejected 0
+            [-100, -100, 9, 9],  # rejected 1
+        ]
+    )
+    weights = ld_token_weights(labels, 0.25)
+    scored = labels != -100
+    assert weights[scored].tolist() == [1.0, 0.25, 0.25, 1.0, 1.0, 1.0, 0.25]
