@@ -47,6 +47,8 @@ class PairLogps:
     ref_rejected: torch.Tensor
     chosen_lengths: torch.Tensor | None = None
     rejected_lengths: torch.Tensor | None = None
+    f_divergence: str = "reverse_kl"
+    f_alpha: float = 0.5
 
     @property
     def chosen_logratios(self) -> torch.Tensor:
@@ -56,12 +58,36 @@ class PairLogps:
     def rejected_logratios(self) -> torch.Tensor:
         return self.rejected - self.ref_rejected
 
-    def length_normalised(self) -> PairLogps:
-        """Every log-prob divided by its completion's token count (mean instead of sum)."""
+    def scores(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(f'(π/π_ref) of y_w, of y_l)``: the log-ratios as the f-divergence regulariser sees them (f-DPO,
+        Wang et al. 2023, as TRL computes them); the log-ratios themselves for the reverse KL of plain DPO."""
+        return f_divergence_score(self.chosen_logratios, self.f_divergence, self.f_alpha), f_divergence_score(
+            self.rejected_logratios, self.f_divergence, self.f_alpha
+        )
+
+    @property
+    def score_margin(self) -> torch.Tensor:
+        """``h``, or its f-divergence form ``f'(y_w) - f'(y_l)``."""
+        chosen, rejected = self.scores()
+        return chosen - rejected
+
+    def mean_score_margin(self) -> torch.Tensor:
+        """The same with each score divided by its completion's token count."""
+        chosen, rejected = self.scores()
+        chosen_lengths, rejected_lengths = self._lengths()
+        return chosen / chosen_lengths - rejected / rejected_lengths
+
+    def _lengths(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.chosen_lengths is None or self.rejected_lengths is None:
             raise ValueError("this loss averages log-probs over tokens: pass chosen_lengths and rejected_lengths")
-        chosen_lengths = self.chosen_lengths.clamp(min=1).to(self.chosen.dtype)
-        rejected_lengths = self.rejected_lengths.clamp(min=1).to(self.rejected.dtype)
+        return (
+            self.chosen_lengths.clamp(min=1).to(self.chosen.dtype),
+            self.rejected_lengths.clamp(min=1).to(self.rejected.dtype),
+        )
+
+    def length_normalised(self) -> PairLogps:
+        """Every log-prob divided by its completion's token count (mean instead of sum)."""
+        chosen_lengths, rejected_lengths = self._lengths()
         return replace(
             self,
             chosen=self.chosen / chosen_lengths,
@@ -69,6 +95,52 @@ class PairLogps:
             ref_chosen=self.ref_chosen / chosen_lengths,
             ref_rejected=self.ref_rejected / rejected_lengths,
         )
+
+
+F_DIVERGENCES = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
+# Losses built on the chosen-rejected score difference: the only ones a non-default f-divergence applies to (TRL).
+F_DIVERGENCE_LOSS_TYPES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust", "discopop", "sft")
+
+
+def f_divergence_score(logratio: torch.Tensor, divergence: str = "reverse_kl", alpha: float = 0.5) -> torch.Tensor:
+    """``f'(t)`` at ``t = π/π_ref = exp(logratio)`` for the f-divergences of f-DPO (Wang et al. 2023, table 1):
+
+    - ``reverse_kl``: ``log t`` (plain DPO);
+    - ``forward_kl``: ``1 - 1/t``;
+    - ``js_divergence``: ``log(2t / (t + 1)) = log 2 + log σ(log t)``;
+    - ``alpha_divergence``: ``(t^(α-1) - 1) / (α - 1)``, its ``log t`` limit at ``α = 1``; the exponent is clamped
+      at 80 (TRL's guard against overflow).
+
+    >>> f_divergence_score(torch.tensor([0.0]), "forward_kl"), f_divergence_score(torch.tensor([0.0]), "js_divergence")
+    (tensor([0.]), tensor([0.]))
+    """
+    if divergence == "reverse_kl" or (divergence == "alpha_divergence" and abs(alpha - 1.0) < 1e-6):
+        return logratio
+    if divergence == "forward_kl":
+        return 1.0 - torch.exp(-logratio)
+    if divergence == "js_divergence":
+        return math.log(2.0) + F.logsigmoid(logratio)
+    if divergence == "alpha_divergence":
+        exponent = torch.clamp(((alpha - 1.0) * logratio).float(), max=80.0)
+        return ((torch.exp(exponent) - 1.0) / (alpha - 1.0)).to(logratio.dtype)
+    raise ValueError(f"f_divergence_type={divergence!r} is not one of {', '.join(F_DIVERGENCES)}")
+
+
+def wpo_weights(
+    chosen_aligned_logps: torch.Tensor,
+    chosen_lengths: torch.Tensor,
+    rejected_aligned_logps: torch.Tensor,
+    rejected_lengths: torch.Tensor,
+) -> torch.Tensor:
+    """WPO's pair weights (Zhou et al. 2024, eq. 2, with TRL's aligned probabilities): the product over the two
+    completions of ``exp(mean_t [log p(y_t) - log Σ_v p(v)²])``, from sums over tokens; no gradient.
+
+    >>> wpo_weights(torch.tensor([-2.0]), torch.tensor([2]), torch.tensor([-3.0]), torch.tensor([3]))  # e^-1·e^-1
+    tensor([0.1353])
+    """
+    chosen = chosen_aligned_logps / chosen_lengths.clamp(min=1)
+    rejected = rejected_aligned_logps / rejected_lengths.clamp(min=1)
+    return torch.exp(chosen + rejected).detach()
 
 
 LossFn = Callable[..., torch.Tensor]
@@ -129,14 +201,14 @@ def _smoothed_sigmoid(logits: torch.Tensor, label_smoothing: float) -> torch.Ten
 def sigmoid_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **_: Any) -> torch.Tensor:
     """DPO (Rafailov et al. 2023, eq. 7) with conservative label smoothing (cDPO, Mitchell 2023):
     ``-(1-ε)·log σ(βh) - ε·log σ(-βh)``; ``ε = 0`` is plain DPO."""
-    return _smoothed_sigmoid(beta * (pair.chosen_logratios - pair.rejected_logratios), label_smoothing)
+    return _smoothed_sigmoid(beta * pair.score_margin, label_smoothing)
 
 
 @register_loss("robust")
 def robust_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **_: Any) -> torch.Tensor:
     """rDPO (Chowdhury et al. 2024, eq. 8), unbiased when a fraction ε of labels is flipped:
     ``[-(1-ε)·log σ(βh) + ε·log σ(-βh)] / (1 - 2ε)``; ``ε = 0`` is plain DPO."""
-    logits = beta * (pair.chosen_logratios - pair.rejected_logratios)
+    logits = beta * pair.score_margin
     eps = label_smoothing
     return (-(1.0 - eps) * F.logsigmoid(logits) + eps * F.logsigmoid(-logits)) / (1.0 - 2.0 * eps)
 
@@ -145,14 +217,13 @@ def robust_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **_:
 def ipo_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
     """IPO (Azar et al. 2023, eq. 17) on length-normalised log-probs: ``(h̄ - 1/(2β))²``, where ``h̄`` uses the
     mean log-prob per token; β plays the role of the paper's τ."""
-    mean = pair.length_normalised()
-    return (mean.chosen_logratios - mean.rejected_logratios - 1.0 / (2.0 * beta)) ** 2
+    return (pair.mean_score_margin() - 1.0 / (2.0 * beta)) ** 2
 
 
 @register_loss("hinge")
 def hinge_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
     """SLiC's calibration loss (Zhao et al. 2023) on log-ratios: ``max(0, 1 - βh)``."""
-    return torch.relu(1.0 - beta * (pair.chosen_logratios - pair.rejected_logratios))
+    return torch.relu(1.0 - beta * pair.score_margin)
 
 
 @register_loss("bco_pair")
@@ -210,7 +281,7 @@ def exo_pair_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **
     distribution ``(1-ε, ε)``: ``σ(βh)·(log σ(βh) - log(1-ε)) + σ(-βh)·(log σ(-βh) - log ε)``.
     ``ε = 0`` is undefined, so ``label_smoothing = 0`` means ε = 1e-3."""
     eps = label_smoothing if label_smoothing > 0 else EXO_DEFAULT_EPSILON
-    logits = beta * (pair.chosen_logratios - pair.rejected_logratios)
+    logits = beta * pair.score_margin
     prefer_chosen, prefer_rejected = torch.sigmoid(logits), torch.sigmoid(-logits)
     return prefer_chosen * (F.logsigmoid(logits) - math.log1p(-eps)) + prefer_rejected * (
         F.logsigmoid(-logits) - math.log(eps)
@@ -226,6 +297,28 @@ def aot_pair_loss(pair: PairLogps, beta: float, label_smoothing: float = 0.0, **
     chosen_sorted, _ = torch.sort(pair.chosen_logratios)
     rejected_sorted, _ = torch.sort(pair.rejected_logratios)
     return _smoothed_sigmoid(beta * (chosen_sorted - rejected_sorted), label_smoothing)
+
+
+register_loss("aot_unpaired")(aot_pair_loss)  # TRL's name for the same loss
+
+
+@register_loss("sigmoid_norm", rewards=mean_logratio_rewards)
+def sigmoid_norm_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
+    """DPO on length-normalised log-ratios (TRL's ``sigmoid_norm``): ``-log σ(β(ā - b̄))`` with ``ā``, ``b̄`` the
+    log-ratios per completion token."""
+    return -F.logsigmoid(beta * pair.mean_score_margin())
+
+
+@register_loss("sft", needs_reference=False)
+def sft_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
+    """The chosen completions' negative log-likelihood per token, as a loss type to combine with others (MPO:
+    ``loss_type=["sigmoid", "bco_pair", "sft"]``). As TRL, the mean is over every chosen token of the batch
+    (``-Σ log π(y_w) / Σ |y_w|``), the same value for each pair; with ``ld_alpha`` the sums here carry its weights,
+    where TRL's ``sft`` uses unweighted tokens."""
+    if pair.chosen_lengths is None:
+        raise ValueError("loss_type 'sft' averages over tokens: pass chosen_lengths")
+    batch_nll = -pair.chosen.sum() / pair.chosen_lengths.sum().clamp(min=1)
+    return batch_nll.expand(pair.chosen.shape[0])
 
 
 @register_loss("aot")
@@ -259,7 +352,7 @@ def apo_down_loss(pair: PairLogps, beta: float, **_: Any) -> torch.Tensor:
 def discopop_loss(pair: PairLogps, beta: float, discopop_tau: float = 0.05, **_: Any) -> torch.Tensor:
     """DiscoPOP, the log-ratio-modulated loss (Chris Lu et al. 2024, eq. 5): with ``z = βh`` and
     ``m = σ(z/τ)``, ``(1 - m)·(-log σ(z)) + m·exp(-z)``: logistic for negative margins, exponential for positive."""
-    logits = beta * (pair.chosen_logratios - pair.rejected_logratios)
+    logits = beta * pair.score_margin
     modulation = torch.sigmoid(logits / discopop_tau)
     return (1.0 - modulation) * -F.logsigmoid(logits) + modulation * torch.exp(-logits)
 
@@ -314,6 +407,18 @@ def needs_reference(loss_type: str | Sequence[str]) -> bool:
     return any(_REGISTRY[name].needs_reference for name in as_loss_types(loss_type) if name in _REGISTRY)
 
 
+def check_f_divergence(divergence: str, loss_types: Sequence[str]) -> None:
+    """A non-default f-divergence only for the losses built on the chosen-rejected score difference (as TRL)."""
+    if divergence not in F_DIVERGENCES:
+        raise ValueError(f"f_divergence_type={divergence!r} is not one of {', '.join(F_DIVERGENCES)}")
+    others = [name for name in loss_types if name not in F_DIVERGENCE_LOSS_TYPES]
+    if divergence != "reverse_kl" and others:
+        raise ValueError(
+            f"f_divergence_type={divergence!r} applies only to loss types {', '.join(F_DIVERGENCE_LOSS_TYPES)}; "
+            f"{others} use the log-ratios themselves: use f_divergence_type='reverse_kl' with them"
+        )
+
+
 def dpo_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -337,7 +442,9 @@ def dpo_loss(
         label_smoothing (`float`): ε in [0, 0.5): cDPO's and rDPO's label-noise rate, and the soft label of
             `exo_pair`, `aot`, `aot_pair` and `simpo`.
         loss_kwargs: `chosen_lengths`, `rejected_lengths` (`[B]` token counts, for length-normalised losses);
-            `loss_weights` (one float per loss type, default 1.0 each); `rpo_alpha` (adds `rpo_alpha` times the
+            `loss_weights` (one float per loss type, default 1.0 each); `f_divergence_type` and
+            `f_alpha_divergence_coef` (f-DPO; see :func:`f_divergence_score`); `pair_weights` (`[B]`, multiplies each
+            pair's loss: WPO, see :func:`wpo_weights`); `rpo_alpha` (adds `rpo_alpha` times the
             chosen completion's per-token NLL, RPO); `state` (a dict kept across steps, for `bco_pair`) and
             `all_reduce` (sums a tensor over processes, for that state); and the
             hyper-parameters of single losses (`simpo_gamma`, `orpo_lambda`, `discopop_tau`).
@@ -355,6 +462,9 @@ def dpo_loss(
     if len(weights) != len(names):
         raise ValueError(f"loss_weights={list(weights)} must give one weight per loss type in {names}")
     rpo_alpha = loss_kwargs.pop("rpo_alpha", None)
+    pair_weights = loss_kwargs.pop("pair_weights", None)
+    divergence = loss_kwargs.pop("f_divergence_type", None) or "reverse_kl"
+    check_f_divergence(divergence, names)
     pair = PairLogps(
         chosen=policy_chosen_logps,
         rejected=policy_rejected_logps,
@@ -362,11 +472,15 @@ def dpo_loss(
         ref_rejected=ref_rejected_logps,
         chosen_lengths=loss_kwargs.pop("chosen_lengths", None),
         rejected_lengths=loss_kwargs.pop("rejected_lengths", None),
+        f_divergence=divergence,
+        f_alpha=loss_kwargs.pop("f_alpha_divergence_coef", 0.5),
     )
     losses = sum(
         weight * _REGISTRY[name].fn(pair, beta=beta, label_smoothing=label_smoothing, **loss_kwargs)
         for name, weight in zip(names, weights)
     )
+    if pair_weights is not None:  # WPO: every loss term of a pair weighted by its (no-grad) probability
+        losses = losses * pair_weights
     if rpo_alpha:
         # RPO (Pang et al. 2024): NLL of the chosen completion, per token, keeps its likelihood from falling.
         losses = losses - rpo_alpha * pair.length_normalised().chosen

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from hf_dpo.losses import LOSS_TYPES, dpo_loss, needs_reference
+from hf_dpo.losses import LOSS_TYPES, dpo_loss, needs_reference, wpo_weights
 
 LOG2 = math.log(2.0)
 BETA = 0.5
@@ -63,6 +63,9 @@ HAND_WORKED = [
         [0.8981233, 1.0537007],
         "p̄: (-1/2, -3/4) and (-5/4, -1): -log σ(0.5·0.25 - 0.5); -log σ(0.5·(-0.25) - 0.5)",
     ),
+    ("aot_unpaired", {}, [0.4740770, 0.4740770], "TRL's name for aot_pair: the same numbers"),
+    ("sigmoid_norm", {}, [0.5231233, LOG2], "ā = 1/2, b̄ = -1/4: -log σ(0.5·0.75) = -log σ(0.375); -log σ(0)"),
+    ("sft", {}, [1.0, 1.0], "chosen NLL over every chosen token of the batch: -(-1 - 5)/(2 + 4), for each pair"),
     (
         "orpo",
         {"orpo_lambda": 0.1},
@@ -100,7 +103,9 @@ AT_REFERENCE = {
     "nca_pair": 2 * LOG2,
     "exo_pair": -LOG2 - 0.5 * (math.log1p(-1e-3) + math.log(1e-3)),
     "aot_pair": LOG2,
+    "aot_unpaired": LOG2,
     "aot": LOG2,
+    "sigmoid_norm": LOG2,
     "apo_zero": 1.0,
     "apo_down": 1.0,
     "discopop": 0.5 * LOG2 + 0.5,
@@ -195,7 +200,7 @@ def test_bco_pair_evaluation_reads_the_running_mean_without_moving_it():
 # Losses whose gradient must raise the chosen log-prob and lower the rejected one at a generic point. APO-down
 # lowers both (tested below); DiscoPOP is non-monotone for small positive margins, where the exponential part
 # takes over (its paper notes the loss is non-convex), so it is checked at a negative margin below.
-DIRECTIONAL = sorted(set(LOSS_TYPES) - {"apo_down", "discopop"})
+DIRECTIONAL = sorted(set(LOSS_TYPES) - {"apo_down", "discopop", "sft"})
 
 
 @pytest.mark.parametrize("loss_type", DIRECTIONAL)
@@ -269,3 +274,53 @@ def test_rewards_are_what_each_loss_compares(loss_type, chosen, rejected, arithm
     _, chosen_rewards, rejected_rewards = dpo_loss(*_pairs(), beta=BETA, loss_type=loss_type, **LENGTHS)
     assert_close(chosen_rewards, torch.tensor(chosen))
     assert_close(rejected_rewards, torch.tensor(rejected))
+
+
+def test_sft_raises_the_chosen_and_leaves_the_rejected_alone():
+    policy_chosen, policy_rejected, ref_chosen, ref_rejected = _pairs(requires_grad=True)
+    losses, _, _ = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, loss_type="sft", **LENGTHS)
+    losses.mean().backward()
+    assert (policy_chosen.grad < 0).all()
+    assert policy_rejected.grad is None or not policy_rejected.grad.any()
+
+
+@pytest.mark.parametrize(
+    ("divergence", "kwargs", "expected", "arithmetic"),
+    [
+        ("reverse_kl", {}, 0.3132617, "f'(t) = log t: plain DPO, -log σ(1)"),
+        (
+            "forward_kl",
+            {},
+            0.2690777,
+            "f'(t) = 1 - 1/t: a -> 1 - e^-1 = 0.6321206, b -> 1 - e = -1.7182818; -log σ(0.5·2.3504024)",
+        ),
+        ("js_divergence", {}, 0.4740770, "log 2 + log σ(±1) = 0.3798855, -0.6201145: margin 1; -log σ(0.5)"),
+        (
+            "alpha_divergence",
+            {"f_alpha_divergence_coef": 0.5},
+            0.3020887,
+            "(t^-0.5 - 1)/(-0.5): a -> 0.7869387, b -> -1.2974425; -log σ(0.5·2.0843812)",
+        ),
+        ("alpha_divergence", {"f_alpha_divergence_coef": 1.0}, 0.3132617, "α = 1 is the log t limit"),
+    ],
+)
+def test_f_divergences_by_hand(divergence, kwargs, expected, arithmetic):
+    """Pair 0 (a = 1, b = -1, β = 0.5) under the sigmoid loss; pair 1 (a = b = 0) gives log 2 for every f."""
+    losses = _loss("sigmoid", f_divergence_type=divergence, **kwargs)
+    assert_close(losses, torch.tensor([expected, LOG2]), atol=1e-6, rtol=0)
+
+
+def test_f_divergences_are_refused_for_losses_without_a_score_form():
+    with pytest.raises(ValueError, match=r"applies only to loss types .*\['bco_pair'\]"):
+        _loss(["sigmoid", "bco_pair"], f_divergence_type="forward_kl")
+    with pytest.raises(ValueError, match="is not one of"):
+        _loss("sigmoid", f_divergence_type="kl")
+
+
+def test_wpo_weights_scale_each_pair():
+    """Weights: pair 0 e^(-1)·e^(-1) = 0.1353353, pair 1 e^0·e^0 = 1; losses 0.3132617·0.1353353 and log 2."""
+    weights = wpo_weights(
+        torch.tensor([-2.0, 0.0]), torch.tensor([2, 4]), torch.tensor([-4.0, 0.0]), torch.tensor([4, 5])
+    )
+    assert_close(weights, torch.tensor([0.1353353, 1.0]))
+    assert_close(_loss("sigmoid", pair_weights=weights), torch.tensor([0.3132617 * 0.1353353, LOG2]))

@@ -11,10 +11,10 @@ from hf_dpo import DPOTrainer, DPOTrainingArguments
 from hf_dpo.losses import LOSS_TYPES
 from hf_dpo.reference import FrozenModelReference, NoReference
 
-REFERENCE_FREE = {"simpo", "orpo"}
+REFERENCE_FREE = {"simpo", "orpo", "sft"}
 # rewards/margins is β·(summed log-ratio of chosen - rejected). ORPO optimises per-token odds, not summed log-probs,
 # and DiscoPOP's loss is non-monotone near small positive margins, so neither promises a positive summed margin.
-MARGIN_NOT_PROMISED = {"orpo", "discopop"}
+MARGIN_NOT_PROMISED = {"orpo", "discopop", "sft"}  # sft raises the chosen likelihood only
 
 
 def _train(tmp_path, tokenizer, max_steps=12, **overrides):
@@ -92,7 +92,7 @@ def test_loss_arguments_are_validated(overrides, message):
 
 def test_loss_hyper_parameters_reach_the_loss(tmp_path, tokenizer, monkeypatch):
     seen = {}
-    import hf_dpo.trainer as trainer_module
+    import hf_dpo.step as trainer_module
 
     real = trainer_module.dpo_loss
 
