@@ -8,6 +8,7 @@ resume, the Trainer loads that file before ``on_train_begin``, where these callb
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -33,3 +34,15 @@ class LossStateCallback(TrainerCallback, ExportableState):
         values = (saved or {}).get("attributes", {}).get("values", {})
         self.loss_state.clear()
         self.loss_state.update({key: torch.tensor(value, dtype=torch.float64) for key, value in values.items()})
+
+
+class ReferenceSyncCallback(TrainerCallback):
+    """TR-DPO (Gorbatovski et al. 2024): every ``ref_model_sync_steps`` optimizer steps the reference becomes
+    ``α·policy + (1 - α)·reference``, ``α = ref_model_mixup_alpha``."""
+
+    def __init__(self, reference: Callable[[], Any], accelerator: Any):
+        self.reference, self.accelerator = reference, accelerator
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **_: Any) -> None:
+        if model is not None and state.global_step % args.ref_model_sync_steps == 0:
+            self.reference().sync(self.accelerator.unwrap_model(model), args.ref_model_mixup_alpha)

@@ -50,7 +50,6 @@ class ModelArguments:
     attn_implementation: str | None = field(
         default=None, metadata={"help": "Attention kernel, e.g. 'sdpa', 'eager', 'flash_attention_2'."}
     )
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub repository."})
     load_in_4bit: bool = field(
         default=False,
         metadata={
@@ -70,7 +69,7 @@ class ModelArguments:
     )
 
     def init_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
+        kwargs: dict[str, Any] = {}
         if self.dtype is not None:
             kwargs["dtype"] = self.dtype
         if self.attn_implementation is not None:
@@ -210,7 +209,8 @@ def fold_model_init_kwargs(model_args: ModelArguments, args: Any) -> dict[str, A
     ``args.model_init_kwargs``: with one set of kwargs both go through the same ``load_causal_lm`` call, so a QLoRA
     recipe's named reference is 4-bit too.
     """
-    args.model_init_kwargs = {**model_args.init_kwargs(), **(args.model_init_kwargs or {})}
+    remote_code = {"trust_remote_code": True} if args.trust_remote_code else {}  # a DPOTrainingArguments field (TRL's)
+    args.model_init_kwargs = {**remote_code, **model_args.init_kwargs(), **(args.model_init_kwargs or {})}
     return args.model_init_kwargs
 
 
@@ -221,7 +221,7 @@ def build_trainer(model_args: ModelArguments, args: Any, train_split: Any, eval_
 
     init_kwargs = fold_model_init_kwargs(model_args, args)
     name = model_args.model_name_or_path
-    tokenizer = load_tokenizer(name, trust_remote_code=init_kwargs.get("trust_remote_code", False))
+    tokenizer = load_tokenizer(name, trust_remote_code=args.trust_remote_code)
     return DPOTrainer(
         model=load_causal_lm(name, role="policy", **init_kwargs),
         ref_model=model_args.ref_model_name_or_path,  # a name: loaded by the trainer with the same init_kwargs

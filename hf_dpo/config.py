@@ -5,6 +5,7 @@ Defaults that differ from `TrainingArguments`, and why:
 - ``learning_rate=1e-6``: DPO moves a model that is already good; the paper and most full fine-tunes use 5e-7..1e-6.
   With LoRA, raise it (1e-5..5e-5 are common).
 - ``logging_steps=10``: reward metrics are noisy per step and preference runs are short; 500 would log nothing.
+- ``bf16=None``: as TRL, bfloat16 wherever a GPU supports it, but off on a CPU instead of an error.
 - ``remove_unused_columns=False``: the raw ``prompt``/``chosen``/``rejected`` columns are not arguments of the
   model's ``forward``; the trainer tokenizes them itself and the collator ignores columns it does not need. (With
   ``True`` the trainer still keeps its own columns.)
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from transformers import TrainingArguments
 
-from hf_dpo.losses import LOSS_TYPES, as_loss_types, registered_loss_types
+from hf_dpo.losses import LOSS_TYPES, as_loss_types, check_f_divergence, registered_loss_types
 
 TRUNCATION_MODES = ("keep_end", "keep_start")
 
@@ -123,6 +125,47 @@ class DPOTrainingArguments(TrainingArguments):
         },
     )
 
+    use_weighting: bool = field(
+        default=False,
+        metadata={
+            "help": "WPO: weight each pair's loss by the policy's length-normalised probability of both "
+            "completions (no gradient through the weight). Not for aot/aot_unpaired, which sort the batch."
+        },
+    )
+    ld_alpha: float | None = field(
+        default=None,
+        metadata={
+            "help": "LD-DPO: weight in [0, 1] of the log-probs of the tokens past the shorter completion of a "
+            "pair (policy and reference alike); 1 or None: plain sums."
+        },
+    )
+    f_divergence_type: str = field(
+        default="reverse_kl",
+        metadata={
+            "help": "f-DPO's divergence: reverse_kl (plain DPO), forward_kl, js_divergence or alpha_divergence. "
+            "Only for sigmoid, sigmoid_norm, hinge, ipo, exo_pair, robust, discopop and sft."
+        },
+    )
+    f_alpha_divergence_coef: float = field(
+        default=0.5,
+        metadata={"help": "α of alpha_divergence (its limit α = 1 is the reverse KL)."},
+    )
+    sync_ref_model: bool = field(
+        default=False,
+        metadata={
+            "help": "TR-DPO: every `ref_model_sync_steps` steps the reference becomes α·policy + (1-α)·reference "
+            "(α = `ref_model_mixup_alpha`); works with a frozen copy and with PEFT (the reference adapter moves)."
+        },
+    )
+    ref_model_mixup_alpha: float = field(
+        default=0.6,
+        metadata={"help": "TR-DPO's α in [0, 1]: 1 copies the policy into the reference."},
+    )
+    ref_model_sync_steps: int = field(
+        default=512,
+        metadata={"help": "TR-DPO's τ: optimizer steps between two updates of the reference."},
+    )
+
     # ---- the data ----
     column_mapping: dict[str, str] | str | None = field(
         default=None,
@@ -137,8 +180,11 @@ class DPOTrainingArguments(TrainingArguments):
         metadata={"help": "Most tokens in prompt + completion; longer completions are cut. None: no limit."},
     )
     max_prompt_length: int | None = field(
-        default=512,
-        metadata={"help": "Most prompt tokens; longer prompts are cut per `truncation_mode`. None: no limit."},
+        default=None,
+        metadata={
+            "help": "Most prompt tokens; longer prompts are cut per `truncation_mode`. None: no separate limit (a "
+            "prompt that alone fills `max_length` drops its row, counted in the logs)."
+        },
     )
     max_completion_length: int | None = field(
         default=None,
@@ -151,9 +197,23 @@ class DPOTrainingArguments(TrainingArguments):
             "'keep_start'."
         },
     )
-    pad_to_multiple_of: int | None = field(
+    pad_to_multiple_of: int | str | None = field(
         default=None,
-        metadata={"help": "Pad each batch's length up to a multiple of this (8 or 64 suit tensor cores)."},
+        metadata={
+            "help": "Pad each batch's length up to a multiple of this (8 or 64 suit tensor cores); 'auto' (TRL's "
+            "default): 128 on Neuron devices, which compile once per shape, else no rounding."
+        },
+    )
+    padding_free: bool = field(
+        default=False,
+        metadata={
+            "help": "TRL's switch for batches without padding. Not built yet: as TRL 1.16 does, True falls back "
+            "to padded batches with a warning."
+        },
+    )
+    pad_token: str | None = field(
+        default=None,
+        metadata={"help": "Deprecated (as in TRL): set tokenizer.pad_token instead. A token of the vocabulary."},
     )
     dataset_num_proc: int | None = field(
         default=None,
@@ -167,6 +227,22 @@ class DPOTrainingArguments(TrainingArguments):
             "help": "Zero every dropout in the policy and reference so both score a sequence the same way; "
             "otherwise the log-ratio is noise at step 0."
         },
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Allow model and tokenizer code from the Hub repository when loading by name."},
+    )
+    router_aux_loss_coef: float | None = field(
+        default=None,
+        metadata={
+            "help": "Mixture-of-experts models: the weight of the router's load-balancing loss added to the "
+            "training loss (logged as `aux_loss`). None: the model config's own `router_aux_loss_coef`; 0: off. "
+            "Refused for a model without experts."
+        },
+    )
+    activation_offloading: bool = field(
+        default=False,
+        metadata={"help": "Keep saved activations on the CPU between forward and backward (less GPU memory)."},
     )
     model_init_kwargs: dict[str, Any] | str | None = field(
         default=None,
@@ -186,6 +262,13 @@ class DPOTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Drop dataset columns the trainer does not use (its own are always kept)."},
     )
+    bf16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "bfloat16 mixed precision. None (TRL's default): on where a GPU supports it and fp16 is off; "
+            "off on a CPU (set it, with use_cpu, on CPUs with AVX-512 BF16 or AMX)."
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("model_init_kwargs", "column_mapping"):
@@ -195,8 +278,47 @@ class DPOTrainingArguments(TrainingArguments):
                     setattr(self, name, json.loads(value))
                 except json.JSONDecodeError as error:
                     raise ValueError(f"{name}={value!r} is not valid JSON: {error}") from None
+        if self.bf16 is None:  # TRL's default: bf16 unless fp16, where the hardware has it (never on a bare CPU)
+            self.bf16 = not self.fp16 and _cuda_has_bf16()
+        if self.pad_token is not None:
+            warnings.warn(
+                "pad_token is deprecated (as in TRL): set tokenizer.pad_token and pass the tokenizer instead",
+                FutureWarning,
+                stacklevel=3,
+            )
         self._validate_dpo_fields()
+        self._validate_trl_fields()
         super().__post_init__()
+        if self.pad_to_multiple_of == "auto":  # Neuron compiles once per input shape: few shapes
+            self.pad_to_multiple_of = 128 if self.device.type == "neuron" else None
+
+    def _validate_trl_fields(self) -> None:
+        """The fields TRL 1.16's DPOConfig adds to ours (WPO, LD-DPO, f-DPO, TR-DPO)."""
+        problems = []
+        loss_types = as_loss_types(self.loss_type)
+        try:
+            check_f_divergence(self.f_divergence_type, loss_types)
+        except ValueError as error:
+            problems.append(str(error))
+        if self.use_weighting and {"aot", "aot_unpaired", "aot_pair"} & set(loss_types):
+            problems.append(
+                "use_weighting=True (WPO) with aot losses, which sort the batch: pair weights do not apply"
+            )
+        if self.ld_alpha is not None and not 0.0 <= self.ld_alpha <= 1.0:
+            problems.append(f"ld_alpha={self.ld_alpha!r} must be in [0, 1] or None")
+        if not 0.0 <= self.ref_model_mixup_alpha <= 1.0:
+            problems.append(f"ref_model_mixup_alpha={self.ref_model_mixup_alpha!r} must be in [0, 1]")
+        if not (isinstance(self.ref_model_sync_steps, int) and self.ref_model_sync_steps >= 1):
+            problems.append(f"ref_model_sync_steps={self.ref_model_sync_steps!r} must be a positive integer")
+        if self.sync_ref_model and self.precompute_ref_log_probs:
+            problems.append(
+                "sync_ref_model=True moves the reference during training, so precomputed reference log-probs "
+                "would go stale: use one or the other"
+            )
+        if self.sync_ref_model and self.reference_free:
+            problems.append("sync_ref_model=True needs a reference; reference_free=True has none")
+        if problems:
+            raise ValueError("Invalid DPOTrainingArguments: " + "; ".join(problems))
 
     # ---- secrets: a pickle of the arguments (training_args.bin, written with every save and pushed to the Hub)
     # never holds a token; copies in memory keep it, so push_to_hub still authenticates.
@@ -267,6 +389,8 @@ class DPOTrainingArguments(TrainingArguments):
             "precompute_ref_batch_size",
         ):
             value = getattr(self, name)
+            if name == "pad_to_multiple_of" and value == "auto":
+                continue
             if value is not None and (not isinstance(value, int) or value < 1):
                 problems.append(f"{name}={value!r} must be a positive integer or None")
         if (
@@ -286,6 +410,12 @@ class DPOTrainingArguments(TrainingArguments):
                 problems.append(f"{name}={value!r} must be a dict, a JSON string or None")
         if problems:
             raise ValueError("Invalid DPOTrainingArguments: " + "; ".join(problems))
+
+
+def _cuda_has_bf16() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def _without_tokens(kwargs: dict[str, Any], placeholder: str | None = None) -> dict[str, Any]:

@@ -64,15 +64,22 @@ def precompute_columns(
     accelerator: Any,
     cache_dir: str | Path | None,
     fingerprint: Callable[[torch.nn.Module], str],
+    definition: str = "sum",
 ) -> Any:
-    """``dataset`` with reference log-prob columns: from the disk cache (see :mod:`hf_dpo.ref_cache`) when it has
-    them, else computed with each process scoring a contiguous shard, gathered in order, and cached by rank 0."""
+    """``dataset`` with reference log-prob columns (``definition`` names how a sequence's log-probs are summed,
+    part of the cache key): from the disk cache (see :mod:`hf_dpo.ref_cache`) when it has them, else computed with each process scoring a contiguous shard, gathered in order, and cached by rank 0."""
     if dataset is None or set(REF_COLUMNS) <= set(dataset.column_names or ()):
         return dataset
+    if not isinstance(dataset, Dataset):
+        raise ValueError(
+            f"precompute_ref_log_probs=True needs the {split} dataset in memory (a datasets.Dataset), got a "
+            f"{type(dataset).__name__}: load it without streaming, or set precompute_ref_log_probs=False (the "
+            "reference then runs at each step)"
+        )
     cache_file, key = None, ""
     if cache_dir is not None:
         precision = f"{accelerator.mixed_precision}-{accelerator.device.type}"
-        key = ref_cache.cache_key(fingerprint(policy), ref_cache.dataset_fingerprint(dataset), precision)
+        key = ref_cache.cache_key(fingerprint(policy), ref_cache.dataset_fingerprint(dataset), precision, definition)
         cache_file = Path(cache_dir) / f"{key}.pt"
     # The main process reads the cache and tells the others, so all take the same branch around the collectives.
     cached = ref_cache.load(cache_file, key, len(dataset)) if cache_file and accelerator.is_main_process else None

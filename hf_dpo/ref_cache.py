@@ -10,7 +10,7 @@ skips the pass: a β or learning-rate sweep over one dataset computes the refere
 - the tokenized ids of the dataset (which already reflect the tokenizer, chat template, max lengths and
   truncation mode),
 - the precision the pass runs in (autocast bf16/fp16 or none) and the log-prob definition (summed completion
-  log-probs, format version).
+  log-probs, or LD-DPO's weighted sums; format version).
 
 A file is written atomically (temporary name, then rename) and checked on load (key, row count, checksum of the
 values); a file that fails any check is reported, deleted and recomputed, never used.
@@ -68,8 +68,10 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
-def cache_key(reference_weights: str, data: str, precision: str) -> str:
-    parts = (f"v{FORMAT_VERSION}", "sum-of-completion-logps", reference_weights, data, precision)
+def cache_key(reference_weights: str, data: str, precision: str, definition: str = "sum") -> str:
+    """The file name of one split's cached log-probs; ``definition`` names how tokens are summed (plain sums, or
+    LD-DPO's weighted sums)."""
+    parts = (f"v{FORMAT_VERSION}", f"{definition}-of-completion-logps", reference_weights, data, precision)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 

@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 
 
 def _batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    logps, _ = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    logps, _ = sequence_logps(
+        model, batch["input_ids"], batch["attention_mask"], batch["labels"], token_weights=batch.get("token_weights")
+    )
     chosen, rejected = logps.chunk(2)  # the collator stacks [chosen; rejected]
     return chosen, rejected
 
@@ -50,13 +52,18 @@ class Reference:
         kind: a short name, written into the model card.
         model: the separate model this reference holds, or ``None`` when it holds none (``trainer.ref_model``).
         runs_model: whether a call runs a forward pass (``False``: nothing to precompute).
-        batch_columns: columns a call reads from the batch besides the collator's ``input_ids``/``labels``.
+        batch_columns: columns a call reads from the batch besides the collator's ``input_ids``/``labels``
+            (and ``token_weights``, LD-DPO's weights, when the trainer adds them).
+        copy_of_policy: it starts equal to the policy (a copy of it, or of its starting adapter).
+        survives_release: it can still run after :meth:`release` (nothing of it was freed).
     """
 
     kind = ""
     model: torch.nn.Module | None = None
     runs_model = True
     batch_columns: tuple[str, ...] = ()
+    copy_of_policy = False
+    survives_release = False
 
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -70,6 +77,14 @@ class Reference:
 
     def release(self, policy: torch.nn.Module) -> None:
         """Free what only the reference needed, once its log-probs are precomputed and it never runs again."""
+
+    def sync(self, policy: torch.nn.Module, alpha: float) -> None:
+        """TR-DPO: move the reference to ``alpha·policy + (1 - alpha)·reference``."""
+        raise ValueError(f"sync_ref_model=True cannot move a {self.kind!r} reference")
+
+
+def _mix_(reference: torch.Tensor, policy: torch.Tensor, alpha: float) -> None:
+    reference.data.mul_(1.0 - alpha).add_(policy.data.to(reference.dtype), alpha=alpha)
 
 
 class NoReference(Reference):
@@ -88,8 +103,21 @@ class FrozenModelReference(Reference):
 
     kind = "model"
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, copy_of_policy: bool = False):
         self.model = freeze(model)
+        self.copy_of_policy = copy_of_policy
+
+    @torch.no_grad()
+    def sync(self, policy: torch.nn.Module, alpha: float) -> None:
+        policy_parameters = dict(_unwrap(policy).named_parameters())
+        reference_parameters = dict(self.model.named_parameters())
+        if policy_parameters.keys() != reference_parameters.keys():
+            raise ValueError(
+                "sync_ref_model=True mixes the policy into the reference parameter by parameter, but their "
+                "parameters differ (a PEFT policy with a separate ref_model?); leave ref_model None"
+            )
+        for name, parameter in reference_parameters.items():
+            _mix_(parameter, policy_parameters[name], alpha)
 
     def fingerprint(self, policy: torch.nn.Module) -> str:
         return weights_fingerprint(self.model)
@@ -121,6 +149,7 @@ class DisabledAdapterReference(Reference):
     """
 
     kind = "peft_disabled"
+    survives_release = True  # nothing is held: disabling the adapters works at any time
 
     def fingerprint(self, policy: torch.nn.Module) -> str:
         return weights_fingerprint(_unwrap(policy), skip=lambda name: "lora_" in name)
@@ -145,6 +174,18 @@ class AdapterReference(Reference):
 
     def __init__(self, ref_adapter: str, train_adapter: str, owned: bool = False):
         self.ref_adapter, self.train_adapter, self.owned = ref_adapter, train_adapter, owned
+        self.copy_of_policy = owned
+        self.survives_release = not owned
+
+    @torch.no_grad()
+    def sync(self, policy: torch.nn.Module, alpha: float) -> None:
+        """The reference adapter's A and B matrices each move towards the trained adapter's (with α = 1, a copy;
+        in between, the product B·A is not the mix of the two products: a soft update of the adapter)."""
+        parameters = dict(_unwrap(policy).named_parameters())
+        reference_part, trained_part = f".{self.ref_adapter}.", f".{self.train_adapter}."
+        for name, parameter in parameters.items():
+            if reference_part in name:
+                _mix_(parameter, parameters[name.replace(reference_part, trained_part)], alpha)
 
     def fingerprint(self, policy: torch.nn.Module) -> str:
         trained = f".{self.train_adapter}."
@@ -188,12 +229,38 @@ def add_reference_adapter(
     return AdapterReference(ref_adapter, train_adapter, owned=owned)
 
 
+class PolicyAsReference(Reference):
+    """The policy itself, scored in eval mode without gradients: the reference while the policy has not moved."""
+
+    kind = "policy"
+
+    @torch.no_grad()
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        with eval_mode(policy):
+            return _batch_logps(policy, batch)
+
+
 class PrecomputedReference(Reference):
-    """Reference log-probs computed before training and carried in the batch by the collator."""
+    """Reference log-probs computed before training and carried in the batch by the collator.
+
+    ``released`` is the reference that computed them: data that arrives later is scored by it if it can still
+    run, or by the policy before training has moved it from a copy of itself (see :meth:`late_reference`).
+    """
 
     kind = "precomputed"
     runs_model = False
     batch_columns = REF_COLUMNS
+
+    def __init__(self, released: Reference | None = None):
+        self.released = released
+
+    def late_reference(self, trained: bool) -> Reference | None:
+        """What can compute the reference columns of a dataset given after the precompute pass, or ``None``."""
+        if self.released is None:
+            return None
+        if self.released.survives_release:
+            return self.released
+        return PolicyAsReference() if self.released.copy_of_policy and not trained else None
 
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         missing = [name for name in REF_COLUMNS if name not in batch]
@@ -212,8 +279,9 @@ def build_reference(
 
     In order: none when the loss needs none (or ``args.reference_free``); the given ``ref_model`` (a model, or a
     name loaded like the policy, with ``args.model_init_kwargs``); for a PEFT policy, its own starting adapter
-    frozen (when it arrived as a PeftModel, e.g. an SFT LoRA, or ``args.ref_adapter_name`` names one) or else the
-    base model with adapters disabled; for a plain model, a frozen copy of it.
+    frozen (when it arrived as a PeftModel, e.g. an SFT LoRA, or ``args.ref_adapter_name`` names one, or
+    ``args.sync_ref_model`` needs a reference that can move) or else the base model with adapters disabled; for a
+    plain model, a frozen copy of it.
     """
     if args.reference_free or not needs_reference(args.loss_type):
         return NoReference()
@@ -221,12 +289,14 @@ def build_reference(
         if ref_model is policy:
             raise ValueError("ref_model is the policy model itself; pass a separate copy or leave it None")
         if isinstance(ref_model, str):
-            ref_model = load_causal_lm(ref_model, **(args.model_init_kwargs or {}))
+            remote_code = {"trust_remote_code": True} if args.trust_remote_code else {}
+            ref_model = load_causal_lm(ref_model, **{**remote_code, **(args.model_init_kwargs or {})})
         return FrozenModelReference(ref_model)
     if is_peft_model(policy):
-        if policy_came_as_peft or args.ref_adapter_name:
+        # TR-DPO moves the reference: with PEFT that needs an adapter of its own (a copy of the trained one).
+        if policy_came_as_peft or args.ref_adapter_name or args.sync_ref_model:
             # The PeftModel's adapter (an SFT LoRA, say) is what training starts from: it is the reference.
             train_adapter = args.model_adapter_name or policy.active_adapter
             return add_reference_adapter(policy, train_adapter, args.ref_adapter_name)
         return DisabledAdapterReference()
-    return FrozenModelReference(copy.deepcopy(policy))
+    return FrozenModelReference(copy.deepcopy(policy), copy_of_policy=True)

@@ -1,76 +1,39 @@
 """DPOTrainer: Direct Preference Optimization as a `transformers.Trainer` subclass.
 
-The trainer only wires things together: data preparation (`data.py`), batching (`collator.py`), log-probs
-(`logprobs.py`), the reference (`reference.py`) and the loss (`losses.py`). Each step runs the policy once on the
-``[2B, T]`` batch of chosen and rejected sequences.
+The trainer only wires things together: data preparation (`data.py`), batching (`collator.py`), the step
+(`step.py`: log-probs, reference, loss and metrics), the reference (`reference.py`) and the precompute pass
+(`precompute.py`). Each step runs the policy once on the ``[2B, T]`` batch of chosen and rejected sequences.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any
 
 import torch
-from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, set_seed
 from transformers.trainer_utils import EvalLoopOutput
 
 from hf_dpo import ref_cache
-from hf_dpo.callbacks import LossStateCallback
+from hf_dpo.callbacks import LossStateCallback, ReferenceSyncCallback
 from hf_dpo.collator import DPODataCollator
 from hf_dpo.columns import ID_COLUMNS, REF_COLUMNS
 from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.data import DataStatsCallback, check_vocabulary, prepare_dataset
 from hf_dpo.guards import NonFiniteError, NonFiniteGradientGuard, SkippedBatch, all_finite, nonfinite_message
-from hf_dpo.loading import load_causal_lm, load_tokenizer
-from hf_dpo.logprobs import sequence_logps
-from hf_dpo.losses import dpo_loss
-from hf_dpo.metrics import LOSS, MetricWindows
+from hf_dpo.logprobs import ld_token_weights
+from hf_dpo.metrics import AUX_LOSS, LOSS, MetricWindows
 from hf_dpo.model_card import write_model_card
 from hf_dpo.model_utils import disable_dropout, is_peft_model, is_quantized, saving_only_adapter, wrap_peft
 from hf_dpo.precompute import precompute_columns
-from hf_dpo.reference import PrecomputedReference, build_reference
+from hf_dpo.reference import PrecomputedReference, Reference, build_reference
+from hf_dpo.setup import checked_args, model_and_tokenizer, per_eval_split, router_aux_loss_coef
+from hf_dpo.step import preference_step
 
 logger = logging.getLogger(__name__)
-
-
-def _checked_args(model: Any, args: DPOTrainingArguments | None) -> DPOTrainingArguments:
-    if model is None:
-        raise ValueError("DPOTrainer needs a model (an instance or a name/path)")
-    if args is None:
-        return DPOTrainingArguments(output_dir=f"{_model_id(model).split('/')[-1] or 'model'}-dpo")
-    if not isinstance(args, DPOTrainingArguments):
-        raise TypeError(f"args must be DPOTrainingArguments, got {type(args).__name__}")
-    return args
-
-
-def _model_id(model: Any) -> str:
-    return model if isinstance(model, str) else str(getattr(getattr(model, "config", None), "_name_or_path", ""))
-
-
-def _model_and_tokenizer(model: Any, tokenizer: Any, args: DPOTrainingArguments) -> tuple[Any, Any]:
-    """The policy (loaded when given by name) and its tokenizer (loaded by the model's name when not given), with
-    a pad token."""
-    model_id = _model_id(model)
-    if isinstance(model, str):
-        model = load_causal_lm(model, **(args.model_init_kwargs or {}))
-    if tokenizer is None:
-        if not model_id:
-            raise ValueError("pass processing_class (the tokenizer): the model has no name or path to load one from")
-        tokenizer = load_tokenizer(model_id)
-    if getattr(tokenizer, "pad_token", None) is None:
-        tokenizer.pad_token = tokenizer.eos_token
-        logger.warning("the tokenizer has no pad token; using its EOS token %r", tokenizer.eos_token)
-    return model, tokenizer
-
-
-def _per_eval_split(eval_dataset: Any, function: Any, *extra: Any) -> Any:
-    """``function(dataset, split, *extra)`` on one evaluation dataset, or on each of a ``{name: dataset}`` dict
-    (Trainer evaluates each name under the ``eval_{name}_`` prefix)."""
-    if isinstance(eval_dataset, dict) and not isinstance(eval_dataset, DatasetDict | IterableDatasetDict):
-        return {name: function(dataset, f"eval_{name}", *extra) for name, dataset in eval_dataset.items()}
-    return function(eval_dataset, "eval", *extra)
 
 
 class DPOTrainer(Trainer):
@@ -104,23 +67,24 @@ class DPOTrainer(Trainer):
         peft_config: Any = None,
         **kwargs: Any,
     ):
-        args = _checked_args(model, args)
+        args = checked_args(model, args)
         # Trainer seeds in its own __init__, after the adapters below are created: seed now so their random
         # initialisation, and so the whole run, repeats exactly.
         set_seed(args.seed)
-        model, processing_class = _model_and_tokenizer(model, processing_class, args)
+        model, processing_class = model_and_tokenizer(model, processing_class, args)
         came_as_peft = is_peft_model(model)
         checkpointing = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing  # <5.2x name
         model = wrap_peft(model, peft_config, checkpointing)
-        self.reference = build_reference(model, ref_model, args, came_as_peft)
+        self.reference: Reference = build_reference(model, ref_model, args, came_as_peft)
         if args.disable_dropout:
             for module in filter(None, (model, self.reference.model)):
                 disable_dropout(module)
+        self._aux_loss_coef = router_aux_loss_coef(model, args)
 
         self.dataset_stats: dict[str, dict[str, Any]] = {}
         with args.main_process_first(desc="tokenizing preference data"):
             train_dataset = self._prepare(train_dataset, "train", processing_class, args)
-            eval_dataset = _per_eval_split(eval_dataset, self._prepare, processing_class, args)
+            eval_dataset = per_eval_split(eval_dataset, self._prepare, processing_class, args)
         check_vocabulary(model, processing_class, train_dataset)
         if data_collator is None:
             data_collator = DPODataCollator(processing_class.pad_token_id, args.pad_to_multiple_of)
@@ -138,10 +102,13 @@ class DPOTrainer(Trainer):
         self._windows = MetricWindows()
         self._loss_state: dict[str, Any] = {}  # running statistics some losses keep across steps (bco_pair)
         self._skipped: dict[str, int] = {}  # batches left out by skip_nonfinite_batches
+        self._num_tokens = 0  # input tokens trained on in this run, all processes (TRL's num_tokens)
         self._saving_checkpoint = False
         self.add_callback(DataStatsCallback(self.dataset_stats))
         self.add_callback(LossStateCallback(self._loss_state))
         self.add_callback(NonFiniteGradientGuard(self.accelerator, self._skipped))
+        if args.sync_ref_model:
+            self.add_callback(ReferenceSyncCallback(lambda: self.reference, self.accelerator))
         self.reference.prepare(self.accelerator)
         if args.precompute_ref_log_probs and self.reference.runs_model:
             self._precompute_reference()
@@ -153,11 +120,19 @@ class DPOTrainer(Trainer):
 
     # ---- set-up -------------------------------------------------------------------------------------------------
 
-    def _reference_logps(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def _reference_logps(
+        self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], reference: Reference | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        if self.args.ld_alpha is not None and "token_weights" not in inputs:
+            inputs = {**inputs, "token_weights": self._token_weights(inputs)}
         # The policy's forward is autocast by accelerate; the reference must score under the same precision, or
         # policy == reference no longer gives log 2 at step 0.
         with self.accelerator.autocast():
-            return self.reference(model, inputs)
+            return (reference or self.reference)(model, inputs)
+
+    def _token_weights(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """LD-DPO's weights on the tokens past each pair's shorter completion (policy and reference alike)."""
+        return None if self.args.ld_alpha is None else ld_token_weights(inputs["labels"], self.args.ld_alpha)
 
     def _prepare(self, dataset: Any, split: str, tokenizer: Any = None, args: Any = None) -> Any:
         if dataset is None:
@@ -173,34 +148,41 @@ class DPOTrainer(Trainer):
         if not is_quantized(self.model):  # bitsandbytes models were placed when loaded and refuse .to()
             self.model.to(self.args.device)  # the pass may run before Trainer has placed the policy
         self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
-        self.eval_dataset = _per_eval_split(self.eval_dataset, self._with_reference_logps)
+        self.eval_dataset = per_eval_split(self.eval_dataset, self._with_reference_logps)
         self.reference.release(self.model)
-        self.reference = PrecomputedReference()
+        self.reference = PrecomputedReference(released=self.reference)
 
-    def _with_reference_logps(self, dataset: Any, split: str) -> Any:
+    def _with_reference_logps(self, dataset: Any, split: str, reference: Reference | None = None) -> Any:
         args = self.args
+        reference = reference or self.reference
+        use_cache = args.ref_logps_cache and reference is self.reference
         return precompute_columns(
             dataset,
             split,
-            reference=self._reference_logps,
+            reference=lambda model, inputs: self._reference_logps(model, inputs, reference),
             policy=self.model,
             collator=self.data_collator,
             batch_size=args.precompute_ref_batch_size or args.per_device_eval_batch_size,
             accelerator=self.accelerator,
-            cache_dir=(args.ref_logps_cache_dir or ref_cache.default_cache_dir()) if args.ref_logps_cache else None,
-            fingerprint=self.reference.fingerprint,
+            cache_dir=(args.ref_logps_cache_dir or ref_cache.default_cache_dir()) if use_cache else None,
+            fingerprint=reference.fingerprint,
+            definition="sum" if args.ld_alpha is None else f"ld_alpha={args.ld_alpha}",
         )
 
     def _prepare_late(self, dataset: Any, split: str) -> Any:
-        """A dataset handed to evaluate()/predict(): tokenized, and checked for the columns the reference reads."""
+        """A dataset handed to evaluate()/predict(): tokenized, with reference columns when the run reads them
+        (computed by the reference if it can still run, or by the untrained policy, which equals it)."""
         dataset = self._prepare(dataset, split)
-        missing = sorted(set(self.reference.batch_columns) - set(dataset.column_names or ()))
-        if missing:
+        if set(self.reference.batch_columns) <= set(dataset.column_names or ()):
+            return dataset
+        source = self.reference.late_reference(trained=self.state.global_step > 0)
+        if source is None:
             raise ValueError(
-                f"the {split} dataset has no reference log-probs {missing}, and the reference model was released "
-                "after precomputing; pass it to DPOTrainer(eval_dataset=...) so they are computed with the others"
+                f"the {split} dataset has no reference log-probs, and the reference was released after "
+                "precomputing and training moved the policy; pass it to DPOTrainer(eval_dataset=...) so they are "
+                "computed with the others"
             )
-        return dataset
+        return self._with_reference_logps(dataset, split, reference=source)
 
     def _set_signature_columns_if_needed(self) -> None:
         # The model's forward takes none of our columns; keep them even with remove_unused_columns=True.
@@ -209,48 +191,17 @@ class DPOTrainer(Trainer):
 
     # ---- the loss -----------------------------------------------------------------------------------------------
 
-    def _dpo_forward(
-        self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Per-pair losses `[B]` and per-pair metric values `{name: [B]}` for one batch."""
-        logps, num_tokens = sequence_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
-        chosen_logps, rejected_logps = logps.chunk(2)  # the collator stacks [chosen; rejected]
-        chosen_lengths, rejected_lengths = num_tokens.chunk(2)
-        ref_chosen_logps, ref_rejected_logps = self._reference_logps(model, inputs)
-        args = self.args
-        losses, chosen_rewards, rejected_rewards = dpo_loss(
-            chosen_logps,
-            rejected_logps,
-            ref_chosen_logps,
-            ref_rejected_logps,
-            beta=args.beta,
-            loss_type=args.loss_type,
-            label_smoothing=args.label_smoothing,
-            loss_weights=args.loss_weights,
-            rpo_alpha=args.rpo_alpha,
-            simpo_gamma=args.simpo_gamma,
-            orpo_lambda=args.orpo_lambda,
-            discopop_tau=args.discopop_tau,
-            chosen_lengths=chosen_lengths,
-            rejected_lengths=rejected_lengths,
-            state=self._loss_state,
-            update_state=model.training,  # evaluation reads the training statistics, never moves them
-            all_reduce=self._sum_over_processes,  # a loss's running statistics are global, not per process
+    def _step(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        return preference_step(
+            model,
+            inputs,
+            self._reference_logps,
+            self.args,
+            token_weights=self._token_weights(inputs),
+            aux_loss_coef=self._aux_loss_coef,
+            loss_state=self._loss_state,
+            all_reduce=self._sum_over_processes,
         )
-        with torch.no_grad():
-            metrics = {
-                "rewards/chosen": chosen_rewards,
-                "rewards/rejected": rejected_rewards,
-                "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
-                "rewards/margins": chosen_rewards - rejected_rewards,
-                "logps/chosen": chosen_logps.detach(),
-                "logps/rejected": rejected_logps.detach(),
-                "logps/ref_margin": ref_chosen_logps - ref_rejected_logps,
-                # mean of log π - log π_ref over both completions: a per-sequence estimate of the drift
-                "kl": 0.5 * ((chosen_logps - ref_chosen_logps) + (rejected_logps - ref_rejected_logps)).detach(),
-                LOSS: losses.detach(),
-            }
-        return losses, metrics
 
     def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.reduce(tensor, reduction="sum") if self.accelerator.num_processes > 1 else tensor
@@ -262,7 +213,7 @@ class DPOTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        losses, metrics = self._dpo_forward(model, inputs)
+        losses, metrics = self._step(model, inputs)
         if model.training and not all_finite([losses], self.accelerator):  # before backward touches the grads
             if not self.args.skip_nonfinite_batches:
                 raise NonFiniteError(nonfinite_message("loss", self.state.global_step + 1, self.args))
@@ -289,6 +240,16 @@ class DPOTrainer(Trainer):
             inputs[name] = value.to(self.args.device, torch.float32)
         return inputs
 
+    def compute_loss_context_manager(self) -> Any:
+        context = super().compute_loss_context_manager()
+        if not (self.args.activation_offloading and self.model.training):
+            return context
+        stack = contextlib.ExitStack()
+        stack.enter_context(context)
+        # Tensors saved for backward wait in (pinned) CPU memory: less device memory for a copy back per use.
+        stack.enter_context(torch.autograd.graph.save_on_cpu(pin_memory=torch.cuda.is_available()))
+        return stack
+
     def prediction_step(
         self,
         model: torch.nn.Module,
@@ -298,7 +259,7 @@ class DPOTrainer(Trainer):
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
-            losses, metrics = self._dpo_forward(model, inputs)
+            losses, metrics = self._step(model, inputs)
         self._windows.add("eval", metrics, gather=self.accelerator.gather_for_metrics)
         loss = losses.mean().detach()
         if prediction_loss_only:
@@ -315,7 +276,8 @@ class DPOTrainer(Trainer):
         return super().train(*args, **kwargs)
 
     def evaluate(self, eval_dataset: Any = None, *args: Any, **kwargs: Any) -> dict[str, float]:
-        if eval_dataset is not None and not isinstance(eval_dataset, str):
+        # A dict of named sets goes to Trainer, which calls this method again for each one.
+        if eval_dataset is not None and not isinstance(eval_dataset, str | dict):
             eval_dataset = self._prepare_late(eval_dataset, "eval")
         return super().evaluate(eval_dataset, *args, **kwargs)
 
@@ -324,9 +286,10 @@ class DPOTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log; evaluation metrics are added in evaluation_loop
-            means = self._windows.means("train", reduce=self._sum_over_processes, device=self.args.device)
+            means = self._windows.read("train", reduce=self._sum_over_processes, device=self.args.device)
             pair_loss = means.pop(LOSS, None)
-            logs.update(means)
+            self._num_tokens += int(means.pop("input_tokens", 0))
+            logs.update(self._public_metrics(means))
             if self.args.skip_nonfinite_batches:
                 # the Trainer averaged a zero in for each skipped batch: report the mean over the pairs that trained
                 logs["skipped_batches"] = self._skipped.get("skipped_batches", 0)
@@ -348,9 +311,19 @@ class DPOTrainer(Trainer):
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         # Every metric, the loss included, is the exact mean over the real pairs: the Trainer's own eval_loss
         # weights each batch mean by the batch's 2B rows, which the trimming of repeated samples miscounts.
-        for name, value in self._windows.means("eval").items():
+        metrics = self._windows.read("eval")
+        metrics.pop("input_tokens", None)
+        for name, value in self._public_metrics(metrics).items():
             output.metrics[f"{metric_key_prefix}_{name}"] = value
         return output
+
+    def _public_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """TRL's names: ``num_tokens`` is the input tokens trained on so far; ``aux_loss`` only for a router."""
+        if metrics:
+            metrics["num_tokens"] = self._num_tokens
+        if not self._aux_loss_coef:
+            metrics.pop(AUX_LOSS, None)
+        return metrics
 
     # ---- saving -------------------------------------------------------------------------------------------------
 

@@ -61,7 +61,7 @@ def eval_loss_check(tokenizer, output_dir):
     batch = DPODataCollator(tokenizer.pad_token_id)(list(trainer.eval_dataset))
     trainer.model.eval()
     with torch.no_grad():
-        losses, _ = trainer._dpo_forward(trainer.model, batch)
+        losses, _ = trainer._step(trainer.model, batch)
     return {"eval_loss": metrics["eval_loss"], "exact_eval_loss": losses.mean().item()}
 
 

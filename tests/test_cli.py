@@ -118,7 +118,6 @@ def test_model_arguments_reach_model_init_kwargs_where_the_users_own_win():
     model_args = cli.ModelArguments(dtype="bfloat16", attn_implementation="eager", load_in_4bit=True)
     args = DPOTrainingArguments(output_dir="out", model_init_kwargs={"dtype": "float32", "device_map": "cpu"})
     assert cli.fold_model_init_kwargs(model_args, args) == {
-        "trust_remote_code": False,
         "dtype": "float32",  # model_init_kwargs, given explicitly, win over ModelArguments.dtype
         "attn_implementation": "eager",
         "load_in_4bit": True,

@@ -12,7 +12,7 @@ def _args(**overrides):
 def test_defaults():
     args = _args()
     assert (args.beta, args.loss_type, args.label_smoothing, args.reference_free) == (0.1, "sigmoid", 0.0, False)
-    assert (args.max_length, args.max_prompt_length, args.truncation_mode) == (1024, 512, "keep_end")
+    assert (args.max_length, args.max_prompt_length, args.truncation_mode) == (1024, None, "keep_end")
     assert (args.learning_rate, args.logging_steps, args.remove_unused_columns) == (1e-6, 10, False)
     assert args.disable_dropout is True
 

@@ -13,7 +13,6 @@ from tiny import build_model, preference_rows
 from transformers import AutoModelForCausalLM
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
-from hf_dpo.cli import ModelArguments
 
 TOKEN = "hf_FakeTokenForTests0123456789abcdef"
 PACKAGE = Path(__file__).parents[1] / "hf_dpo"
@@ -91,7 +90,7 @@ def test_no_remote_code_unless_asked(tmp_path, tokenizer, monkeypatch):
     args = DPOTrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     DPOTrainer("some/model", args=args, train_dataset=preference_rows(4), processing_class=tokenizer)
     assert calls and not any(kwargs.get("trust_remote_code") for kwargs in calls)
-    assert ModelArguments().trust_remote_code is False
+    assert DPOTrainingArguments(output_dir=str(tmp_path), report_to="none").trust_remote_code is False
 
 
 def test_torch_load_is_always_restricted_to_weights():

@@ -1,0 +1,80 @@
+"""What DPOTrainer settles before the Trainer exists: its arguments, the policy and tokenizer, named eval sets, and
+the facts about the model the step needs (a mixture-of-experts router's loss weight)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from hf_dpo.config import DPOTrainingArguments
+from hf_dpo.loading import load_causal_lm, load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+MODEL_TAGS = ["dpo", "hf_dpo"]  # tags the Hub repo of a pushed model, as TRL's trainers do
+
+
+def checked_args(model: Any, args: DPOTrainingArguments | None) -> DPOTrainingArguments:
+    if model is None:
+        raise ValueError("DPOTrainer needs a model (an instance or a name/path)")
+    if args is None:
+        return DPOTrainingArguments(output_dir=f"{model_id(model).split('/')[-1] or 'model'}-dpo")
+    if not isinstance(args, DPOTrainingArguments):
+        raise TypeError(f"args must be DPOTrainingArguments, got {type(args).__name__}")
+    if args.padding_free:
+        # TRL 1.16 does the same: the switch exists, the padded layout runs.
+        warnings.warn("padding_free=True is not built yet; batches are padded", UserWarning, stacklevel=3)
+    return args
+
+
+def model_id(model: Any) -> str:
+    return model if isinstance(model, str) else str(getattr(getattr(model, "config", None), "_name_or_path", ""))
+
+
+def model_and_tokenizer(model: Any, tokenizer: Any, args: DPOTrainingArguments) -> tuple[Any, Any]:
+    """The policy (loaded when given by name) and its tokenizer (loaded by the model's name when not given), with
+    a pad token: ``args.pad_token``, else the tokenizer's, else its EOS token."""
+    name = model_id(model)
+    remote_code = {"trust_remote_code": True} if args.trust_remote_code else {}
+    if isinstance(model, str):
+        model = load_causal_lm(model, **{**remote_code, **(args.model_init_kwargs or {})})
+    if tokenizer is None:
+        if not name:
+            raise ValueError("pass processing_class (the tokenizer): the model has no name or path to load one from")
+        tokenizer = load_tokenizer(name, **remote_code)
+    if args.pad_token is not None:
+        if args.pad_token not in tokenizer.get_vocab():
+            raise ValueError(f"pad_token={args.pad_token!r} is not in the tokenizer's vocabulary")
+        tokenizer.pad_token = args.pad_token
+    if getattr(tokenizer, "pad_token", None) is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        logger.warning("the tokenizer has no pad token; using its EOS token %r", tokenizer.eos_token)
+    if hasattr(model, "add_model_tags"):
+        model.add_model_tags(MODEL_TAGS)
+    return model, tokenizer
+
+
+def per_eval_split(eval_dataset: Any, function: Callable[..., Any], *extra: Any) -> Any:
+    """``function(dataset, split, *extra)`` on one evaluation dataset, or on each set of a dict or
+    ``DatasetDict`` of named sets (the Trainer evaluates each under the ``eval_{name}_`` prefix)."""
+    if isinstance(eval_dataset, dict):
+        return {name: function(dataset, f"eval_{name}", *extra) for name, dataset in eval_dataset.items()}
+    return function(eval_dataset, "eval", *extra)
+
+
+def router_aux_loss_coef(model: Any, args: DPOTrainingArguments) -> float:
+    """The weight of a mixture-of-experts router's load-balancing loss: ``args.router_aux_loss_coef``, else the
+    model config's own; 0 for a model without experts (where asking for one is an error)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
+    has_router = hasattr(config, "output_router_logits")
+    if args.router_aux_loss_coef is None:
+        return float(getattr(config, "router_aux_loss_coef", 0.0) or 0.0) if has_router else 0.0
+    if args.router_aux_loss_coef and not has_router:
+        raise ValueError(
+            f"router_aux_loss_coef={args.router_aux_loss_coef} but {type(base).__name__} has no mixture-of-experts "
+            "router; leave it None"
+        )
+    return float(args.router_aux_loss_coef)

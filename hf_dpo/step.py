@@ -1,0 +1,109 @@
+"""One preference step on a ``[chosen; rejected]`` batch: the policy's single forward pass, the reference, the loss
+and the per-pair values the metric windows average (:mod:`hf_dpo.metrics`).
+
+The trainer calls :func:`preference_step` from ``compute_loss`` and ``prediction_step``; everything it needs is
+passed in, so the step reads top to bottom without the Trainer's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from hf_dpo.logprobs import CompletionScores, sequence_scores
+from hf_dpo.losses import dpo_loss, wpo_weights
+from hf_dpo.metrics import AUX_LOSS, LOSS
+
+ReferenceFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
+
+
+def preference_step(
+    model: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    reference: ReferenceFn,
+    args: Any,
+    *,
+    token_weights: torch.Tensor | None = None,
+    aux_loss_coef: float = 0.0,
+    loss_state: dict[str, Any] | None = None,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-pair losses ``[B]`` (the router's load-balancing loss included) and per-pair values ``{column: [B]}``.
+
+    Args:
+        model: the policy; ``inputs`` the collator's batch (``input_ids``, ``attention_mask``, ``labels``, ...).
+        reference: ``reference(model, inputs) -> (ref_chosen_logps, ref_rejected_logps)``.
+        args: the run's `DPOTrainingArguments` (β, loss types and their hyper-parameters, WPO, f-divergence).
+        token_weights: LD-DPO's weights per label position (``[2B, T]``), or ``None``.
+        aux_loss_coef: weight of a mixture-of-experts router's ``aux_loss``; 0: not requested.
+        loss_state, all_reduce: the running statistics some losses keep, and a sum over processes for them.
+    """
+    forward_kwargs = {"output_router_logits": True} if aux_loss_coef else {}
+    scores, outputs = sequence_scores(model, inputs, token_weights, **forward_kwargs)
+    chosen_logps, rejected_logps = scores.logps.chunk(2)  # the collator stacks [chosen; rejected]
+    chosen_lengths, rejected_lengths = scores.num_tokens.chunk(2)
+    ref_chosen_logps, ref_rejected_logps = reference(model, inputs)
+    pair_weights = None
+    if args.use_weighting:
+        chosen_aligned, rejected_aligned = scores.stat("aligned_logps").chunk(2)
+        pair_weights = wpo_weights(chosen_aligned, chosen_lengths, rejected_aligned, rejected_lengths)
+    losses, chosen_rewards, rejected_rewards = dpo_loss(
+        chosen_logps,
+        rejected_logps,
+        ref_chosen_logps,
+        ref_rejected_logps,
+        beta=args.beta,
+        loss_type=args.loss_type,
+        label_smoothing=args.label_smoothing,
+        loss_weights=args.loss_weights,
+        rpo_alpha=args.rpo_alpha,
+        simpo_gamma=args.simpo_gamma,
+        orpo_lambda=args.orpo_lambda,
+        discopop_tau=args.discopop_tau,
+        f_divergence_type=args.f_divergence_type,
+        f_alpha_divergence_coef=args.f_alpha_divergence_coef,
+        pair_weights=pair_weights,
+        chosen_lengths=chosen_lengths,
+        rejected_lengths=rejected_lengths,
+        state=loss_state,
+        update_state=model.training,  # evaluation reads the training statistics, never moves them
+        all_reduce=all_reduce,  # a loss's running statistics are global, not per process
+    )
+    aux_loss = outputs.aux_loss if aux_loss_coef else None
+    if aux_loss is not None:
+        losses = losses + aux_loss_coef * aux_loss  # the same scalar for every pair: the mean adds coef·aux
+    values = {
+        "rewards/chosen": chosen_rewards,
+        "rewards/rejected": rejected_rewards,
+        "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
+        "rewards/margins": chosen_rewards - rejected_rewards,
+        "logps/chosen": chosen_logps,
+        "logps/rejected": rejected_logps,
+        "logps/ref_margin": ref_chosen_logps - ref_rejected_logps,
+        # mean of log π - log π_ref over both completions: a per-sequence estimate of the drift
+        "kl": 0.5 * ((chosen_logps - ref_chosen_logps) + (rejected_logps - ref_rejected_logps)),
+        LOSS: losses,
+        AUX_LOSS: (aux_loss if aux_loss is not None else losses.new_zeros(())).expand_as(losses),
+        **token_values(scores, inputs["attention_mask"]),
+    }
+    return losses, {name: value.detach() for name, value in values.items()}
+
+
+def token_values(scores: CompletionScores, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-pair sums behind the token-level metrics (see :data:`hf_dpo.metrics.RATIOS`)."""
+    chosen_logits, rejected_logits = scores.stat("mean_logits").chunk(2)
+    chosen_top1, _ = scores.stat("top1").chunk(2)
+    chosen_entropy, rejected_entropy = scores.stat("entropy").chunk(2)
+    chosen_tokens, rejected_tokens = scores.num_tokens.chunk(2)
+    chosen_inputs, rejected_inputs = attention_mask.sum(dim=1).chunk(2)
+    return {
+        "chosen_logits_sum": chosen_logits,
+        "rejected_logits_sum": rejected_logits,
+        "chosen_top1": chosen_top1,
+        "entropy_sum": chosen_entropy + rejected_entropy,
+        "chosen_tokens": chosen_tokens.float(),
+        "rejected_tokens": rejected_tokens.float(),
+        "input_tokens": (chosen_inputs + rejected_inputs).float(),
+    }
