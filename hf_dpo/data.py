@@ -1,7 +1,9 @@
 """Preference rows -> tokenized rows: validation, chat templates, EOS/BOS handling and counted truncation.
 
 A row has ``prompt``, ``chosen`` and ``rejected``, either as strings or as chat messages (lists of
-``{"role", "content"}``; the prompt is rendered with the tokenizer's chat template and ``add_generation_prompt``).
+``{"role", "content"}``, tool calls and tool results included; the prompt is rendered with the tokenizer's chat
+template and ``add_generation_prompt``, prompt + completion without, each with the row's ``tools`` and
+``chat_template_kwargs``).
 The prompt and each completion are tokenized apart and joined as ids, so the prompt is byte-for-byte the same
 prefix of both sequences. The output row holds ``prompt_input_ids``, ``chosen_input_ids`` and
 ``rejected_input_ids``; the raw text columns are removed, other columns stay.
@@ -81,7 +83,8 @@ def render_pair(row: dict[str, Any], index: int, tokenizer: Any) -> tuple[str, s
             f"row {index}: the prompt is a list of chat messages but the tokenizer has no chat_template; set "
             "tokenizer.chat_template or give the rows as text"
         )
-    template_kwargs = row.get("chat_template_kwargs") or {}
+    # TRL's order: a row's chat_template_kwargs may override its tools
+    template_kwargs = {"tools": row.get("tools"), **(row.get("chat_template_kwargs") or {})}
     prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True, **template_kwargs)
     completions = []
     for name, completion in (("chosen", chosen), ("rejected", rejected)):

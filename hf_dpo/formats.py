@@ -8,7 +8,20 @@ Accepted rows (after ``column_mapping`` renames columns):
 - **implicit prompt**: only ``chosen`` and ``rejected``, each a whole text or conversation; their shared start is
   the prompt: for text, up to the last shared Anthropic-HH marker ``"\n\nAssistant:"`` if there is one, else up to
   the last space before they differ (so text without spaces, such as Chinese, needs a prompt column); for
-  conversations, up to the last shared message before the final assistant answer.
+  conversations, up to the last shared message before the final assistant answer;
+- **tool calling** (conversational, as TRL): an assistant message may call tools with ``tool_calls`` (a list of
+  ``{"type": "function", "function": {"name", "arguments"}}``) and ``content`` None; ``tool`` messages carry the
+  results; an optional ``tools`` column holds each row's tools as a list of JSON-schema function specs (or a JSON
+  string of one), which the chat template receives as ``tools``. A prompt may end with a tool result; a completion
+  may hold tool calls and their results and ends with an assistant message (an answer or a call).
+
+Arrow gives every message of a column every key any message has, set to None where a message lacks it; those None
+keys are dropped before the checks (so the same user turn in the chosen and rejected columns is still the same
+message), as ``apply_chat_template`` drops them before rendering. Nested dicts of different shapes (tool arguments,
+the parameters of different tools) are padded the same way, one level down, where a None can no longer be told
+from a real one and reaches the template: build such a dataset with ``on_mixed_types="use_json"`` or
+``datasets.Json()`` features (as TRL's documentation advises), or give ``tools`` as JSON strings. A list of rows
+handed to the trainer is built that way here.
 
 Every problem raises :class:`DataFormatError` (a ``ValueError``) naming the row index, the field and what was
 expected; nothing is repaired silently.
@@ -16,18 +29,23 @@ expected; nothing is repaired silently.
 
 from __future__ import annotations
 
+import inspect
+import json
 from typing import Any
 
 import pyarrow as pa
-from datasets import Dataset, DatasetDict, IterableDatasetDict
+from datasets import Dataset, DatasetDict, IterableDatasetDict, concatenate_datasets
 
 from hf_dpo.columns import ID_COLUMNS
 
 TEXT_COLUMNS = ("prompt", "chosen", "rejected")
+TOOLS_COLUMN = "tools"
 ROLES = ("system", "user", "assistant", "tool")
 EVAL_SPLIT_NAMES = ("test", "validation", "eval", "dev")
 IMAGE_COLUMNS = ("images", "image")  # TRL's names for a vision-language preference dataset
 HH_ASSISTANT_MARKER = "\n\nAssistant:"
+# datasets >= 4.7 can keep free-form nested dicts as JSON (datasets.Json) instead of padding them into one struct
+_KEEPS_JSON = "on_mixed_types" in inspect.signature(Dataset.from_dict).parameters
 
 
 class DataFormatError(ValueError):
@@ -51,16 +69,47 @@ def _check_text(index: int, name: str, value: str, allow_empty: bool) -> None:
         ) from None
 
 
+def _without_none(messages: list[Any]) -> list[Any]:
+    """The messages without the keys Arrow set to None (see the module docstring); anything else as given."""
+    return [{k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m for m in messages]
+
+
+def _check_tool_calls(where: str, role: str, tool_calls: Any) -> None:
+    if role != "assistant":
+        raise DataFormatError(f"{where}: a {role!r} message has 'tool_calls'; only assistant messages call tools")
+    if not isinstance(tool_calls, list) or not tool_calls:
+        raise DataFormatError(f"{where}: expected 'tool_calls' as a non-empty list of calls, got {tool_calls!r:.80}")
+    for number, call in enumerate(tool_calls):
+        # the OpenAI shape {"type": "function", "function": {...}}, or the bare function many templates also read
+        function = call.get("function", call) if isinstance(call, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        arguments = function.get("arguments", {}) if isinstance(function, dict) else None
+        if not (isinstance(name, str) and name.strip()) or not isinstance(arguments, dict | str):
+            raise DataFormatError(
+                f"{where}, tool call {number}: expected {{'type': 'function', 'function': {{'name': <string>, "
+                f"'arguments': <dict or JSON string>}}}}, got {call!r:.80}"
+            )
+
+
 def _check_message_shapes(index: int, name: str, messages: list[Any]) -> None:
     for position, message in enumerate(messages):
         where = f"row {index}, field {name!r}, message {position}"
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise DataFormatError(f"{where}: expected a dict with string 'role' and 'content', got {message!r:.80}")
-        if message["role"] not in ROLES:
-            raise DataFormatError(f"{where}: role {message['role']!r} is not one of {', '.join(ROLES)}")
-        if not isinstance(message.get("content"), str):
-            raise DataFormatError(f"{where}: expected string 'content', got {type(message.get('content')).__name__}")
-        _check_text(index, f"{name}[{position}].content", message["content"], message["role"] != "assistant")
+        role = message["role"]
+        if role not in ROLES:
+            raise DataFormatError(f"{where}: role {role!r} is not one of {', '.join(ROLES)}")
+        tool_calls = message.get("tool_calls")
+        if tool_calls is not None:
+            _check_tool_calls(where, role, tool_calls)
+        content = message.get("content")
+        if tool_calls and content is None:  # an assistant turn that only calls tools
+            continue
+        if not isinstance(content, str):
+            either = " or 'tool_calls'" if role == "assistant" else ""
+            raise DataFormatError(f"{where}: expected string 'content'{either}, got {type(content).__name__}")
+        # an assistant turn must say something, in words or in tool calls
+        _check_text(index, f"{name}[{position}].content", content, allow_empty=role != "assistant" or bool(tool_calls))
 
 
 def _check_messages(index: int, name: str, messages: list[Any], is_prompt: bool) -> None:
@@ -77,11 +126,34 @@ def _check_messages(index: int, name: str, messages: list[Any], is_prompt: bool)
                 f"{where}: a completion holds the assistant's answer (assistant messages, and tool results between "
                 f"them) and starts with an assistant message; got a {role!r} message"
             )
+    if not is_prompt and messages[-1]["role"] != "assistant":
+        raise DataFormatError(
+            f"row {index}, field {name!r}: the completion ends with a {messages[-1]['role']!r} message; it must end "
+            "with the assistant's own turn (an answer or a tool call), not with what a tool returned"
+        )
     if is_prompt and messages[-1]["role"] == "assistant":
         raise DataFormatError(
             f"row {index}, field {name!r}: the prompt ends with an assistant turn; it must end where the assistant "
             "is to answer (a user or tool message)"
         )
+
+
+def row_tools(row: dict[str, Any], index: int) -> list[dict[str, Any]] | None:
+    """The row's ``tools`` (a list of JSON-schema function specs, given as such or as a JSON string), or None."""
+    tools = row.get(TOOLS_COLUMN)
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError as error:
+            raise DataFormatError(
+                f"row {index}, field 'tools': a string that is not JSON ({error.msg} at character {error.pos})"
+            ) from None
+    if not isinstance(tools, list | None) or not all(isinstance(tool, dict) for tool in tools or ()):
+        raise DataFormatError(
+            f"row {index}, field 'tools': expected a list of JSON-schema function specs (dicts), or a JSON string "
+            f"of one, got {tools!r:.80}"
+        )
+    return tools or None  # TRL's `or None`: Llama's template renders its tool preamble even for tools=[]
 
 
 def check_field(index: int, name: str, value: Any) -> None:
@@ -143,10 +215,15 @@ def _split_conversation(chosen: list[Any], rejected: list[Any], index: int) -> t
 
 
 def normalise_row(row: dict[str, Any], index: int) -> dict[str, Any]:
-    """The row as ``prompt``/``chosen``/``rejected``, checked; an implicit prompt is split off here."""
+    """The row as ``prompt``/``chosen``/``rejected``, checked, with ``tools`` parsed (None when it has none) and
+    the None keys Arrow adds to messages dropped; an implicit prompt is split off here."""
     missing = [name for name in ("chosen", "rejected") if name not in row]
     if missing:
         raise DataFormatError(f"row {index}: no field(s) {missing}; it has {sorted(row)}")
+    row = {
+        name: _without_none(value) if name in TEXT_COLUMNS and isinstance(value, list) else value
+        for name, value in row.items()
+    }
     if "prompt" not in row:
         chosen, rejected = row["chosen"], row["rejected"]
         for name, value in (("chosen", chosen), ("rejected", rejected)):
@@ -173,6 +250,14 @@ def normalise_row(row: dict[str, Any], index: int) -> dict[str, Any]:
         raise DataFormatError(
             f"row {index}, field 'chat_template_kwargs': expected a dict, got {type(template_kwargs).__name__}"
         )
+    if TOOLS_COLUMN in row:
+        tools = row_tools(row, index)
+        if tools is not None and not is_conversation(row["prompt"]):
+            raise DataFormatError(
+                f"row {index}, field 'tools': tools are given to a chat template, and this row is text; give the "
+                "rows as chat messages, or drop the tools"
+            )
+        row[TOOLS_COLUMN] = tools
     return row
 
 
@@ -283,9 +368,24 @@ def rows_from_list(rows: list[Any], split: str, mapping: dict[str, str] | None =
         # left to the column checks that follow column_mapping.
         if {"chosen", "rejected"} <= set(row) and not set(ID_COLUMNS) <= set(row):
             normalise_row(row, index)
-    try:
-        return Dataset.from_list(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        raise DataFormatError(
-            f"the {split} rows cannot form one table ({error}); some column holds different types in different rows"
-        ) from None
+    return _table(rows, split)
+
+
+def _table(rows: list[dict[str, Any]], split: str) -> Dataset:
+    """The rows as a Dataset, one column at a time (every key of any row a column), so an error names its column.
+
+    Chat messages, tool specs and template arguments are built with ``on_mixed_types="use_json"``: dicts of
+    different shapes keep their own keys instead of getting each other's set to None (see the module docstring).
+    """
+    columns = []
+    for name in dict.fromkeys(key for row in rows for key in row):
+        values = [row.get(name) for row in rows]
+        free_form = _KEEPS_JSON and name in (*TEXT_COLUMNS, TOOLS_COLUMN, "chat_template_kwargs")
+        try:
+            columns.append(Dataset.from_dict({name: values}, **({"on_mixed_types": "use_json"} if free_form else {})))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise DataFormatError(
+                f"the {split} rows cannot form one table: column {name!r} holds different types in different rows "
+                f"({error})"
+            ) from None
+    return concatenate_datasets(columns, axis=1)

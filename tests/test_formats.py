@@ -238,7 +238,7 @@ BAD_ROWS = [
             {"prompt": "q", "chosen": "a", "rejected": "b", "score": 1},
             {"prompt": "q", "chosen": "a", "rejected": "b", "score": "high"},
         ],
-        "the train rows cannot form one table",
+        "the train rows cannot form one table: column 'score' holds different types in different rows",
     ),
     (
         "text prompt, chat completions",
@@ -253,7 +253,7 @@ BAD_ROWS = [
     (
         "lists of unequal structure",
         [{"prompt": [USER], "chosen": [{"role": "assistant", "content": ["part"]}], "rejected": "b"}],
-        "row 0, field 'chosen', message 0: expected string 'content', got list",
+        "row 0, field 'chosen', message 0: expected string 'content' or 'tool_calls', got list",
     ),
     (
         "non-UTF-8 text",
