@@ -29,6 +29,7 @@ from hf_dpo.metrics import AUX_LOSS, LOSS, MetricWindows
 from hf_dpo.model_card import write_model_card
 from hf_dpo.model_utils import disable_dropout, is_peft_model, is_quantized, saving_only_adapter, wrap_peft
 from hf_dpo.precompute import precompute_columns
+from hf_dpo.quantization import keep_4bit_layers_trainable
 from hf_dpo.reference import PrecomputedReference, Reference, build_reference
 from hf_dpo.setup import checked_args, model_and_tokenizer, per_eval_split, router_aux_loss_coef
 from hf_dpo.step import preference_step
@@ -76,8 +77,9 @@ class DPOTrainer(Trainer):
         checkpointing = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing  # <5.2x name
         model = wrap_peft(model, peft_config, checkpointing)
         self.reference: Reference = build_reference(model, ref_model, args, came_as_peft)
-        if args.disable_dropout:
-            for module in filter(None, (model, self.reference.model)):
+        for module in filter(None, (model, self.reference.model)):
+            keep_4bit_layers_trainable(module)  # before any eval-mode forward (see hf_dpo/quantization.py)
+            if args.disable_dropout:
                 disable_dropout(module)
         self._aux_loss_coef = router_aux_loss_coef(model, args)
 
