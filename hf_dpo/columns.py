@@ -6,3 +6,14 @@ prompt); with a precomputed reference it also holds that reference's summed comp
 
 ID_COLUMNS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids")
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+# Unpaired (KTO) rows: one completion per row and whether it is desirable.
+UNPAIRED_ID_COLUMNS = ("prompt_input_ids", "completion_input_ids")
+LABEL_COLUMN = "label"
+UNPAIRED_LOSS_TYPES = ("kto", "apo_zero_unpaired")  # losses trained on unpaired rows
+
+
+def is_unpaired(loss_type: str | list[str] | tuple[str, ...]) -> bool:
+    """Whether ``loss_type`` (a name, a list, or ``"a,b"``) trains on unpaired rows (KTO)."""
+    names = loss_type.split(",") if isinstance(loss_type, str) else list(loss_type)
+    return any(name.strip() in UNPAIRED_LOSS_TYPES for name in names)
