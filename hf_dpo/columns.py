@@ -10,6 +10,14 @@ REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 # Unpaired (KTO) rows: one completion per row and whether it is desirable.
 UNPAIRED_ID_COLUMNS = ("prompt_input_ids", "completion_input_ids")
 LABEL_COLUMN = "label"
+# Another row's completion (with a different prompt) for KTO's estimate of KL(π‖π_ref), fixed per row.
+KL_COMPLETION_COLUMN = "kl_completion_input_ids"
+UNPAIRED_REF_COLUMNS = ("ref_logps", "ref_kl_logps")  # TRL's ref_logps / ref_KL_logps
+TOKEN_COLUMNS = tuple(
+    dict.fromkeys(
+        (*("prompt_input_ids", "chosen_input_ids", "rejected_input_ids"), *UNPAIRED_ID_COLUMNS, KL_COMPLETION_COLUMN)
+    )
+)
 UNPAIRED_LOSS_TYPES = ("kto", "apo_zero_unpaired")  # losses trained on unpaired rows
 
 

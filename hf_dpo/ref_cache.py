@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from hf_dpo.columns import ID_COLUMNS
+from hf_dpo.columns import TOKEN_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when the meaning of the cached numbers changes
+FORMAT_VERSION = 2  # bump when the meaning of the cached numbers changes (2: one [N, C] tensor of columns)
 _SAMPLE_VALUES = 4096  # values hashed per tensor: enough to see any training update or a different checkpoint
 
 
@@ -56,11 +56,12 @@ def weights_fingerprint(model: torch.nn.Module, skip: Callable[[str], bool] | No
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
-    """A hash of the token ids in the three id columns, in row order."""
+    """A hash of the token ids in the id columns (pairs, or unpaired rows and their KL counterparts), in row
+    order."""
     if getattr(dataset, "_indices", None) is not None:
         dataset = dataset.flatten_indices()  # hash what the rows are, not how a filter reached them
     digest = hashlib.sha256(str(len(dataset)).encode())
-    for name in ID_COLUMNS:
+    for name in (name for name in TOKEN_COLUMNS if name in dataset.column_names):
         column = dataset.data.column(name).combine_chunks()
         digest.update(name.encode())
         digest.update(np.asarray(column.offsets).tobytes())
@@ -75,38 +76,40 @@ def cache_key(reference_weights: str, data: str, precision: str, definition: str
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
-def _checksum(chosen: torch.Tensor, rejected: torch.Tensor) -> str:
-    return hashlib.sha256(chosen.numpy().tobytes() + rejected.numpy().tobytes()).hexdigest()
+def _checksum(values: torch.Tensor) -> str:
+    return hashlib.sha256(values.numpy().tobytes()).hexdigest()
 
 
-def load(path: Path, key: str, num_rows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The cached (chosen, rejected) log-probs, or None when missing or unusable (then the file is removed)."""
+def load(path: Path, key: str, num_rows: int) -> torch.Tensor | None:
+    """The cached ``[N, C]`` log-probs (one column per reference column), or None when missing or unusable (then
+    the file is removed)."""
     if not path.is_file():
         return None
     try:
         payload = torch.load(path, weights_only=True)
+        values = payload["values"]
         problem = (
             "wrong key"
             if payload.get("key") != key
-            else f"{len(payload['chosen'])} rows, expected {num_rows}"
-            if len(payload["chosen"]) != num_rows or len(payload["rejected"]) != num_rows
+            else f"{len(values)} rows, expected {num_rows}"
+            if values.dim() != 2 or len(values) != num_rows
             else "checksum mismatch"
-            if payload.get("checksum") != _checksum(payload["chosen"], payload["rejected"])
+            if payload.get("checksum") != _checksum(values)
             else None
         )
     except Exception as error:  # a truncated or foreign file fails in many ways; all mean "recompute"
         problem = f"unreadable ({type(error).__name__}: {error})"
     if problem is None:
-        return payload["chosen"], payload["rejected"]
+        return values
     logger.warning("reference log-prob cache %s is unusable (%s); recomputing it", path, problem)
     path.unlink(missing_ok=True)
     return None
 
 
-def save(path: Path, key: str, chosen: torch.Tensor, rejected: torch.Tensor) -> None:
+def save(path: Path, key: str, values: torch.Tensor) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    chosen, rejected = chosen.float().contiguous(), rejected.float().contiguous()
-    payload = {"key": key, "chosen": chosen, "rejected": rejected, "checksum": _checksum(chosen, rejected)}
+    values = values.float().contiguous()
+    payload = {"key": key, "values": values, "checksum": _checksum(values)}
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     torch.save(payload, partial)
     os.replace(partial, path)  # readers see the old file or the whole new one, never half of it

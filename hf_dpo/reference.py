@@ -10,8 +10,10 @@
 - :class:`PrecomputedReference`: columns ``ref_chosen_logps`` / ``ref_rejected_logps`` already in the batch.
 - :class:`NoReference`: zeros, for reference-free losses (nothing is built or run).
 
-Each is called as ``reference(policy, batch) -> (ref_chosen_logps, ref_rejected_logps)``, both float32 ``[B]``,
-without gradients. Reference passes run in eval mode, which turns off dropout and gradient checkpointing.
+Each is called as ``reference(policy, batch) -> ref_logps``: float32 ``[R]``, the summed completion log-probs of
+every sequence of the batch in its row order (``[chosen; rejected]`` for pairs, ``[completions; KL counterparts]``
+for unpaired rows), without gradients. Reference passes run in eval mode, which turns off dropout and gradient
+checkpointing.
 """
 
 from __future__ import annotations
@@ -32,12 +34,11 @@ from hf_dpo.ref_cache import weights_fingerprint
 logger = logging.getLogger(__name__)
 
 
-def _batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     logps, _ = sequence_logps(
         model, batch["input_ids"], batch["attention_mask"], batch["labels"], token_weights=batch.get("token_weights")
     )
-    chosen, rejected = logps.chunk(2)  # the collator stacks [chosen; rejected]
-    return chosen, rejected
+    return logps
 
 
 def _unwrap(policy: torch.nn.Module) -> torch.nn.Module:
@@ -65,7 +66,7 @@ class Reference:
     copy_of_policy = False
     survives_release = False
 
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
     def fingerprint(self, policy: torch.nn.Module) -> str:
@@ -93,9 +94,8 @@ class NoReference(Reference):
     kind = "none"
     runs_model = False
 
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        zeros = torch.zeros(batch["input_ids"].shape[0] // 2, dtype=torch.float32, device=batch["input_ids"].device)
-        return zeros, zeros
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.zeros(batch["input_ids"].shape[0], dtype=torch.float32, device=batch["input_ids"].device)
 
 
 class FrozenModelReference(Reference):
@@ -137,7 +137,7 @@ class FrozenModelReference(Reference):
         self.model = None
 
     @torch.no_grad()
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return _batch_logps(self.model, batch)
 
 
@@ -155,7 +155,7 @@ class DisabledAdapterReference(Reference):
         return weights_fingerprint(_unwrap(policy), skip=lambda name: "lora_" in name)
 
     @torch.no_grad()
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with _unwrap(policy).disable_adapter(), eval_mode(policy):
             return _batch_logps(policy, batch)
 
@@ -196,7 +196,7 @@ class AdapterReference(Reference):
             _unwrap(policy).delete_adapter(self.ref_adapter)
 
     @torch.no_grad()
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         peft_model = _unwrap(policy)
         peft_model.set_adapter(self.ref_adapter, inference_mode=True)  # stays frozen while active
         try:
@@ -235,7 +235,7 @@ class PolicyAsReference(Reference):
     kind = "policy"
 
     @torch.no_grad()
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with eval_mode(policy):
             return _batch_logps(policy, batch)
 
@@ -249,10 +249,9 @@ class PrecomputedReference(Reference):
 
     kind = "precomputed"
     runs_model = False
-    batch_columns = REF_COLUMNS
 
-    def __init__(self, released: Reference | None = None):
-        self.released = released
+    def __init__(self, released: Reference | None = None, columns: tuple[str, ...] = REF_COLUMNS):
+        self.released, self.batch_columns = released, columns
 
     def late_reference(self, trained: bool) -> Reference | None:
         """What can compute the reference columns of a dataset given after the precompute pass, or ``None``."""
@@ -262,11 +261,11 @@ class PrecomputedReference(Reference):
             return self.released
         return PolicyAsReference() if self.released.copy_of_policy and not trained else None
 
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        missing = [name for name in REF_COLUMNS if name not in batch]
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        missing = [name for name in self.batch_columns if name not in batch]
         if missing:
             raise KeyError(f"batch has no precomputed reference column(s) {missing}; it has {sorted(batch)}")
-        return tuple(batch[name].to(torch.float32) for name in REF_COLUMNS)
+        return torch.cat([batch[name].to(torch.float32) for name in self.batch_columns])
 
 
 def build_reference(

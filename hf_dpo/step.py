@@ -16,7 +16,7 @@ from hf_dpo.logprobs import CompletionScores, sequence_scores
 from hf_dpo.losses import dpo_loss, wpo_weights
 from hf_dpo.metrics import AUX_LOSS, LOSS
 
-ReferenceFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
+ReferenceFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 
 
 def preference_step(
@@ -34,7 +34,7 @@ def preference_step(
 
     Args:
         model: the policy; ``inputs`` the collator's batch (``input_ids``, ``attention_mask``, ``labels``, ...).
-        reference: ``reference(model, inputs) -> (ref_chosen_logps, ref_rejected_logps)``.
+        reference: ``reference(model, inputs) -> ref_logps``, ``[2B]`` in the batch's ``[chosen; rejected]`` order.
         args: the run's `DPOTrainingArguments` (β, loss types and their hyper-parameters, WPO, f-divergence).
         token_weights: LD-DPO's weights per label position (``[2B, T]``), or ``None``.
         aux_loss_coef: weight of a mixture-of-experts router's ``aux_loss``; 0: not requested.
@@ -44,7 +44,7 @@ def preference_step(
     scores, outputs = sequence_scores(model, inputs, token_weights, **forward_kwargs)
     chosen_logps, rejected_logps = scores.logps.chunk(2)  # the collator stacks [chosen; rejected]
     chosen_lengths, rejected_lengths = scores.num_tokens.chunk(2)
-    ref_chosen_logps, ref_rejected_logps = reference(model, inputs)
+    ref_chosen_logps, ref_rejected_logps = reference(model, inputs).chunk(2)
     pair_weights = None
     if args.use_weighting:
         chosen_aligned, rejected_aligned = scores.stat("aligned_logps").chunk(2)

@@ -124,7 +124,7 @@ class DPOTrainer(Trainer):
 
     def _reference_logps(
         self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], reference: Reference | None = None
-    ) -> tuple[torch.Tensor, ...]:
+    ) -> torch.Tensor:
         if self.args.ld_alpha is not None and "token_weights" not in inputs:
             inputs = {**inputs, "token_weights": self._token_weights(inputs)}
         # The policy's forward is autocast by accelerate; the reference must score under the same precision, or

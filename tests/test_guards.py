@@ -55,8 +55,7 @@ class PoisonAtStep(TrainerCallback):
 
             def nan_once(model, inputs):
                 trainer._reference_logps = real
-                chosen, rejected = real(model, inputs)
-                return chosen * float("nan"), rejected
+                return real(model, inputs) * float("nan")
 
             trainer._reference_logps = nan_once
         else:

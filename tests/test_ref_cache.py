@@ -86,7 +86,7 @@ def test_a_damaged_cache_file_is_detected_and_recomputed(tmp_path, tokenizer, pa
         path.write_bytes(b"not a cache file")
     else:
         payload = torch.load(path, weights_only=True)
-        payload["chosen"][0] += 1.0
+        payload["values"][0, 0] += 1.0
         torch.save(payload, path)
     with caplog.at_level(logging.WARNING, logger="hf_dpo.ref_cache"):
         second = _trainer(tmp_path, tokenizer)
@@ -97,10 +97,10 @@ def test_a_damaged_cache_file_is_detected_and_recomputed(tmp_path, tokenizer, pa
 
 def test_load_refuses_a_wrong_key_or_row_count(tmp_path):
     path = tmp_path / "entry.pt"
-    save(path, "k1", torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -4.0]))
-    assert load(path, "k1", 2)[0].tolist() == [-1.0, -2.0]
+    save(path, "k1", torch.tensor([[-1.0, -3.0], [-2.0, -4.0]]))
+    assert load(path, "k1", 2)[:, 0].tolist() == [-1.0, -2.0]
     assert load(path, "k1", 3) is None and not path.exists()
-    save(path, "k1", torch.tensor([-1.0]), torch.tensor([-3.0]))
+    save(path, "k1", torch.tensor([[-1.0, -3.0]]))
     assert load(path, "other", 1) is None
 
 

@@ -113,7 +113,7 @@ def test_peft_reference_is_the_base_model_without_a_second_copy(tmp_path, tokeni
     base.eval()
     batch = DPODataCollator(tokenizer.pad_token_id)([trainer.train_dataset[i] for i in range(4)])
     with torch.no_grad():
-        ref_chosen, ref_rejected = trainer.reference(trainer.model, batch)
+        ref_chosen, ref_rejected = trainer.reference(trainer.model, batch).chunk(2)
         base_logps, _ = sequence_logps(base, batch["input_ids"], batch["attention_mask"], batch["labels"])
         policy_logps, _ = sequence_logps(trainer.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
     assert_close(torch.cat([ref_chosen, ref_rejected]), base_logps)
@@ -249,7 +249,7 @@ def test_precomputed_reference_equals_on_the_fly_and_frees_the_copy(tmp_path, to
     assert len(_live_models() - alive_before) == 3
 
     batch = DPODataCollator(tokenizer.pad_token_id)([precomputed.train_dataset[i] for i in range(8)])
-    expected_chosen, expected_rejected = on_the_fly.reference(on_the_fly.model, batch)
+    expected_chosen, expected_rejected = on_the_fly.reference(on_the_fly.model, batch).chunk(2)
     assert_close(batch["ref_chosen_logps"], expected_chosen, atol=1e-6, rtol=0)
     assert_close(batch["ref_rejected_logps"], expected_rejected, atol=1e-6, rtol=0)
     assert "ref_chosen_logps" in precomputed.eval_dataset.column_names
