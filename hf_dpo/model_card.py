@@ -94,8 +94,9 @@ def _metadata(
     }
     if base_model:
         metadata["base_model"] = base_model
-    if datasets:
-        metadata["datasets"] = datasets
+    # the Hub links these to dataset pages: a packaged (hf_dpo:) name or a local file has none; the intro names them
+    if hub_datasets := [name for name in datasets if ":" not in name and not os.path.exists(name)]:
+        metadata["datasets"] = hub_datasets
     if license:
         metadata["license"] = license
     if language:

