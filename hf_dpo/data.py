@@ -1,29 +1,23 @@
-"""Preference rows -> tokenized rows: validation, chat templates, EOS/BOS handling and counted truncation.
+"""Preference rows -> tokenized rows: validation, counted drops, and the unrolling of pairs for unpaired losses.
 
-A row has ``prompt``, ``chosen`` and ``rejected``, either as strings or as chat messages (lists of
-``{"role", "content"}``, tool calls and tool results included; the prompt is rendered with the tokenizer's chat
-template and ``add_generation_prompt``, prompt + completion without, each with the row's ``tools`` and
-``chat_template_kwargs``).
-The prompt and each completion are tokenized apart and joined as ids, so the prompt is byte-for-byte the same
-prefix of both sequences. The output row holds ``prompt_input_ids``, ``chosen_input_ids`` and
+A row has ``prompt``, ``chosen`` and ``rejected``, either as strings or as chat messages (see :mod:`hf_dpo.formats`
+for every accepted shape); how one row becomes token ids (chat templates, one EOS, one BOS, truncation) is in
+:mod:`hf_dpo.tokenization`. The output row holds ``prompt_input_ids``, ``chosen_input_ids`` and
 ``rejected_input_ids``; the raw text columns are removed, other columns stay.
 
-Rules:
-- exactly one EOS ends each completion: it is appended unless the text (as a chat template renders an assistant
-  turn) already ends with it, and whitespace a template writes after it is dropped;
-- one BOS starts the prompt if the tokenizer adds one to plain text, never two;
-- a prompt longer than ``max_prompt_length`` keeps its end (``truncation_mode="keep_end"``) or its start; then each
-  completion keeps its first ``max_completion_length`` tokens and is cut to fit ``max_length``;
-- a prompt cut by ``keep_end`` keeps its BOS (it replaces the first kept token);
-- a row whose prompt leaves no room for a completion within ``max_length``, or whose chosen and rejected
-  completions are identical (no preference to learn), also after truncation, is dropped; the counts are logged
-  and returned.
+For an unpaired loss (``loss_type="kto"`` or ``"apo_zero_unpaired"``, see :func:`hf_dpo.columns.is_unpaired`) a row
+has ``prompt``, ``completion`` and ``label`` (a bool: whether the completion is desirable) and becomes
+``prompt_input_ids``, ``completion_input_ids`` and ``label``. Pairs are taken too and unrolled as TRL's
+``unpair_preference_dataset`` does: within each run of 1000 pairs, their chosen completions (desirable) then their
+rejected ones (undesirable), each with its pair's prompt and other columns.
+
+Rows whose prompt leaves no room for a completion within ``max_length``, and pairs whose completions are identical
+(also after truncation; both rows, once unrolled), are dropped; the counts are logged and returned.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,27 +25,36 @@ from datasets import Dataset, IterableDataset
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from hf_dpo.columns import ID_COLUMNS
+from hf_dpo.columns import ID_COLUMNS, LABEL_COLUMN, REF_COLUMNS, TOKEN_COLUMNS, UNPAIRED_ID_COLUMNS, is_unpaired
 from hf_dpo.formats import (
-    TEXT_COLUMNS,
+    MESSAGE_COLUMNS,
     DataFormatError,
     apply_column_mapping,
     check_columns,
-    is_conversation,
-    normalise_row,
+    is_paired,
     rows_from_list,
     select_split,
+)
+from hf_dpo.tokenization import (
+    DROPPED_IDENTICAL,
+    DROPPED_NO_ROOM,
+    KEPT,
+    STATUS_COLUMN,
+    TRUNCATED,
+    tokenize_row,
+    tokenize_unpaired_row,
+    tokenizer_adds_bos,
 )
 
 logger = logging.getLogger(__name__)
 
-KEPT, TRUNCATED, DROPPED_NO_ROOM, DROPPED_IDENTICAL = 0, 1, 2, 3
-_STATUS_COLUMN = "_hf_dpo_status"
+UNROLL_BATCH_SIZE = 1000  # TRL unpairs with datasets' default map batch: its chosen rows, then its rejected rows
 
 
 @dataclass
 class PreparationStats:
-    """What preparing one split did to its rows."""
+    """What preparing one split did to its rows. For an unpaired run the counts are of unpaired rows (a pair
+    unrolled counts as two), and ``desirable``/``undesirable`` split the kept ones (None for a paired run)."""
 
     split: str
     rows_in: int
@@ -59,156 +62,64 @@ class PreparationStats:
     truncated: int
     dropped_no_room: int
     dropped_identical: int
+    desirable: int | None = None
+    undesirable: int | None = None
+    pairs_unrolled: int | None = None  # the pairs ``rows_in`` came from, when an unpaired run was given pairs
 
     def summary(self) -> str:
+        source = f"{self.pairs_unrolled} pairs unrolled into {self.rows_in} rows; " if self.pairs_unrolled else ""
+        labels = f": {self.desirable} desirable, {self.undesirable} undesirable" if self.desirable is not None else ""
+        dropped = [f"{self.dropped_no_room} whose prompt leaves no room for a completion within max_length"]
+        if self.desirable is None or self.pairs_unrolled:  # rows given unpaired have no twin to be identical to
+            dropped.append(f"{self.dropped_identical} whose chosen and rejected completions are identical")
         return (
-            f"{self.split} set: {self.kept} of {self.rows_in} rows kept ({self.truncated} of them truncated); "
-            f"dropped {self.dropped_no_room} whose prompt leaves no room for a completion within max_length, "
-            f"{self.dropped_identical} whose chosen and rejected completions are identical"
+            f"{self.split} set: {source}{self.kept} of {self.rows_in} rows kept ({self.truncated} of them "
+            f"truncated){labels}; dropped {', '.join(dropped)}"
         )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def render_pair(row: dict[str, Any], index: int, tokenizer: Any) -> tuple[str, str, str]:
-    """The row's prompt and completions as text (chat messages rendered with the tokenizer's chat template)."""
-    row = normalise_row(row, index)
-    prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
-    if not is_conversation(prompt):
-        return prompt, chosen, rejected
+def _unroll_pairs(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """TRL's ``_unpair_row`` on tokenized pairs: the batch's chosen rows (desirable), then its rejected rows
+    (undesirable), every other column repeated."""
+    chosen, rejected = batch["chosen_input_ids"], batch["rejected_input_ids"]
+    rows = {name: [*values, *values] for name, values in batch.items() if name not in ID_COLUMNS[1:]}
+    rows["completion_input_ids"] = [*chosen, *rejected]
+    rows[LABEL_COLUMN] = [True] * len(chosen) + [False] * len(rejected)
+    return rows
 
-    if getattr(tokenizer, "chat_template", None) is None:
+
+def _unrolled(pairs: Dataset | IterableDataset, split: str) -> Dataset | IterableDataset:
+    """Tokenized pairs as unpaired rows (see :func:`_unroll_pairs`)."""
+    ref_columns = [name for name in REF_COLUMNS if name in (pairs.column_names or ())]
+    if ref_columns:
         raise DataFormatError(
-            f"row {index}: the prompt is a list of chat messages but the tokenizer has no chat_template; set "
-            "tokenizer.chat_template or give the rows as text"
+            f"the {split} dataset holds tokenized pairs with reference log-probs {ref_columns}, which an unpaired "
+            "loss cannot use; drop those columns (the reference is computed again for the unrolled rows)"
         )
-    # TRL's order: a row's chat_template_kwargs may override its tools
-    template_kwargs = {"tools": row.get("tools"), **(row.get("chat_template_kwargs") or {})}
-    prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True, **template_kwargs)
-    completions = []
-    for name, completion in (("chosen", chosen), ("rejected", rejected)):
-        if isinstance(completion, str):  # a bare answer to a chat prompt is the assistant's turn
-            completion = [{"role": "assistant", "content": completion}]
-        full_text = tokenizer.apply_chat_template(prompt + completion, tokenize=False, **template_kwargs)
-        if not full_text.startswith(prompt_text):
-            raise DataFormatError(
-                f"row {index}, field {name!r}: the chat template renders prompt+{name} with a different start than "
-                f"the prompt alone, so the prompt cannot be masked; rendered prompt ends {prompt_text[-60:]!r}"
-            )
-        completions.append(full_text[len(prompt_text) :])
-    return prompt_text, completions[0], completions[1]
-
-
-def _tokenize_completion(text: str, tokenizer: Any) -> list[int]:
-    eos_token, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
-    stripped = text.rstrip()
-    if eos_token and stripped.endswith(eos_token):
-        text = stripped  # a template's newline after the end-of-turn token is not part of the answer
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if not ids or ids[-1] != eos_id:
-        ids = [*ids, eos_id]
-    return ids
-
-
-def _tokenize_prompt(text: str, tokenizer: Any, add_bos: bool) -> list[int]:
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    bos_id = tokenizer.bos_token_id
-    if add_bos and (not ids or ids[0] != bos_id):
-        ids = [bos_id, *ids]
-    while len(ids) > 1 and bos_id is not None and ids[0] == ids[1] == bos_id:
-        ids = ids[1:]
-    return ids
-
-
-def tokenizer_adds_bos(tokenizer: Any) -> bool:
-    """Whether the tokenizer starts plain text with BOS when asked for special tokens."""
-    bos_id = tokenizer.bos_token_id
-    if bos_id is None:
-        return False
-    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
-    return len(ids) > 0 and ids[0] == bos_id
-
-
-def truncate_pair(
-    prompt_ids: Sequence[int],
-    chosen_ids: Sequence[int],
-    rejected_ids: Sequence[int],
-    max_length: int | None,
-    max_prompt_length: int | None,
-    max_completion_length: int | None,
-    truncation_mode: str,
-) -> tuple[list[int], list[int], list[int], int]:
-    """Apply the prompt budget, then the completion budgets; returns the ids and a status (KEPT, TRUNCATED, ...).
-
-    >>> truncate_pair([1, 2, 3, 4], [5, 6, 7], [8], max_length=5, max_prompt_length=2,
-    ...               max_completion_length=None, truncation_mode="keep_end")
-    ([3, 4], [5, 6, 7], [8], 1)
-    """
-    prompt, chosen, rejected = list(prompt_ids), list(chosen_ids), list(rejected_ids)
-    original_lengths = (len(prompt), len(chosen), len(rejected))
-    if max_prompt_length is not None and len(prompt) > max_prompt_length:
-        prompt = prompt[-max_prompt_length:] if truncation_mode == "keep_end" else prompt[:max_prompt_length]
-    budgets = [max_completion_length] if max_completion_length is not None else []
-    if max_length is not None:
-        if len(prompt) >= max_length:
-            return prompt, chosen, rejected, DROPPED_NO_ROOM
-        budgets.append(max_length - len(prompt))
-    if budgets:
-        chosen, rejected = chosen[: min(budgets)], rejected[: min(budgets)]
-    status = KEPT if (len(prompt), len(chosen), len(rejected)) == original_lengths else TRUNCATED
-    return prompt, chosen, rejected, status
-
-
-def tokenize_row(row: dict[str, Any], index: int, tokenizer: Any, add_bos: bool, **limits: Any) -> dict[str, Any]:
-    """One raw row -> ``prompt_input_ids``, ``chosen_input_ids``, ``rejected_input_ids`` and a status column."""
-    prompt_text, chosen_text, rejected_text = render_pair(row, index, tokenizer)
-    prompt_ids = _tokenize_prompt(prompt_text, tokenizer, add_bos)
-    if not prompt_ids:
-        # nothing precedes the completion, so its first token has no position to be predicted from
-        raise DataFormatError(
-            f"row {index}, field 'prompt': empty, and the tokenizer adds no BOS token to start the sequence; "
-            "give a prompt of at least one token"
-        )
-    chosen_ids = _tokenize_completion(chosen_text, tokenizer)
-    rejected_ids = _tokenize_completion(rejected_text, tokenizer)
-    status = DROPPED_IDENTICAL
-    if chosen_ids != rejected_ids:
-        starts_with_bos = prompt_ids[0] == tokenizer.bos_token_id
-        prompt_ids, chosen_ids, rejected_ids, status = truncate_pair(prompt_ids, chosen_ids, rejected_ids, **limits)
-        if starts_with_bos and prompt_ids and prompt_ids[0] != tokenizer.bos_token_id:
-            prompt_ids = [tokenizer.bos_token_id, *prompt_ids[1:]]  # keep_end cut the BOS off: put it back
-        if chosen_ids == rejected_ids:  # they differed only past the cut
-            status = DROPPED_IDENTICAL
-    return {
-        "prompt_input_ids": prompt_ids,
-        "chosen_input_ids": chosen_ids,
-        "rejected_input_ids": rejected_ids,
-        _STATUS_COLUMN: status,
-    }
+    logger.info(
+        "%s set: preference pairs unrolled into unpaired rows, as TRL's KTOTrainer does: each pair's prompt with its "
+        "chosen completion (desirable) and with its rejected one (undesirable)",
+        split,
+    )
+    kwargs = {"desc": f"Unrolling {split} pairs"} if isinstance(pairs, Dataset) else {}
+    return pairs.map(
+        _unroll_pairs, batched=True, batch_size=UNROLL_BATCH_SIZE, remove_columns=list(ID_COLUMNS[1:]), **kwargs
+    )
 
 
 def _keep_streamed_row(row: dict[str, Any], index: int, split: str) -> bool:
-    status = row[_STATUS_COLUMN]
+    status = row[STATUS_COLUMN]
     if status in (DROPPED_NO_ROOM, DROPPED_IDENTICAL):
         reason = "no room for a completion within max_length" if status == DROPPED_NO_ROOM else "identical pair"
         logger.warning("%s set: dropped streamed row %d (%s)", split, index, reason)
     return status in (KEPT, TRUNCATED)
 
 
-def prepare_dataset(
-    dataset: Dataset | IterableDataset | list[dict[str, Any]],
-    tokenizer: Any,
-    args: Any,
-    split: str = "train",
-) -> tuple[Dataset | IterableDataset, PreparationStats | None]:
-    """Tokenize a preference dataset for :class:`~hf_dpo.DPODataCollator` (see the module docstring and
-    :mod:`hf_dpo.formats` for the accepted shapes).
-
-    Already tokenized datasets (with ``prompt_input_ids``, ``chosen_input_ids``, ``rejected_input_ids``) pass
-    through unchanged. Returns the dataset and its :class:`PreparationStats` (``None`` for a streamed dataset,
-    whose rows are prepared lazily).
-    """
+def _renamed(dataset: Any, args: Any, split: str) -> tuple[Dataset | IterableDataset, list[str]]:
+    """The split's rows as a Dataset or IterableDataset with ``column_mapping`` applied, and its column names."""
     column_mapping = getattr(args, "column_mapping", None)
     if isinstance(dataset, list):
         dataset = rows_from_list(dataset, split, column_mapping)
@@ -217,9 +128,53 @@ def prepare_dataset(
     columns = dataset.column_names
     if columns is None and isinstance(dataset, IterableDataset):
         columns = list(next(iter(dataset), {}))  # a stream without declared features: look at its first row
-    if set(ID_COLUMNS) <= set(columns or ()):
+    return dataset, list(columns or ())
+
+
+def _counted(tokenized: Dataset, split: str, unpaired: bool, pairs_unrolled: int | None) -> PreparationStats:
+    statuses = list(tokenized[STATUS_COLUMN])
+    kept = [status in (KEPT, TRUNCATED) for status in statuses]
+    desirable = undesirable = None
+    if unpaired:
+        labels = list(tokenized[LABEL_COLUMN])
+        desirable = sum(keep and label for keep, label in zip(kept, labels, strict=True))
+        undesirable = sum(kept) - desirable
+    return PreparationStats(
+        split=split,
+        rows_in=len(statuses),
+        kept=sum(kept),
+        truncated=statuses.count(TRUNCATED),
+        dropped_no_room=statuses.count(DROPPED_NO_ROOM),
+        dropped_identical=statuses.count(DROPPED_IDENTICAL),
+        desirable=desirable,
+        undesirable=undesirable,
+        pairs_unrolled=pairs_unrolled,
+    )
+
+
+def prepare_dataset(
+    dataset: Dataset | IterableDataset | list[dict[str, Any]],
+    tokenizer: Any,
+    args: Any,
+    split: str = "train",
+) -> tuple[Dataset | IterableDataset, PreparationStats | None]:
+    """Tokenize a preference dataset for :class:`~hf_dpo.DPODataCollator`, or for an unpaired loss (``args.loss_type``
+    in :data:`~hf_dpo.columns.UNPAIRED_LOSS_TYPES`) into unpaired rows (see the module docstring and
+    :mod:`hf_dpo.formats` for the accepted shapes).
+
+    Already tokenized datasets (with ``prompt_input_ids``, ``chosen_input_ids``, ``rejected_input_ids``, or for an
+    unpaired loss ``prompt_input_ids``, ``completion_input_ids``, ``label``) pass through unchanged (tokenized pairs
+    are unrolled for an unpaired loss). Returns the dataset and its :class:`PreparationStats` (``None`` for a
+    streamed or already tokenized dataset, whose rows are not counted).
+    """
+    dataset, columns = _renamed(dataset, args, split)
+    unpaired = is_unpaired(args.loss_type)
+    unroll = unpaired and is_paired(columns)
+    if unpaired and {*UNPAIRED_ID_COLUMNS, LABEL_COLUMN} <= set(columns):
         return dataset, None
-    check_columns(columns, split)
+    if set(ID_COLUMNS) <= set(columns):
+        return (_unrolled(dataset, split) if unroll else dataset), None
+    check_columns(columns, split, unpaired)
     if isinstance(dataset, Dataset) and len(dataset) == 0:
         raise DataFormatError(f"the {split} dataset has no rows")
     if tokenizer.eos_token_id is None:
@@ -233,30 +188,25 @@ def prepare_dataset(
         "max_completion_length": args.max_completion_length,
         "truncation_mode": args.truncation_mode,
     }
-    text_columns = [name for name in TEXT_COLUMNS if columns is None or name in columns]
+    tokenize = tokenize_unpaired_row if unpaired and not unroll else tokenize_row
+    text_columns = [name for name in MESSAGE_COLUMNS if name in columns]
     map_kwargs: dict[str, Any] = {"fn_kwargs": fn_kwargs, "with_indices": True, "remove_columns": text_columns}
     if isinstance(dataset, IterableDataset):
-        tokenized = dataset.map(tokenize_row, **map_kwargs)
+        tokenized = dataset.map(tokenize, **map_kwargs)
         # A stream has no end to count at, so each dropped row is logged as it passes.
         tokenized = tokenized.filter(_keep_streamed_row, with_indices=True, fn_kwargs={"split": split})
-        return tokenized.remove_columns(_STATUS_COLUMN), None
+        tokenized = _unrolled(tokenized, split) if unroll else tokenized
+        return tokenized.remove_columns(STATUS_COLUMN), None
 
-    tokenized = dataset.map(tokenize_row, num_proc=args.dataset_num_proc, desc=f"Tokenizing {split} set", **map_kwargs)
-    statuses = list(tokenized[_STATUS_COLUMN])
-    stats = PreparationStats(
-        split=split,
-        rows_in=len(statuses),
-        kept=sum(status in (KEPT, TRUNCATED) for status in statuses),
-        truncated=statuses.count(TRUNCATED),
-        dropped_no_room=statuses.count(DROPPED_NO_ROOM),
-        dropped_identical=statuses.count(DROPPED_IDENTICAL),
-    )
+    tokenized = dataset.map(tokenize, num_proc=args.dataset_num_proc, desc=f"Tokenizing {split} set", **map_kwargs)
+    tokenized = _unrolled(tokenized, split) if unroll else tokenized
+    stats = _counted(tokenized, split, unpaired, len(dataset) if unroll else None)
     if stats.kept < stats.rows_in:
-        tokenized = tokenized.filter(lambda status: status in (KEPT, TRUNCATED), input_columns=_STATUS_COLUMN)
+        tokenized = tokenized.filter(lambda status: status in (KEPT, TRUNCATED), input_columns=STATUS_COLUMN)
     (logger.warning if stats.kept < stats.rows_in or stats.truncated else logger.info)(stats.summary())
     if stats.kept == 0:
         raise DataFormatError(f"no usable rows in the {split} set: {stats.summary()}")
-    return tokenized.remove_columns(_STATUS_COLUMN), stats
+    return tokenized.remove_columns(STATUS_COLUMN), stats
 
 
 def check_vocabulary(model: Any, tokenizer: Any, dataset: Any) -> None:
@@ -264,8 +214,9 @@ def check_vocabulary(model: Any, tokenizer: Any, dataset: Any) -> None:
     embeddings = model.get_input_embeddings().num_embeddings
     if len(tokenizer) <= embeddings or not isinstance(dataset, Dataset):
         return
-    for index, row in enumerate(dataset.select_columns(list(ID_COLUMNS))):
-        for name in ID_COLUMNS:
+    id_columns = [name for name in TOKEN_COLUMNS if name in dataset.column_names]  # pairs or unpaired rows
+    for index, row in enumerate(dataset.select_columns(id_columns)):
+        for name in id_columns:
             if row[name] and max(row[name]) >= embeddings:
                 raise ValueError(
                     f"row {index}, field {name!r}: token id {max(row[name])} is past the model's {embeddings} "

@@ -1,6 +1,6 @@
 """Recognising and checking the shapes preference rows come in, before anything is tokenized.
 
-Accepted rows (after ``column_mapping`` renames columns):
+Accepted rows (after ``column_mapping`` renames columns), pairs:
 
 - **standard**: ``prompt``, ``chosen``, ``rejected`` strings;
 - **conversational**: the same columns as chat messages (lists of ``{"role", "content"}``), multi-turn prompts and
@@ -14,6 +14,9 @@ Accepted rows (after ``column_mapping`` renames columns):
   results; an optional ``tools`` column holds each row's tools as a list of JSON-schema function specs (or a JSON
   string of one), which the chat template receives as ``tools``. A prompt may end with a tool result; a completion
   may hold tool calls and their results and ends with an assistant message (an answer or a call).
+
+and unpaired rows (KTO, as TRL's ``KTOTrainer`` takes them): ``prompt``, ``completion`` and ``label``, a bool
+(True: the completion is desirable), the prompt and completion in any of the shapes above (a prompt is required).
 
 Arrow gives every message of a column every key any message has, set to None where a message lacks it; those None
 keys are dropped before the checks (so the same user turn in the chosen and rejected columns is still the same
@@ -33,12 +36,15 @@ import inspect
 import json
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, IterableDatasetDict, concatenate_datasets
 
-from hf_dpo.columns import ID_COLUMNS
+from hf_dpo.columns import ID_COLUMNS, LABEL_COLUMN, UNPAIRED_ID_COLUMNS
 
 TEXT_COLUMNS = ("prompt", "chosen", "rejected")
+UNPAIRED_COLUMNS = ("prompt", "completion", LABEL_COLUMN)
+MESSAGE_COLUMNS = ("prompt", "chosen", "rejected", "completion")  # each holds text or chat messages
 TOOLS_COLUMN = "tools"
 ROLES = ("system", "user", "assistant", "tool")
 EVAL_SPLIT_NAMES = ("test", "validation", "eval", "dev")
@@ -214,37 +220,41 @@ def _split_conversation(chosen: list[Any], rejected: list[Any], index: int) -> t
     return chosen[:shared], chosen[shared:], rejected[shared:]
 
 
-def normalise_row(row: dict[str, Any], index: int) -> dict[str, Any]:
-    """The row as ``prompt``/``chosen``/``rejected``, checked, with ``tools`` parsed (None when it has none) and
-    the None keys Arrow adds to messages dropped; an implicit prompt is split off here."""
-    missing = [name for name in ("chosen", "rejected") if name not in row]
-    if missing:
-        raise DataFormatError(f"row {index}: no field(s) {missing}; it has {sorted(row)}")
-    row = {
-        name: _without_none(value) if name in TEXT_COLUMNS and isinstance(value, list) else value
+def _split_prompt(row: dict[str, Any], index: int) -> dict[str, Any]:
+    """An implicit prompt split off the shared start of ``chosen`` and ``rejected``."""
+    chosen, rejected = row["chosen"], row["rejected"]
+    for name, value in (("chosen", chosen), ("rejected", rejected)):
+        if isinstance(value, str):
+            _check_text(index, name, value, allow_empty=False)
+        elif is_conversation(value):
+            _check_message_shapes(index, name, value)
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        prompt, chosen, rejected = _split_text(chosen, rejected, index)
+    elif is_conversation(chosen) and is_conversation(rejected):
+        prompt, chosen, rejected = _split_conversation(chosen, rejected, index)
+    else:
+        raise DataFormatError(
+            f"row {index}: 'chosen' and 'rejected' must both be text or both be chat messages, got "
+            f"{type(chosen).__name__} and {type(rejected).__name__}"
+        )
+    return {**row, "prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def _without_arrow_nones(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: _without_none(value) if name in MESSAGE_COLUMNS and isinstance(value, list) else value
         for name, value in row.items()
     }
-    if "prompt" not in row:
-        chosen, rejected = row["chosen"], row["rejected"]
-        for name, value in (("chosen", chosen), ("rejected", rejected)):
-            if isinstance(value, str):
-                _check_text(index, name, value, allow_empty=False)
-            elif is_conversation(value):
-                _check_message_shapes(index, name, value)
-        if isinstance(chosen, str) and isinstance(rejected, str):
-            prompt, chosen, rejected = _split_text(chosen, rejected, index)
-        elif is_conversation(chosen) and is_conversation(rejected):
-            prompt, chosen, rejected = _split_conversation(chosen, rejected, index)
-        else:
-            raise DataFormatError(
-                f"row {index}: 'chosen' and 'rejected' must both be text or both be chat messages, got "
-                f"{type(chosen).__name__} and {type(rejected).__name__}"
-            )
-        row = {**row, "prompt": prompt, "chosen": chosen, "rejected": rejected}
-    for name in TEXT_COLUMNS:
+
+
+def _checked(row: dict[str, Any], index: int, completion_names: tuple[str, ...]) -> dict[str, Any]:
+    """The row's prompt and completions checked, in one format, with its template inputs checked and ``tools``
+    parsed."""
+    for name in ("prompt", *completion_names):
         check_field(index, name, row[name])
-    if not is_conversation(row["prompt"]) and (is_conversation(row["chosen"]) or is_conversation(row["rejected"])):
-        raise DataFormatError(f"row {index}: prompt is a string but chosen/rejected are chat messages; use one format")
+    if not is_conversation(row["prompt"]) and any(is_conversation(row[name]) for name in completion_names):
+        completions = f"{'/'.join(completion_names)} {'are' if len(completion_names) > 1 else 'is'}"
+        raise DataFormatError(f"row {index}: prompt is a string but {completions} chat messages; use one format")
     template_kwargs = row.get("chat_template_kwargs")
     if template_kwargs is not None and not isinstance(template_kwargs, dict):
         raise DataFormatError(
@@ -259,6 +269,40 @@ def normalise_row(row: dict[str, Any], index: int) -> dict[str, Any]:
             )
         row[TOOLS_COLUMN] = tools
     return row
+
+
+def normalise_row(row: dict[str, Any], index: int) -> dict[str, Any]:
+    """The row as ``prompt``/``chosen``/``rejected``, checked, with ``tools`` parsed (None when it has none) and
+    the None keys Arrow adds to messages dropped; an implicit prompt is split off here."""
+    missing = [name for name in ("chosen", "rejected") if name not in row]
+    if missing:
+        raise DataFormatError(f"row {index}: no field(s) {missing}; it has {sorted(row)}")
+    row = _without_arrow_nones(row)
+    if "prompt" not in row:
+        row = _split_prompt(row, index)
+    return _checked(row, index, ("chosen", "rejected"))
+
+
+def check_label(index: int, label: Any) -> None:
+    """Raise :class:`DataFormatError` unless ``label`` is a bool (Python's or numpy's), as TRL's KTOTrainer takes."""
+    if isinstance(label, bool | np.bool_):
+        return
+    hint = "every row needs one" if label is None else "turn the labels into bools first"
+    if isinstance(label, int | np.integer) and label in (0, 1):
+        hint = "cast 0/1 labels first: dataset.cast_column('label', datasets.Value('bool'))"
+    raise DataFormatError(
+        f"row {index}, field 'label': expected a bool (True: the completion is desirable, False: undesirable), as "
+        f"TRL's KTOTrainer takes it; got {type(label).__name__} {label!r:.40}; {hint}"
+    )
+
+
+def normalise_unpaired_row(row: dict[str, Any], index: int) -> dict[str, Any]:
+    """The unpaired row as ``prompt``/``completion``/``label``, checked as :func:`normalise_row` checks a pair."""
+    missing = [name for name in UNPAIRED_COLUMNS if name not in row]
+    if missing:
+        raise DataFormatError(f"row {index}: no field(s) {missing}; it has {sorted(row)}")
+    check_label(index, row[LABEL_COLUMN])
+    return _checked(_without_arrow_nones(row), index, ("completion",))
 
 
 def select_split(dataset: Any, split: str) -> Any:
@@ -276,9 +320,12 @@ def select_split(dataset: Any, split: str) -> Any:
 
 
 def _checked_renames(mapping: dict[str, str], columns: list[str] | None, split: str) -> dict[str, str]:
-    bad_targets = sorted(set(mapping.values()) - set(TEXT_COLUMNS))
+    bad_targets = sorted(set(mapping.values()) - {*TEXT_COLUMNS, *UNPAIRED_COLUMNS})
     if bad_targets:
-        raise DataFormatError(f"column_mapping maps onto {bad_targets}; targets must be among {list(TEXT_COLUMNS)}")
+        raise DataFormatError(
+            f"column_mapping maps onto {bad_targets}; targets must be among {list(TEXT_COLUMNS)} (pairs) or "
+            f"{list(UNPAIRED_COLUMNS)} (unpaired rows)"
+        )
     if columns is not None:
         missing = sorted(set(mapping) - set(columns))
         if missing:
@@ -295,7 +342,7 @@ def _checked_renames(mapping: dict[str, str], columns: list[str] | None, split: 
 
 
 def apply_column_mapping(dataset: Any, mapping: dict[str, str] | None, split: str) -> Any:
-    """Rename columns per ``mapping`` ({source: prompt|chosen|rejected})."""
+    """Rename columns per ``mapping`` ({source: prompt|chosen|rejected|completion|label})."""
     if not mapping:
         return dataset
     renames = _checked_renames(mapping, dataset.column_names, split)
@@ -314,11 +361,38 @@ def _refuse_images(columns: list[str], split: str) -> None:
             )
 
 
-def check_columns(columns: list[str] | None, split: str) -> None:
-    """The dataset must have chosen and rejected (and prompt, unless it is implicit), and no image column."""
-    if columns is None:  # a stream whose features are unknown until read
-        return
+def is_paired(columns: list[str]) -> bool:
+    """Whether the columns are those of preference pairs, as text or tokenized (else unpaired rows, or unknown)."""
+    return bool({"chosen", "rejected", "chosen_input_ids", "rejected_input_ids"} & set(columns))
+
+
+def _check_unpaired_columns(columns: list[str], split: str) -> None:
+    missing = [name for name in UNPAIRED_COLUMNS if name not in columns]
+    if missing:
+        candidates = [name for name in columns if name not in UNPAIRED_COLUMNS]
+        raise DataFormatError(
+            f"the {split} dataset has no column(s) {missing}; it has {columns}. Unpaired rows need 'prompt', "
+            "'completion' and 'label' (a bool: whether the completion is desirable); prompt/chosen/rejected pairs "
+            "are taken too (each unrolled into a desirable and an undesirable row). Map other names with "
+            f"column_mapping, e.g. column_mapping={{{candidates[0] if candidates else 'answer'!r}: {missing[0]!r}}}"
+        )
+
+
+def check_columns(columns: list[str], split: str, unpaired: bool = False) -> None:
+    """The dataset must have chosen and rejected (and prompt, unless it is implicit), and no image column; for an
+    ``unpaired`` run (KTO) prompt, completion and label instead, or pairs."""
     _refuse_images(columns, split)
+    if not is_paired(columns):
+        if unpaired:
+            _check_unpaired_columns(columns, split)
+            return
+        found = [name for name in ("completion", LABEL_COLUMN, *UNPAIRED_ID_COLUMNS[1:]) if name in columns]
+        if found:
+            raise DataFormatError(
+                f"the {split} dataset has {found} columns and no chosen/rejected: rows of a prompt, one completion "
+                "and a label are unpaired data; use loss_type='kto' (or 'apo_zero_unpaired') to train on them, or "
+                "give prompt/chosen/rejected pairs"
+            )
     missing = [name for name in ("chosen", "rejected") if name not in columns]
     if missing:
         candidates = [name for name in columns if name not in TEXT_COLUMNS]
@@ -330,8 +404,8 @@ def check_columns(columns: list[str] | None, split: str) -> None:
 
 
 def _check_encodings(row: dict[str, Any], index: int) -> None:
-    """Every text of the row's prompt/chosen/rejected (plain or message content) is valid UTF-8."""
-    for name in TEXT_COLUMNS:
+    """Every text of the row's prompt/chosen/rejected/completion (plain or message content) is valid UTF-8."""
+    for name in MESSAGE_COLUMNS:
         value = row.get(name)
         messages = value if isinstance(value, list) else []
         texts = [value] if isinstance(value, str) else [m.get("content") for m in messages if isinstance(m, dict)]
@@ -354,7 +428,7 @@ def rows_from_list(rows: list[Any], split: str, mapping: dict[str, str] | None =
         rows = [{renames.get(key, key): value for key, value in row.items()} for row in rows]
     for index, row in enumerate(rows):
         _check_encodings(row, index)  # Arrow would fail on invalid text with a message naming neither row nor field
-    for name in TEXT_COLUMNS:
+    for name in MESSAGE_COLUMNS:
         kinds = [(index, type(row.get(name)).__name__) for index, row in enumerate(rows) if name in row]
         first_kind = kinds[0][1] if kinds else None
         for index, kind in kinds:
@@ -368,6 +442,8 @@ def rows_from_list(rows: list[Any], split: str, mapping: dict[str, str] | None =
         # left to the column checks that follow column_mapping.
         if {"chosen", "rejected"} <= set(row) and not set(ID_COLUMNS) <= set(row):
             normalise_row(row, index)
+        elif set(UNPAIRED_COLUMNS) <= set(row):
+            normalise_unpaired_row(row, index)
     return _table(rows, split)
 
 
@@ -380,7 +456,7 @@ def _table(rows: list[dict[str, Any]], split: str) -> Dataset:
     columns = []
     for name in dict.fromkeys(key for row in rows for key in row):
         values = [row.get(name) for row in rows]
-        free_form = _KEEPS_JSON and name in (*TEXT_COLUMNS, TOOLS_COLUMN, "chat_template_kwargs")
+        free_form = _KEEPS_JSON and name in (*MESSAGE_COLUMNS, TOOLS_COLUMN, "chat_template_kwargs")
         try:
             columns.append(Dataset.from_dict({name: values}, **({"on_mixed_types": "use_json"} if free_form else {})))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:

@@ -1,4 +1,5 @@
-"""hf_dpo.data: tokenisation rules (one EOS, one BOS, prompt masked and a prefix), truncation and clear errors."""
+"""hf_dpo.data and hf_dpo.tokenization: tokenisation rules (one EOS, one BOS, prompt masked and a prefix),
+truncation and clear errors."""
 
 import logging
 
@@ -7,15 +8,8 @@ from datasets import Dataset
 from tiny import CHATML, build_tokenizer
 
 from hf_dpo import DPOTrainingArguments
-from hf_dpo.data import (
-    DROPPED_NO_ROOM,
-    KEPT,
-    TRUNCATED,
-    prepare_dataset,
-    tokenize_row,
-    tokenizer_adds_bos,
-    truncate_pair,
-)
+from hf_dpo.data import prepare_dataset
+from hf_dpo.tokenization import DROPPED_NO_ROOM, KEPT, TRUNCATED, tokenize_row, tokenizer_adds_bos, truncate
 
 
 def _args(**overrides):
@@ -115,7 +109,8 @@ def test_chat_row_with_eos_different_from_turn_end(tokenizer):
     ],
 )
 def test_truncation(limits, expected):
-    assert truncate_pair([1, 2, 3, 4, 5], [6, 7], [8], **limits) == (*expected[:3], expected[3])
+    prompt, chosen, rejected, status = expected
+    assert truncate([1, 2, 3, 4, 5], [[6, 7], [8]], **limits) == (prompt, [chosen, rejected], status)
 
 
 def test_prepare_dataset_counts_and_logs_truncated_and_dropped_rows(tokenizer, caplog):
