@@ -169,6 +169,25 @@ def test_tools_as_a_json_string_render_as_the_list():
     assert not _decoded(no_tools, tokenizer)["prompt"].startswith("<|im_start|>system")  # [] renders as no tools
 
 
+def test_unpaired_tool_rows_have_the_ids_of_the_pairs_completions():
+    """For KTO: tool-calling completions given as unpaired rows, or unrolled from pairs, tokenize as in the pairs
+    (each row keeps its own tools and call arguments in one Arrow table)."""
+    tokenizer = _tokenizer()
+    pairs, _ = prepare_dataset([_weather_row(), _sum_row()], tokenizer, _args(), "train")
+    kto = _args()
+    kto.loss_type = "kto"  # set after validation: this test is about the data alone
+    unrolled, stats = prepare_dataset([_weather_row(), _sum_row()], tokenizer, kto, "train")
+    assert unrolled["completion_input_ids"] == [*pairs["chosen_input_ids"], *pairs["rejected_input_ids"]]
+    assert unrolled["label"] == [True, True, False, False] and (stats.desirable, stats.undesirable) == (2, 2)
+    rows = [
+        {"prompt": pair["prompt"], "completion": pair["chosen"], "label": True, "tools": pair["tools"]}
+        for pair in (_weather_row(), _sum_row())
+    ]
+    unpaired, _ = prepare_dataset(rows, tokenizer, kto, "train")
+    assert unpaired["prompt_input_ids"] == pairs["prompt_input_ids"]
+    assert unpaired["completion_input_ids"] == pairs["chosen_input_ids"]
+
+
 def test_an_implicit_prompt_ends_after_the_shared_tool_result():
     shared = [_user("Weather in Paris?"), _call("get_weather", city="Paris"), _result("get_weather", "22C")]
     row = normalise_row({"chosen": [*shared, _answer("22C.")], "rejected": [*shared, _answer("Cold.")]}, 0)
