@@ -1,14 +1,16 @@
-"""Batching of tokenized preference pairs into one ``[2B, T]`` batch: chosen rows first, then rejected rows."""
+"""Batching of tokenized rows into one batch for one forward pass: preference pairs as ``[2B, T]`` (chosen rows
+first, then rejected rows), unpaired (KTO) rows as ``[2N, T]`` (completions, then their KL counterparts)."""
 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from hf_dpo.columns import ID_COLUMNS
+from hf_dpo.columns import ID_COLUMNS, KL_COMPLETION_COLUMN, LABEL_COLUMN, UNPAIRED_ID_COLUMNS
 from hf_dpo.logprobs import IGNORE_INDEX
 
 
@@ -57,26 +59,117 @@ class DPODataCollator:
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if self.pad_token_id is None:
             raise ValueError("DPODataCollator needs a pad_token_id (the tokenizer has no pad token; set one)")
-        sequences, completion_starts = [], []
-        for side in ("chosen_input_ids", "rejected_input_ids"):
-            for row in rows:
-                sequences.append(list(row["prompt_input_ids"]) + list(row[side]))
-                completion_starts.append(len(row["prompt_input_ids"]))
-        length = max(len(sequence) for sequence in sequences)
-        if self.pad_to_multiple_of:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        sequences = [
+            (row["prompt_input_ids"], row[side]) for side in ("chosen_input_ids", "rejected_input_ids") for row in rows
+        ]
+        batch = pad_sequences(sequences, self.pad_token_id, self.pad_to_multiple_of)
+        return {**batch, **number_columns(rows, ID_COLUMNS)}
 
-        input_ids = torch.full((len(sequences), length), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
-        labels = torch.full((len(sequences), length), IGNORE_INDEX, dtype=torch.long)
-        for i, (sequence, start) in enumerate(zip(sequences, completion_starts)):
-            input_ids[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-            attention_mask[i, : len(sequence)] = 1
-            labels[i, start : len(sequence)] = input_ids[i, start : len(sequence)]
 
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        for key in rows[0].keys() - set(ID_COLUMNS):
-            values = [row[key] for row in rows]
-            if all(isinstance(value, numbers.Number) for value in values):
-                batch[key] = torch.tensor(values)
-        return batch
+def pad_sequences(
+    sequences: list[tuple[Sequence[int], Sequence[int]]], pad_token_id: int, pad_to_multiple_of: int | None = None
+) -> dict[str, torch.Tensor]:
+    """``(prompt, completion)`` id lists -> right-padded ``input_ids``, ``attention_mask`` and ``labels`` (the
+    completion's ids, ``-100`` on prompt and padding), one row per pair of lists."""
+    length = max(len(prompt) + len(completion) for prompt, completion in sequences)
+    if pad_to_multiple_of:
+        length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
+    input_ids = torch.full((len(sequences), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    labels = torch.full((len(sequences), length), IGNORE_INDEX, dtype=torch.long)
+    for i, (prompt, completion) in enumerate(sequences):
+        end = len(prompt) + len(completion)
+        input_ids[i, :end] = torch.tensor([*prompt, *completion], dtype=torch.long)
+        attention_mask[i, :end] = 1
+        labels[i, len(prompt) : end] = input_ids[i, len(prompt) : end]
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def number_columns(rows: list[dict[str, Any]], skip: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Per-row columns holding numbers (such as precomputed reference log-probs) as ``[B]`` tensors; columns of
+    other types (raw text) are left out."""
+    columns = {}
+    for key in rows[0].keys() - set(skip):
+        values = [row[key] for row in rows]
+        if all(isinstance(value, numbers.Number) for value in values):
+            columns[key] = torch.tensor(values)
+    return columns
+
+
+def kl_partners(prompts: list[Sequence[int]]) -> list[int]:
+    """For each row, the index of the next row (cyclically) whose prompt differs: its completion is the row's
+    mismatched KL counterpart. Unrolled pairs put two rows with the same prompt side by side, so "the next row"
+    alone would often pair a prompt with its own other answer. With a single distinct prompt, the next row.
+
+    >>> kl_partners([[1], [1], [2], [3], [3]])
+    [2, 2, 3, 0, 0]
+    """
+    count = len(prompts)
+    partners = []
+    for index, prompt in enumerate(prompts):
+        offsets = range(1, count)
+        partner = next(
+            ((index + k) % count for k in offsets if list(prompts[(index + k) % count]) != list(prompt)), None
+        )
+        partners.append(partner if partner is not None else (index + 1) % count)
+    return partners
+
+
+@dataclass
+class UnpairedDataCollator:
+    """Pads unpaired (KTO) rows into one batch: the ``N`` sequences ``prompt + completion`` and then, when
+    ``with_kl``, the ``N`` sequences ``prompt + another row's completion`` whose log-probs estimate KTO's
+    ``KL(π‖π_ref)``: ``[2N, T]`` for one forward pass.
+
+    Each row holds ``prompt_input_ids``, ``completion_input_ids`` and ``label`` (bool), and may hold
+    ``kl_completion_input_ids`` (its KL counterpart, fixed by the trainer: see :func:`with_kl_completions`);
+    without it, counterparts are taken within the batch (:func:`kl_partners`). ``label`` becomes a bool ``[N]``
+    tensor; other number columns come through as ``[N]`` tensors.
+
+    >>> collator = UnpairedDataCollator(pad_token_id=0)
+    >>> batch = collator([
+    ...     {"prompt_input_ids": [5, 6], "completion_input_ids": [7, 2], "label": True},
+    ...     {"prompt_input_ids": [5], "completion_input_ids": [3, 4, 2], "label": False},
+    ... ])
+    >>> batch["input_ids"]  # two completions, then each prompt with the other row's completion
+    tensor([[5, 6, 7, 2, 0],
+            [5, 3, 4, 2, 0],
+            [5, 6, 3, 4, 2],
+            [5, 7, 2, 0, 0]])
+    >>> batch["labels"][2:]
+    tensor([[-100, -100,    3,    4,    2],
+            [-100,    7,    2, -100, -100]])
+    >>> batch["label"]
+    tensor([ True, False])
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+    with_kl: bool = True
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.pad_token_id is None:
+            raise ValueError("UnpairedDataCollator needs a pad_token_id (the tokenizer has no pad token; set one)")
+        prompts = [row["prompt_input_ids"] for row in rows]
+        sequences = [(row["prompt_input_ids"], row["completion_input_ids"]) for row in rows]
+        if self.with_kl:
+            if all(KL_COMPLETION_COLUMN in row for row in rows):
+                kl_completions = [row[KL_COMPLETION_COLUMN] for row in rows]
+            else:
+                kl_completions = [rows[partner]["completion_input_ids"] for partner in kl_partners(prompts)]
+            sequences += list(zip(prompts, kl_completions))
+        batch = pad_sequences(sequences, self.pad_token_id, self.pad_to_multiple_of)
+        batch[LABEL_COLUMN] = torch.tensor([bool(row[LABEL_COLUMN]) for row in rows], dtype=torch.bool)
+        skip = (*UNPAIRED_ID_COLUMNS, KL_COMPLETION_COLUMN, LABEL_COLUMN)
+        return {**batch, **number_columns(rows, skip)}
+
+
+def with_kl_completions(dataset: Any) -> Any:
+    """``dataset`` (tokenized unpaired rows, map-style) with each row's KL counterpart fixed as a column: the
+    completion of the next row with another prompt (:func:`kl_partners`), so the reference log-probs of the
+    counterparts can be precomputed and cached like the rest."""
+    if KL_COMPLETION_COLUMN in dataset.column_names:
+        return dataset
+    completions = dataset["completion_input_ids"]
+    partners = kl_partners(dataset["prompt_input_ids"])
+    return dataset.add_column(KL_COMPLETION_COLUMN, [completions[partner] for partner in partners])

@@ -25,3 +25,8 @@ def is_unpaired(loss_type: str | list[str] | tuple[str, ...]) -> bool:
     """Whether ``loss_type`` (a name, a list, or ``"a,b"``) trains on unpaired rows (KTO)."""
     names = loss_type.split(",") if isinstance(loss_type, str) else list(loss_type)
     return any(name.strip() in UNPAIRED_LOSS_TYPES for name in names)
+
+
+# Every column the trainer reads from a tokenized row (kept whatever remove_unused_columns says).
+ALL_REF_COLUMNS = (*REF_COLUMNS, *UNPAIRED_REF_COLUMNS)
+TRAINER_COLUMNS = (*TOKEN_COLUMNS, LABEL_COLUMN, *ALL_REF_COLUMNS)

@@ -21,6 +21,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+from hf_dpo.columns import is_unpaired
 from hf_dpo.losses import LOSS_TYPES, as_loss_types, check_f_divergence, registered_loss_types
 
 TRUNCATION_MODES = ("keep_end", "keep_start")
@@ -166,6 +167,19 @@ class DPOTrainingArguments(TrainingArguments):
         metadata={"help": "TR-DPO's τ: optimizer steps between two updates of the reference."},
     )
 
+    desirable_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "KTO: λ_D, the weight of desirable completions' losses. With unbalanced data, choose the "
+            "weights so that desirable_weight·n_D / (undesirable_weight·n_U) lies in [1, 4/3] (the KTO paper's "
+            "advice; a warning says when it does not)."
+        },
+    )
+    undesirable_weight: float = field(
+        default=1.0,
+        metadata={"help": "KTO: λ_U, the weight of undesirable completions' losses."},
+    )
+
     # ---- the data ----
     column_mapping: dict[str, str] | str | None = field(
         default=None,
@@ -293,9 +307,11 @@ class DPOTrainingArguments(TrainingArguments):
             self.pad_to_multiple_of = 128 if self.device.type == "neuron" else None
 
     def _validate_trl_fields(self) -> None:
-        """The fields TRL 1.16's DPOConfig adds to ours (WPO, LD-DPO, f-DPO, TR-DPO)."""
+        """The fields TRL 1.16's DPOConfig and KTOConfig add to ours (WPO, LD-DPO, f-DPO, TR-DPO, KTO)."""
         problems = []
         loss_types = as_loss_types(self.loss_type)
+        if is_unpaired(loss_types):
+            problems += _unpaired_problems(self, loss_types)
         try:
             check_f_divergence(self.f_divergence_type, loss_types)
         except ValueError as error:
@@ -410,6 +426,29 @@ class DPOTrainingArguments(TrainingArguments):
                 problems.append(f"{name}={value!r} must be a dict, a JSON string or None")
         if problems:
             raise ValueError("Invalid DPOTrainingArguments: " + "; ".join(problems))
+
+
+def _unpaired_problems(args: DPOTrainingArguments, loss_types: list[str]) -> list[str]:
+    """KTO's losses take unpaired rows one at a time: they combine with no paired loss and none of its options."""
+    problems = []
+    if len(loss_types) > 1:
+        problems.append(
+            f"loss_type {loss_types}: kto and apo_zero_unpaired train on unpaired rows, one loss at a time"
+        )
+    paired_options = {
+        "reference_free": args.reference_free,
+        "use_weighting": args.use_weighting,
+        "ld_alpha": args.ld_alpha is not None,
+        "rpo_alpha": args.rpo_alpha is not None,
+        "f_divergence_type": args.f_divergence_type != "reverse_kl",
+    }
+    for name, used in paired_options.items():
+        if used:
+            problems.append(f"{name} applies to paired losses, not to loss_type {loss_types[0]!r}")
+    for name in ("desirable_weight", "undesirable_weight"):
+        if not getattr(args, name) > 0:
+            problems.append(f"{name}={getattr(args, name)!r} must be > 0")
+    return problems
 
 
 def _cuda_has_bf16() -> bool:

@@ -11,6 +11,7 @@ by batch with ``gather_for_metrics``, which drops the pairs accelerate repeated 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -42,14 +43,60 @@ RATIOS = {
     "mean_token_accuracy": ("chosen_top1", ("chosen_tokens",)),
     "entropy": ("entropy_sum", ("chosen_tokens", "rejected_tokens")),
 }
-COLUMNS = (*METRIC_NAMES, LOSS, AUX_LOSS, *TOKEN_COLUMNS)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Which summed columns a layout's step produces and how a window reads them.
+
+    Attributes:
+        means: columns averaged over the window's rows (pairs, or unpaired completions).
+        ratios: ``metric -> (numerator column, denominator columns)``, read as a ratio of sums (skipped when the
+            denominator is 0).
+        totals: ``metric -> column`` reported as the window's sum.
+        differences: ``metric -> (a, b)``, two metrics read above, reported as ``a - b``.
+    """
+
+    means: tuple[str, ...]
+    ratios: dict[str, tuple[str, tuple[str, ...]]]
+    totals: dict[str, str] = field(default_factory=dict)
+    differences: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        ratio_columns = [
+            column for numerator, denominators in self.ratios.values() for column in (numerator, *denominators)
+        ]
+        return tuple(dict.fromkeys((*self.means, *ratio_columns, *self.totals.values())))
+
+
+PAIRED = MetricSpec(means=(*METRIC_NAMES, LOSS, AUX_LOSS), ratios=RATIOS, totals={"input_tokens": "input_tokens"})
+# KTO: rows are single completions; reward and log-prob metrics are means over the desirable (chosen) or the
+# undesirable (rejected) rows, named as TRL's KTOTrainer names them.
+UNPAIRED = MetricSpec(
+    means=("kl", LOSS, AUX_LOSS),
+    ratios={
+        "rewards/chosen": ("chosen_rewards_sum", ("count/desirable",)),
+        "rewards/rejected": ("rejected_rewards_sum", ("count/undesirable",)),
+        "logps/chosen": ("chosen_logps_sum", ("count/desirable",)),
+        "logps/rejected": ("rejected_logps_sum", ("count/undesirable",)),
+        **RATIOS,
+    },
+    totals={
+        "input_tokens": "input_tokens",
+        "count/desirable": "count/desirable",
+        "count/undesirable": "count/undesirable",
+    },
+    differences={"rewards/margins": ("rewards/chosen", "rewards/rejected")},
+)
 
 
 class MetricWindows:
-    """Running sums per mode (``"train"``, ``"eval"``) of the per-pair values in ``COLUMNS``."""
+    """Running sums per mode (``"train"``, ``"eval"``) of the per-row values a ``spec`` names."""
 
-    def __init__(self) -> None:
-        self._totals: dict[str, torch.Tensor] = {}  # mode -> [sum of each column..., number of pairs]
+    def __init__(self, spec: MetricSpec = PAIRED) -> None:
+        self.spec = spec
+        self._totals: dict[str, torch.Tensor] = {}  # mode -> [sum of each column..., number of rows]
 
     def add(
         self,
@@ -57,8 +104,8 @@ class MetricWindows:
         values: dict[str, torch.Tensor],
         gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        """Add one batch's per-pair values (``{column: [B]}``); ``gather`` collects them from every process."""
-        stacked = torch.stack([values[name].detach().float() for name in COLUMNS], dim=1)  # [B, K]
+        """Add one batch's per-row values (``{column: [B]}``); ``gather`` collects them from every process."""
+        stacked = torch.stack([values[name].detach().float() for name in self.spec.columns], dim=1)  # [B, K]
         if gather is not None:
             stacked = gather(stacked)
         totals = torch.cat([stacked.sum(0), stacked.new_tensor([stacked.shape[0]])])
@@ -71,19 +118,23 @@ class MetricWindows:
     def read(
         self, mode: str, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, device: torch.device = None
     ) -> dict[str, float]:
-        """The window's metrics, then clear it: means over pairs of ``METRIC_NAMES``, ``loss`` and ``aux_loss``,
-        the per-token ratios of ``RATIOS``, and ``input_tokens``, the window's total. ``reduce`` sums the window
-        over processes (every process must call it, with or without pairs of its own)."""
+        """The window's metrics, then clear it (see :class:`MetricSpec`). ``reduce`` sums the window over
+        processes (every process must call it, with or without rows of its own)."""
+        columns = self.spec.columns
         totals = self._totals.pop(mode, None)
         if reduce is not None:
-            totals = reduce(totals if totals is not None else torch.zeros(len(COLUMNS) + 1, device=device))
+            totals = reduce(totals if totals is not None else torch.zeros(len(columns) + 1, device=device))
         if totals is None or totals[-1].item() == 0:
             return {}
-        sums = dict(zip(COLUMNS, totals[:-1].tolist()))
-        pairs = totals[-1].item()
-        metrics = {name: sums[name] / pairs for name in (*METRIC_NAMES, LOSS, AUX_LOSS)}
-        for name, (numerator, denominators) in RATIOS.items():
-            tokens = sum(sums[column] for column in denominators)
-            metrics[name] = sums[numerator] / tokens if tokens else 0.0
-        metrics["input_tokens"] = sums["input_tokens"]
+        sums = dict(zip(columns, totals[:-1].tolist()))
+        rows = totals[-1].item()
+        metrics = {name: sums[name] / rows for name in self.spec.means}
+        for name, (numerator, denominators) in self.spec.ratios.items():
+            count = sum(sums[column] for column in denominators)
+            if count:
+                metrics[name] = sums[numerator] / count
+        metrics.update({name: sums[column] for name, column in self.spec.totals.items()})
+        for name, (first, second) in self.spec.differences.items():
+            if first in metrics and second in metrics:
+                metrics[name] = metrics[first] - metrics[second]
         return metrics

@@ -1,5 +1,6 @@
-"""One preference step on a ``[chosen; rejected]`` batch: the policy's single forward pass, the reference, the loss
-and the per-pair values the metric windows average (:mod:`hf_dpo.metrics`).
+"""One training or evaluation step: the policy's single forward pass, the reference, the loss and the per-row values
+the metric windows average (:mod:`hf_dpo.metrics`); :func:`preference_step` on ``[chosen; rejected]`` pairs,
+:func:`unpaired_step` on KTO's ``[completions; KL counterparts]``.
 
 The trainer calls :func:`preference_step` from ``compute_loss`` and ``prediction_step``; everything it needs is
 passed in, so the step reads top to bottom without the Trainer's state.
@@ -12,8 +13,9 @@ from typing import Any
 
 import torch
 
+from hf_dpo.columns import LABEL_COLUMN
 from hf_dpo.logprobs import CompletionScores, sequence_scores
-from hf_dpo.losses import dpo_loss, wpo_weights
+from hf_dpo.losses import as_loss_types, dpo_loss, kto_kl_estimate, kto_loss, wpo_weights
 from hf_dpo.metrics import AUX_LOSS, LOSS
 
 ReferenceFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
@@ -106,4 +108,77 @@ def token_values(scores: CompletionScores, attention_mask: torch.Tensor) -> dict
         "chosen_tokens": chosen_tokens.float(),
         "rejected_tokens": rejected_tokens.float(),
         "input_tokens": (chosen_inputs + rejected_inputs).float(),
+    }
+
+
+def unpaired_step(
+    model: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    reference: ReferenceFn,
+    args: Any,
+    *,
+    aux_loss_coef: float = 0.0,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """KTO on a ``[completions; KL counterparts]`` batch (:class:`~hf_dpo.collator.UnpairedDataCollator`): one
+    forward pass over both halves, per-row losses ``[N]`` and per-row values ``{column: [N]}``.
+
+    The KL half gets no gradient: its log-probs only set the reference point ``z₀`` (summed over processes by
+    ``all_reduce``). ``apo_zero_unpaired`` batches have no KL half.
+    """
+    desirable = inputs[LABEL_COLUMN]
+    rows = desirable.shape[0]
+    forward_kwargs = {"output_router_logits": True} if aux_loss_coef else {}
+    scores, outputs = sequence_scores(model, inputs, **forward_kwargs)
+    ref_logps = reference(model, inputs)
+    kl = scores.logps.new_zeros(())
+    if scores.logps.shape[0] == 2 * rows:  # the collator added the KL counterparts
+        kl = kto_kl_estimate(scores.logps[rows:], ref_logps[rows:], all_reduce)
+    logps = scores.logps[:rows]
+    losses, rewards = kto_loss(
+        logps,
+        ref_logps[:rows],
+        desirable,
+        kl,
+        beta=args.beta,
+        desirable_weight=args.desirable_weight,
+        undesirable_weight=args.undesirable_weight,
+        loss_type=as_loss_types(args.loss_type)[0],
+    )
+    aux_loss = outputs.aux_loss if aux_loss_coef else None
+    if aux_loss is not None:
+        losses = losses + aux_loss_coef * aux_loss
+    desirable_float, undesirable_float = desirable.float(), (~desirable.bool()).float()
+    values = {
+        "chosen_rewards_sum": rewards * desirable_float,
+        "rejected_rewards_sum": rewards * undesirable_float,
+        "chosen_logps_sum": logps * desirable_float,
+        "rejected_logps_sum": logps * undesirable_float,
+        "count/desirable": desirable_float,
+        "count/undesirable": undesirable_float,
+        "kl": kl.expand(rows),
+        LOSS: losses,
+        AUX_LOSS: (aux_loss if aux_loss is not None else losses.new_zeros(())).expand(rows),
+        **unpaired_token_values(scores, inputs["attention_mask"], desirable),
+    }
+    return losses, {name: value.detach() for name, value in values.items()}
+
+
+def unpaired_token_values(
+    scores: CompletionScores, attention_mask: torch.Tensor, desirable: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Per-row sums behind the token-level metrics: ``chosen`` means the desirable rows, ``rejected`` the others
+    (the KL half is left out, as TRL leaves it out)."""
+    rows = desirable.shape[0]
+    chosen, rejected = desirable.float(), (~desirable.bool()).float()
+    tokens = scores.num_tokens[:rows].float()
+    logits, top1 = scores.stat("mean_logits")[:rows], scores.stat("top1")[:rows]
+    return {
+        "chosen_logits_sum": logits * chosen,
+        "rejected_logits_sum": logits * rejected,
+        "chosen_top1": top1 * chosen,
+        "entropy_sum": scores.stat("entropy")[:rows],
+        "chosen_tokens": tokens * chosen,
+        "rejected_tokens": tokens * rejected,
+        "input_tokens": attention_mask[:rows].sum(dim=1).float(),
     }

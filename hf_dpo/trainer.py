@@ -19,22 +19,33 @@ from transformers.trainer_utils import EvalLoopOutput
 
 from hf_dpo import ref_cache
 from hf_dpo.callbacks import LossStateCallback, ReferenceSyncCallback
-from hf_dpo.collator import DPODataCollator
-from hf_dpo.columns import ID_COLUMNS, REF_COLUMNS
+from hf_dpo.collator import DPODataCollator, UnpairedDataCollator, with_kl_completions
+from hf_dpo.columns import (
+    LABEL_COLUMN,
+    REF_COLUMNS,
+    TRAINER_COLUMNS,
+    UNPAIRED_REF_COLUMNS,
+    is_unpaired,
+)
 from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.data import DataStatsCallback, check_vocabulary, prepare_dataset
 from hf_dpo.guards import NonFiniteError, NonFiniteGradientGuard, SkippedBatch, all_finite, nonfinite_message
 from hf_dpo.logprobs import ld_token_weights
-from hf_dpo.metrics import AUX_LOSS, LOSS, MetricWindows
+from hf_dpo.metrics import AUX_LOSS, LOSS, PAIRED, UNPAIRED, MetricWindows
 from hf_dpo.model_card import write_model_card
 from hf_dpo.model_utils import disable_dropout, is_peft_model, is_quantized, saving_only_adapter, wrap_peft
 from hf_dpo.precompute import precompute_columns
 from hf_dpo.quantization import keep_4bit_layers_trainable
 from hf_dpo.reference import PrecomputedReference, Reference, build_reference
-from hf_dpo.setup import checked_args, model_and_tokenizer, per_eval_split, router_aux_loss_coef
-from hf_dpo.step import preference_step
+from hf_dpo.setup import checked_args, model_and_tokenizer, per_eval_split, router_aux_loss_coef, warn_if_unbalanced
+from hf_dpo.step import preference_step, unpaired_step
 
 logger = logging.getLogger(__name__)
+
+
+def _with_kl_column(dataset: Any) -> Any:
+    """Unpaired rows with their KL counterpart fixed; a stream takes counterparts within each batch instead."""
+    return with_kl_completions(dataset) if isinstance(dataset, Dataset) else dataset
 
 
 class DPOTrainer(Trainer):
@@ -82,14 +93,22 @@ class DPOTrainer(Trainer):
             if args.disable_dropout:
                 disable_dropout(module)
         self._aux_loss_coef = router_aux_loss_coef(model, args)
+        self._unpaired = is_unpaired(args.loss_type)  # KTO: rows of one completion and a label
+        self._with_kl = self._unpaired and "kto" in str(args.loss_type)  # apo_zero_unpaired needs no KL estimate
 
         self.dataset_stats: dict[str, dict[str, Any]] = {}
         with args.main_process_first(desc="tokenizing preference data"):
             train_dataset = self._prepare(train_dataset, "train", processing_class, args)
             eval_dataset = per_eval_split(eval_dataset, self._prepare, processing_class, args)
         check_vocabulary(model, processing_class, train_dataset)
+        if self._with_kl:  # each row's mismatched completion, fixed so its reference log-probs can be cached
+            train_dataset = _with_kl_column(train_dataset)
+            eval_dataset = per_eval_split(eval_dataset, lambda dataset, split: _with_kl_column(dataset))
+        if self._unpaired:
+            warn_if_unbalanced(self.dataset_stats.get("train"), args)
         if data_collator is None:
-            data_collator = DPODataCollator(processing_class.pad_token_id, args.pad_to_multiple_of)
+            pad = (processing_class.pad_token_id, args.pad_to_multiple_of)
+            data_collator = UnpairedDataCollator(*pad, self._with_kl) if self._unpaired else DPODataCollator(*pad)
 
         super().__init__(
             model=model,
@@ -101,7 +120,7 @@ class DPOTrainer(Trainer):
             **kwargs,
         )
         self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
-        self._windows = MetricWindows()
+        self._windows = MetricWindows(UNPAIRED if self._unpaired else PAIRED)
         self._loss_state: dict[str, Any] = {}  # running statistics some losses keep across steps (bco_pair)
         self._skipped: dict[str, int] = {}  # batches left out by skip_nonfinite_batches
         self._num_tokens = 0  # input tokens trained on in this run, all processes (TRL's num_tokens)
@@ -152,7 +171,7 @@ class DPOTrainer(Trainer):
         self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
         self.eval_dataset = per_eval_split(self.eval_dataset, self._with_reference_logps)
         self.reference.release(self.model)
-        self.reference = PrecomputedReference(released=self.reference)
+        self.reference = PrecomputedReference(released=self.reference, columns=self._ref_columns)
 
     def _with_reference_logps(self, dataset: Any, split: str, reference: Reference | None = None) -> Any:
         args = self.args
@@ -169,7 +188,15 @@ class DPOTrainer(Trainer):
             cache_dir=(args.ref_logps_cache_dir or ref_cache.default_cache_dir()) if use_cache else None,
             fingerprint=reference.fingerprint,
             definition="sum" if args.ld_alpha is None else f"ld_alpha={args.ld_alpha}",
+            columns=self._ref_columns,
         )
+
+    @property
+    def _ref_columns(self) -> tuple[str, ...]:
+        """The reference columns of this run's rows: chosen and rejected, or a completion and its KL counterpart."""
+        if not self._unpaired:
+            return REF_COLUMNS
+        return UNPAIRED_REF_COLUMNS if self._with_kl else UNPAIRED_REF_COLUMNS[:1]
 
     def _prepare_late(self, dataset: Any, split: str) -> Any:
         """A dataset handed to evaluate()/predict(): tokenized, with reference columns when the run reads them
@@ -189,11 +216,20 @@ class DPOTrainer(Trainer):
     def _set_signature_columns_if_needed(self) -> None:
         # The model's forward takes none of our columns; keep them even with remove_unused_columns=True.
         if self._signature_columns is None:
-            self._signature_columns = [*ID_COLUMNS, *REF_COLUMNS]
+            self._signature_columns = list(TRAINER_COLUMNS)
 
     # ---- the loss -----------------------------------------------------------------------------------------------
 
     def _step(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        if self._unpaired:
+            return unpaired_step(
+                model,
+                inputs,
+                self._reference_logps,
+                self.args,
+                aux_loss_coef=self._aux_loss_coef,
+                all_reduce=self._sum_over_processes,
+            )
         return preference_step(
             model,
             inputs,
@@ -236,7 +272,9 @@ class DPOTrainer(Trainer):
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         # Under DeepSpeed, Trainer casts every floating input to the engine's dtype: summed log-probs of -50..-750
         # would lose up to 2 nats in bf16. Reference log-probs go to the device in float32, around that cast.
-        reference_columns = {name: inputs.pop(name) for name in REF_COLUMNS if name in inputs}
+        reference_columns = {
+            name: inputs.pop(name) for name in (*REF_COLUMNS, *UNPAIRED_REF_COLUMNS) if name in inputs
+        }
         inputs = super()._prepare_inputs(inputs)
         for name, value in reference_columns.items():
             inputs[name] = value.to(self.args.device, torch.float32)
@@ -266,8 +304,11 @@ class DPOTrainer(Trainer):
         loss = losses.mean().detach()
         if prediction_loss_only:
             return loss, None, None
-        # "Predictions" for compute_metrics: the implicit rewards of each pair, [B, 2]; the label is always 0
-        # (the chosen completion, column 0, should win).
+        # "Predictions" for compute_metrics: the implicit rewards of each pair, [B, 2], with label 0 (the chosen
+        # completion, column 0, should win).
+        if self._unpaired:  # each row's implicit reward, and its label (1: desirable)
+            rewards = metrics["chosen_rewards_sum"] + metrics["rejected_rewards_sum"]
+            return loss, rewards, inputs[LABEL_COLUMN].long()
         rewards = torch.stack([metrics["rewards/chosen"], metrics["rewards/rejected"]], dim=1)
         return loss, rewards, torch.zeros(rewards.shape[0], dtype=torch.long, device=rewards.device)
 

@@ -16,7 +16,15 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from hf_dpo.losses import LOSS_TYPES, dpo_loss, needs_reference, wpo_weights
+from hf_dpo.losses import (
+    LOSS_TYPES,
+    PAIRED_LOSS_TYPES,
+    dpo_loss,
+    kto_kl_estimate,
+    kto_loss,
+    needs_reference,
+    wpo_weights,
+)
 
 LOG2 = math.log(2.0)
 BETA = 0.5
@@ -81,7 +89,8 @@ def test_hand_worked_values(loss_type, kwargs, expected, arithmetic):
 
 
 def test_every_loss_type_has_a_hand_worked_test():
-    assert {row[0] for row in HAND_WORKED} == set(LOSS_TYPES)
+    assert {row[0] for row in HAND_WORKED} == set(PAIRED_LOSS_TYPES)  # the unpaired ones: the KTO tests below
+    assert set(LOSS_TYPES) == {*PAIRED_LOSS_TYPES, "kto", "apo_zero_unpaired"}
 
 
 def test_rewards_are_beta_times_log_ratios_and_detached():
@@ -200,7 +209,7 @@ def test_bco_pair_evaluation_reads_the_running_mean_without_moving_it():
 # Losses whose gradient must raise the chosen log-prob and lower the rejected one at a generic point. APO-down
 # lowers both (tested below); DiscoPOP is non-monotone for small positive margins, where the exponential part
 # takes over (its paper notes the loss is non-convex), so it is checked at a negative margin below.
-DIRECTIONAL = sorted(set(LOSS_TYPES) - {"apo_down", "discopop", "sft"})
+DIRECTIONAL = sorted(set(PAIRED_LOSS_TYPES) - {"apo_down", "discopop", "sft"})
 
 
 @pytest.mark.parametrize("loss_type", DIRECTIONAL)
@@ -324,3 +333,63 @@ def test_wpo_weights_scale_each_pair():
     )
     assert_close(weights, torch.tensor([0.1353353, 1.0]))
     assert_close(_loss("sigmoid", pair_weights=weights), torch.tensor([0.3132617 * 0.1353353, LOG2]))
+
+
+# ---- KTO (unpaired) --------------------------------------------------------------------------------------------
+# Four completions, β = 0.5: policy (-1, -5, -2, -4), reference (-2, -5, -2, -3), so r = (1, 0, 0, -1); the first
+# two desirable. Mismatched KL pairs: policy (-3, -5), reference (-4, -5): z₀ = max(0, mean(1, 0)) = 0.5.
+# σ(0.25) = 0.5621765, σ(0.75) = 0.6791787, σ(0.5) = 0.6224593.
+KTO_POLICY, KTO_REFERENCE = torch.tensor([-1.0, -5.0, -2.0, -4.0]), torch.tensor([-2.0, -5.0, -2.0, -3.0])
+KTO_DESIRABLE = torch.tensor([True, True, False, False])
+
+
+def test_kto_reference_point_is_the_clamped_mean_kl_over_mismatched_pairs():
+    assert_close(kto_kl_estimate(torch.tensor([-3.0, -5.0]), torch.tensor([-4.0, -5.0])), torch.tensor(0.5))
+    assert kto_kl_estimate(torch.tensor([-6.0]), torch.tensor([-4.0])).item() == 0.0  # mean -2, clamped at 0
+    # another process holds rows whose differences sum to 3 over 2 rows: (1 + 0 + 3) / 4 = 1
+    other = torch.tensor([3.0, 2.0], dtype=torch.float64)
+    estimate = kto_kl_estimate(torch.tensor([-3.0, -5.0]), torch.tensor([-4.0, -5.0]), lambda t: t + other)
+    assert_close(estimate, torch.tensor(1.0))
+
+
+@pytest.mark.parametrize(
+    ("loss_type", "weights", "expected", "arithmetic"),
+    [
+        (
+            "kto",
+            (1.0, 1.0),
+            [0.4378235, 0.5621765, 0.4378235, 0.3208213],
+            "1-σ(0.5(1-0.5)), 1-σ(0.5(0-0.5)); undesirable 1-σ(0.5(0.5-0)), 1-σ(0.5(0.5+1))",
+        ),
+        ("kto", (2.0, 1.0), [0.8756470, 1.1243530, 0.4378235, 0.3208213], "λ_D = 2 doubles the desirable rows"),
+        (
+            "apo_zero_unpaired",
+            (1.0, 1.0),
+            [0.3775407, 0.5, 0.5, 0.3775407],
+            "no z₀: 1-σ(0.5), 1-σ(0); undesirable σ(0), σ(-0.5)",
+        ),
+    ],
+)
+def test_kto_by_hand(loss_type, weights, expected, arithmetic):
+    losses, rewards = kto_loss(
+        KTO_POLICY, KTO_REFERENCE, KTO_DESIRABLE, torch.tensor(0.5), beta=0.5,
+        desirable_weight=weights[0], undesirable_weight=weights[1], loss_type=loss_type,
+    )  # fmt: skip
+    assert_close(losses, torch.tensor(expected), atol=1e-6, rtol=0)
+    assert_close(rewards, torch.tensor([0.5, 0.0, 0.0, -0.5]))
+
+
+def test_kto_at_the_reference_is_one_half_per_completion():
+    logps = torch.tensor([-7.0, -2.5, -40.0])
+    losses, _ = kto_loss(logps, logps, torch.tensor([True, False, True]), kl=0.0)
+    assert_close(losses, torch.full((3,), 0.5))
+
+
+def test_kto_gradient_raises_desirable_and_lowers_undesirable_and_none_flows_through_the_reference_point():
+    policy = KTO_POLICY.clone().requires_grad_(True)
+    kl_policy = torch.tensor([-3.0, -5.0], requires_grad=True)
+    kl = kto_kl_estimate(kl_policy, torch.tensor([-4.0, -5.0]))
+    losses, _ = kto_loss(policy, KTO_REFERENCE, KTO_DESIRABLE, kl, beta=0.5)
+    losses.sum().backward()
+    assert (policy.grad[:2] < 0).all() and (policy.grad[2:] > 0).all()
+    assert kl_policy.grad is None
