@@ -289,7 +289,9 @@ def build_reference(
             raise ValueError("ref_model is the policy model itself; pass a separate copy or leave it None")
         if isinstance(ref_model, str):
             remote_code = {"trust_remote_code": True} if args.trust_remote_code else {}
-            ref_model = load_causal_lm(ref_model, **{**remote_code, **(args.model_init_kwargs or {})})
+            ref_model = load_causal_lm(
+                ref_model, role="reference", **{**remote_code, **(args.model_init_kwargs or {})}
+            )
         return FrozenModelReference(ref_model)
     if is_peft_model(policy):
         # TR-DPO moves the reference: with PEFT that needs an adapter of its own (a copy of the trained one).

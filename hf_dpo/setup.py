@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hf_dpo.config import DPOTrainingArguments
-from hf_dpo.loading import load_causal_lm, load_tokenizer
+from hf_dpo.loading import load_causal_lm, load_tokenizer, reload_name
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,8 @@ def checked_args(model: Any, args: DPOTrainingArguments | None) -> DPOTrainingAr
     if model is None:
         raise ValueError("DPOTrainer needs a model (an instance or a name/path)")
     if args is None:
-        return DPOTrainingArguments(output_dir=f"{model_id(model).split('/')[-1] or 'model'}-dpo")
+        short_name = model_id(model).replace(":", "/").split("/")[-1]  # no colon from an hf_dpo: name in a folder
+        return DPOTrainingArguments(output_dir=f"{short_name or 'model'}-dpo")
     if not isinstance(args, DPOTrainingArguments):
         raise TypeError(f"args must be DPOTrainingArguments, got {type(args).__name__}")
     if args.padding_free:
@@ -30,7 +31,8 @@ def checked_args(model: Any, args: DPOTrainingArguments | None) -> DPOTrainingAr
 
 
 def model_id(model: Any) -> str:
-    return model if isinstance(model, str) else str(getattr(getattr(model, "config", None), "_name_or_path", ""))
+    """The name a model was loaded by (a packaged copy keeps its ``hf_dpo:`` name), or ``""``."""
+    return model if isinstance(model, str) else reload_name(model) or ""
 
 
 def model_and_tokenizer(model: Any, tokenizer: Any, args: DPOTrainingArguments) -> tuple[Any, Any]:
@@ -39,7 +41,7 @@ def model_and_tokenizer(model: Any, tokenizer: Any, args: DPOTrainingArguments) 
     name = model_id(model)
     remote_code = {"trust_remote_code": True} if args.trust_remote_code else {}
     if isinstance(model, str):
-        model = load_causal_lm(model, **{**remote_code, **(args.model_init_kwargs or {})})
+        model = load_causal_lm(model, role="policy", **{**remote_code, **(args.model_init_kwargs or {})})
     if tokenizer is None:
         if not name:
             raise ValueError("pass processing_class (the tokenizer): the model has no name or path to load one from")
@@ -78,3 +80,23 @@ def router_aux_loss_coef(model: Any, args: DPOTrainingArguments) -> float:
             "router; leave it None"
         )
     return float(args.router_aux_loss_coef)
+
+
+def warn_if_unbalanced(stats: dict[str, Any] | None, args: DPOTrainingArguments) -> None:
+    """The KTO paper's advice for unbalanced data: desirable_weight·n_D / (undesirable_weight·n_U) in [1, 4/3]."""
+    desirable, undesirable = (stats or {}).get("desirable"), (stats or {}).get("undesirable")
+    if not desirable or not undesirable:
+        return
+    ratio = args.desirable_weight * desirable / (args.undesirable_weight * undesirable)
+    if not 1.0 <= ratio <= 4.0 / 3.0 + 1e-9:
+        low, high = undesirable / desirable, 4.0 / 3.0 * undesirable / desirable
+        logger.warning(
+            "KTO: %d desirable and %d undesirable training rows give desirable_weight·n_D / (undesirable_weight·n_U) "
+            "= %.3g; the KTO paper advises [1, 4/3]: with undesirable_weight=%g, desirable_weight in [%.3g, %.3g]",
+            desirable,
+            undesirable,
+            ratio,
+            args.undesirable_weight,
+            low * args.undesirable_weight,
+            high * args.undesirable_weight,
+        )
