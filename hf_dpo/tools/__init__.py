@@ -1,0 +1,26 @@
+"""Tools to see what DPO did: ``hf-dpo eval``, ``hf-dpo sweep``, ``hf-dpo inspect``, the samples and doctor callbacks,
+and the preference metrics as an ``evaluate`` module.
+
+- :mod:`~hf_dpo.tools.evaluation`: held-out reward accuracy, margin and win rate against the reference; answers side by
+  side (``eval/samples.jsonl``, ``eval/samples.html``), scored by a function or a reward model;
+- :mod:`~hf_dpo.tools.sweep`: one run per β / loss type over one cached reference pass, one comparison plot;
+- :mod:`~hf_dpo.tools.inspection`: rows tokenized as training does, data warnings, length statistics;
+- :mod:`~hf_dpo.tools.callbacks`: :class:`~hf_dpo.tools.callbacks.SamplesCallback` and
+  :class:`~hf_dpo.tools.callbacks.DoctorCallback`;
+- :mod:`~hf_dpo.tools.pair_metrics`: the metrics (``preference_metric/`` is the same as an ``evaluate`` module,
+  ``compute_metrics`` the trainer's hook).
+
+``hf_dpo.cli`` adds the commands with :func:`add_commands`; the core never imports this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hf_dpo.tools.commands import add_eval_parser
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``eval`` to ``hf-dpo``'s sub-parsers; each parsed namespace carries
+    ``run(namespace) -> exit code``."""
+    add_eval_parser(subparsers)

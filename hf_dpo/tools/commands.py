@@ -1,0 +1,60 @@
+"""The ``eval`` sub-command of ``hf-dpo``: its flags here, its work in :mod:`~hf_dpo.tools.evaluation`, imported
+only when the command runs (``hf-dpo plot`` should not pay for loading torch)::
+
+    hf-dpo eval --help
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _run_eval(options: argparse.Namespace) -> int:
+    from hf_dpo.tools.evaluation import run
+
+    return run(options)
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "eval",
+        help="preference metrics (and answers side by side) of a trained model or adapter against its reference",
+        description="Reward accuracy, margin and win rate against the reference on held-out pairs; with --generate, "
+        "answers of both side by side, their lengths and scores. See hf_dpo/tools/evaluation.py.",
+    )
+    parser.add_argument("model", help="a model (folder or Hub id) or a LoRA adapter folder")
+    parser.add_argument("--dataset", required=True, help="as a recipe's dataset_name: Hub id, folder, file, hf_dpo:…")
+    parser.add_argument("--dataset_config", default=None, help="the dataset's configuration name")
+    parser.add_argument("--split", default="test", help="the held-out split (a single file's rows: any name)")
+    parser.add_argument("--max_samples", type=int, default=None, help="only the first N rows of the split")
+    parser.add_argument(
+        "--ref",
+        default=None,
+        help="the reference model or adapter; 'none': no reference. Default: an adapter's base model with the "
+        "adapters disabled; a full model's base_model from its model card",
+    )
+    parser.add_argument("--base", default=None, help="the base model of an adapter (default: as its card/config say)")
+    parser.add_argument("--output_dir", default=None, help="default: MODEL_OR_ADAPTER/eval, or ./eval")
+    for name, kind in (
+        ("beta", float),
+        ("max_length", int),
+        ("max_prompt_length", int),
+        ("max_completion_length", int),
+    ):
+        parser.add_argument(f"--{name}", type=kind, default=None, help="default: the run's model card, else DPO's")
+    parser.add_argument("--loss_type", default=None, help="default: the run's model card, else sigmoid")
+    parser.add_argument("--truncation_mode", default=None, choices=("keep_end", "keep_start"))
+    parser.add_argument("--batch_size", type=int, default=8, help="pairs per forward pass")
+    parser.add_argument("--dtype", default=None, help="weights dtype: float32, bfloat16, ... (default: the model's)")
+    parser.add_argument("--bf16", action="store_true", help="score and generate under bfloat16 autocast")
+    parser.add_argument("--generate", type=int, default=0, metavar="N", help="answer the first N prompts with both")
+    parser.add_argument("--max_new_tokens", type=int, default=64, help="the answer length limit")
+    parser.add_argument("--do_sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument("--temperature", type=float, default=1.0, help="with --do_sample")
+    parser.add_argument("--top_p", type=float, default=1.0, help="with --do_sample")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (the same for policy and reference)")
+    parser.add_argument("--scorer", default=None, help="module:function(completion, row) -> score, for both answers")
+    parser.add_argument("--reward_model", default=None, help="a sequence-classification reward model (num_labels=1)")
+    parser.set_defaults(run=_run_eval)
+    return parser

@@ -1,0 +1,462 @@
+"""``hf-dpo eval``: what a DPO run learned, on held-out pairs, against its reference.
+
+    hf-dpo eval outputs/demo --dataset hf_dpo:concise_qa --generate 20 --scorer hf_dpo.tools.scoring:concise_qa
+
+MODEL_OR_ADAPTER is a model (folder or Hub id) or a LoRA adapter folder, whose base model is loaded first (the
+``base_model_name_or_path`` of its ``adapter_config.json``, or the packaged copy its model card says training
+started from, or ``--base``). The reference, unless ``--ref`` names one:
+
+- for an adapter: its base model with the adapters disabled, which is the reference of a LoRA DPO run that
+  started from the base model (a run that started from an SFT adapter needs ``--ref SFT_ADAPTER``);
+- for a full model: the ``base_model`` its model card names (a Hub id); a run started from a local folder records
+  no such name, so pass ``--ref`` (the model before training);
+- ``--ref none``: no reference (its log-probs count as 0, as with ``reference_free``).
+
+Pairs are tokenized and batched as training does (:func:`hf_dpo.data.prepare_dataset`, :class:`hf_dpo.DPODataCollator`)
+and scored by the training step itself (:func:`hf_dpo.step.preference_step`), with β, the loss type and the length
+limits from the flags, else from the run's model card, else the defaults. Writes, in ``--output_dir`` (default:
+``MODEL_OR_ADAPTER/eval`` for a local folder, else ``./eval``): ``metrics.json``, ``pairs.jsonl`` (one line per
+pair) and with ``--generate N`` ``samples.jsonl`` and ``samples.html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from hf_dpo.tools import pair_metrics
+from hf_dpo.tools.generation import Generation, SamplingSettings, generate
+
+logger = logging.getLogger("hf_dpo.eval")
+
+# DPOTrainingArguments fields that change the numbers, read from the run's model card when not given as flags
+CARD_FIELDS = ("beta", "loss_type", "max_length", "max_prompt_length", "max_completion_length", "truncation_mode")
+
+
+# ---- what to load -------------------------------------------------------------------------------------------------
+
+
+def card_facts(folder: str | os.PathLike) -> dict[str, Any]:
+    """What a model card written by hf_dpo says about its run: ``base_model`` (front matter), the packaged copy
+    training started from, and the hyper-parameter table's values (``beta``, ``loss_type``, ...)."""
+    path = Path(folder) / "README.md"
+    if not path.is_file():
+        return {}
+    text = path.read_text(encoding="utf-8")
+    facts: dict[str, Any] = {}
+    front = re.match(r"---\n(.*?)\n---", text, flags=re.DOTALL)
+    if front and isinstance(metadata := yaml.safe_load(front.group(1)), dict) and metadata.get("base_model"):
+        facts["base_model"] = metadata["base_model"]
+    if packaged := re.search(r"Training started from `(hf_dpo:[^`]+)`", text):
+        facts["packaged_copy"] = packaged.group(1)
+    for name, value in re.findall(r"^\| (\w+) \| (.+?) \|$", text, flags=re.MULTILINE):
+        if name in CARD_FIELDS:
+            parsed = yaml.safe_load(value) if value not in ("None", "") else None
+            facts[name] = parsed
+    return facts
+
+
+def adapter_base(path: str, base: str | None = None) -> str | None:
+    """The model an adapter folder's weights go on (``None``: ``path`` is not an adapter): ``base`` when given,
+    else the packaged copy its card says training started from, else ``adapter_config.json``'s base model."""
+    config_file = Path(path) / "adapter_config.json"
+    if not config_file.is_file():
+        return None
+    if base:
+        return base
+    packaged = card_facts(path).get("packaged_copy")
+    if packaged:
+        logger.info("%s: its model card says training started from %s; loading that as the base", path, packaged)
+        return packaged
+    name = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not name:
+        raise ValueError(f"{config_file} names no base_model_name_or_path; pass --base")
+    return name
+
+
+def load_model_or_adapter(name: str, role: str, base: str | None = None, **init_kwargs: Any) -> tuple[Any, bool]:
+    """A causal LM, or a PeftModel when ``name`` is an adapter folder (its base loaded first); and whether it is
+    an adapter."""
+    from hf_dpo.loading import load_causal_lm
+
+    base_name = adapter_base(name, base)
+    if base_name is None:
+        return load_causal_lm(name, role=role, **init_kwargs), False
+    from peft import PeftModel
+
+    model = load_causal_lm(base_name, role=f"{role} base", **init_kwargs)
+    logger.info("%s adapter: %s", role, name)
+    return PeftModel.from_pretrained(model, name), True
+
+
+def load_eval_tokenizer(name: str, base: str | None) -> Any:
+    """The tokenizer saved with the run (the Trainer saves it next to the adapter), else the base model's; with a
+    pad token (the EOS when it has none, as training does)."""
+    from hf_dpo.loading import load_tokenizer
+
+    saved = Path(name) / "tokenizer_config.json"
+    tokenizer = load_tokenizer(name if saved.is_file() or base is None else base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+@dataclass
+class Models:
+    """The policy, the reference (:class:`hf_dpo.reference.Reference`) and words for both."""
+
+    policy: Any
+    reference: Any
+    policy_words: str
+    reference_words: str
+    reference_model: Any = None  # a separate reference model (for generation), if any
+
+    def reference_context(self) -> Any:
+        """Where the reference generates: its own model, or the policy with adapters disabled."""
+        from hf_dpo.reference import DisabledAdapterReference
+
+        if isinstance(self.reference, DisabledAdapterReference):
+            return self.policy.disable_adapter()
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    @property
+    def generator_of_reference(self) -> Any:
+        from hf_dpo.reference import NoReference
+
+        if isinstance(self.reference, NoReference):
+            return None
+        return self.reference_model if self.reference_model is not None else self.policy
+
+
+def load_models(options: argparse.Namespace, device: torch.device) -> Models:
+    """Policy and reference as the module docstring says (``options``: the parsed ``hf-dpo eval`` flags)."""
+    from hf_dpo.reference import DisabledAdapterReference, FrozenModelReference, NoReference
+
+    init_kwargs = {"dtype": options.dtype} if options.dtype else {}
+    policy, is_adapter = load_model_or_adapter(options.model, "policy", options.base, **init_kwargs)
+    policy.to(device).eval()
+    policy_words = f"{options.model} ({'adapter' if is_adapter else 'model'})"
+    ref = options.ref
+    if ref is None and not is_adapter:
+        ref = card_facts(options.model).get("base_model") if os.path.isdir(options.model) else None
+        if ref is None:
+            raise ValueError(
+                f"{options.model} is a full model and nothing records the model it was trained from; pass --ref "
+                "(the model before training), or --ref none for no reference"
+            )
+    if ref is None:
+        return Models(policy, DisabledAdapterReference(), policy_words, "its base model, adapters disabled")
+    if ref.lower() == "none":
+        return Models(policy, NoReference(), policy_words, "none (log-probs count as 0)")
+    reference_model, _ = load_model_or_adapter(ref, "reference", **init_kwargs)
+    reference_model.to(device)
+    return Models(policy, FrozenModelReference(reference_model), policy_words, ref, reference_model)
+
+
+def eval_arguments(options: argparse.Namespace, output_dir: str) -> Any:
+    """`DPOTrainingArguments` for the step: flags, else the model card's values, else the defaults."""
+    from hf_dpo.config import DPOTrainingArguments
+
+    card = card_facts(options.model) if os.path.isdir(options.model) else {}
+    values = {name: card[name] for name in CARD_FIELDS if name in card}
+    values |= {name: getattr(options, name) for name in CARD_FIELDS if getattr(options, name, None) is not None}
+    on_cpu = not torch.cuda.is_available()
+    return DPOTrainingArguments(output_dir=output_dir, report_to="none", use_cpu=on_cpu, **values)
+
+
+# ---- pairs --------------------------------------------------------------------------------------------------------
+
+
+def pair_records(
+    models: Models, dataset: Any, tokenizer: Any, args: Any, batch_size: int, autocast_dtype: torch.dtype | None
+) -> list[dict[str, Any]]:
+    """One record per held-out pair: policy and reference log-probs, implicit rewards, and which model ranks the
+    pair right. ``dataset`` holds the raw rows with a ``row`` column (their index in the split)."""
+    from hf_dpo.collator import DPODataCollator
+    from hf_dpo.data import prepare_dataset
+    from hf_dpo.step import preference_step
+
+    prepared, _ = prepare_dataset(dataset, tokenizer, args, "eval")
+    rows = prepared["row"]
+    prepared = prepared.remove_columns("row")
+    collator = DPODataCollator(tokenizer.pad_token_id)
+    device = next(models.policy.parameters()).device
+    records = []
+    autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+    with torch.no_grad(), autocast:
+        for start in range(0, len(prepared), batch_size):
+            batch = collator(list(prepared.select(range(start, min(start + batch_size, len(prepared))))))
+            batch = {name: value.to(device) for name, value in batch.items()}
+            ref_logps = models.reference(models.policy, batch)  # [2B]: chosen then rejected
+            # the step's own reference call reads the log-probs above, so the reference runs once per batch
+            _, values = preference_step(models.policy, batch, _returning(ref_logps), args, loss_state={})
+            ref_chosen, ref_rejected = ref_logps.float().cpu().chunk(2)
+            for offset in range(len(ref_chosen)):
+                records.append(
+                    _pair_record(rows[start + offset], values, offset, ref_chosen[offset], ref_rejected[offset])
+                )
+    return records
+
+
+def _returning(ref_logps: torch.Tensor) -> Any:
+    """A reference function that hands back log-probs already computed for this batch."""
+    return lambda policy, inputs: ref_logps
+
+
+def _pair_record(row: int, values: dict[str, torch.Tensor], offset: int, ref_chosen: Any, ref_rejected: Any) -> dict:
+    def value(name: str) -> float:
+        return float(values[name][offset])
+
+    policy_margin = value("logps/chosen") - value("logps/rejected")
+    reference_margin = float(ref_chosen - ref_rejected)
+    return {
+        "row": row,
+        "reward_chosen": value("rewards/chosen"),
+        "reward_rejected": value("rewards/rejected"),
+        "reward_margin": value("rewards/margins"),
+        "logp_chosen": value("logps/chosen"),
+        "logp_rejected": value("logps/rejected"),
+        "ref_logp_chosen": float(ref_chosen),
+        "ref_logp_rejected": float(ref_rejected),
+        "outcome": pair_metrics.outcomes([policy_margin > 0], [reference_margin > 0])[0],
+    }
+
+
+def pair_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The shipped ``evaluate`` module's numbers over all pairs (reward accuracy, margin, pair win rate)."""
+    if not records:
+        return {}
+    metric = pair_metrics.load_preference_metric()
+    return metric.compute(
+        predictions=[[record["reward_chosen"], record["reward_rejected"]] for record in records],
+        references=[0] * len(records),
+        policy_margins=[record["logp_chosen"] - record["logp_rejected"] for record in records],
+        reference_margins=[record["ref_logp_chosen"] - record["ref_logp_rejected"] for record in records],
+    ) | {"pairs": len(records)}
+
+
+# ---- generations --------------------------------------------------------------------------------------------------
+
+
+def generation_prompts(rows: list[dict[str, Any]], tokenizer: Any, args: Any) -> list[tuple[int, list[int]]]:
+    """``(index, prompt ids)`` of rows, tokenized as training tokenizes them (rows with no room left out)."""
+    from hf_dpo.tokenization import DROPPED_NO_ROOM, STATUS_COLUMN, tokenize_row, tokenizer_adds_bos
+
+    limits = {name: getattr(args, name) for name in CARD_FIELDS[2:]}
+    add_bos = tokenizer_adds_bos(tokenizer)
+    prompts = []
+    for index, row in enumerate(rows):
+        tokenized = tokenize_row(row, index, tokenizer, add_bos, **limits)
+        if tokenized[STATUS_COLUMN] != DROPPED_NO_ROOM:
+            prompts.append((index, tokenized["prompt_input_ids"]))
+    return prompts
+
+
+def side_by_side(
+    models: Models,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    args: Any,
+    settings: SamplingSettings,
+    autocast_dtype: torch.dtype | None,
+) -> list[dict[str, Any]]:
+    """The policy's and the reference's answers to each row's prompt, one record per prompt."""
+    prompts = generation_prompts(rows, tokenizer, args)
+    ids = [prompt for _, prompt in prompts]
+    policy = generate(models.policy, tokenizer, ids, settings, autocast_dtype=autocast_dtype)
+    reference: list[Generation | None] = [None] * len(ids)
+    if (generator := models.generator_of_reference) is not None:
+        with models.reference_context():
+            reference = generate(generator, tokenizer, ids, settings, autocast_dtype=autocast_dtype)
+    records = []
+    for (index, prompt), mine, theirs in zip(prompts, policy, reference):
+        record = {"row": rows[index]["row"], "prompt": tokenizer.decode(prompt, skip_special_tokens=True).strip()}
+        record |= {"policy": mine.text, "policy_tokens": mine.num_tokens, "policy_hit_limit": mine.hit_limit}
+        if theirs is not None:
+            record |= {
+                "reference": theirs.text,
+                "reference_tokens": theirs.num_tokens,
+                "reference_hit_limit": theirs.hit_limit,
+            }
+        records.append(record)
+    return records
+
+
+def add_scores(records: list[dict[str, Any]], rows: list[dict[str, Any]], score: Any) -> None:
+    """``score(completions, rows) -> scores`` on both answer sets; each record gets the scores and its outcome."""
+    by_row = {row["row"]: row for row in rows}
+    answer_rows = [by_row[record["row"]] for record in records]
+    for side in ("policy", "reference"):
+        if all(side in record for record in records):
+            for record, value in zip(records, score([record[side] for record in records], answer_rows)):
+                record[f"{side}_score"] = value
+    for record in records:
+        if "reference_score" in record:
+            record["outcome"] = pair_metrics.score_outcomes([record["policy_score"]], [record["reference_score"]])[0]
+
+
+def sample_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Length statistics of both sides, mean scores, and the policy's win rate on scored answers."""
+    summary: dict[str, Any] = {"prompts": len(records)}
+    for side in ("policy", "reference"):
+        if records and all(side in record for record in records):
+            lengths = pair_metrics.length_stats(
+                [record[f"{side}_tokens"] for record in records], [record[f"{side}_hit_limit"] for record in records]
+            )
+            summary |= {f"{side}_{name}": value for name, value in lengths.items()}
+            if all(f"{side}_score" in record for record in records):
+                summary[f"{side}_mean_score"] = sum(record[f"{side}_score"] for record in records) / len(records)
+    if records and all("outcome" in record for record in records):
+        summary |= {
+            f"answers_{name}": value for name, value in pair_metrics.win_rate([r["outcome"] for r in records]).items()
+        }
+    return summary
+
+
+# ---- the command --------------------------------------------------------------------------------------------------
+
+
+def default_output_dir(model: str) -> str:
+    return os.path.join(model, "eval") if os.path.isdir(model) else "eval"
+
+
+def load_rows(options: argparse.Namespace) -> Any:
+    """The split to evaluate, with a ``row`` column (each row's index in the split) that survives tokenizing."""
+    from hf_dpo.cli import DataArguments, load_splits
+
+    data_args = DataArguments(
+        dataset_name=options.dataset,
+        dataset_config=options.dataset_config,
+        dataset_train_split=options.split,  # loaded as the "train" split: a single file has only that one
+        dataset_test_split=None,
+        max_train_samples=options.max_samples,
+    )
+    split, _ = load_splits(data_args)
+    return split.add_column("row", list(range(len(split))))
+
+
+def evaluate_run(options: argparse.Namespace) -> dict[str, Any]:
+    """Everything ``hf-dpo eval`` computes and writes; returns the metrics (also in ``metrics.json``)."""
+    output_dir = options.output_dir or default_output_dir(options.model)
+    os.makedirs(output_dir, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args = eval_arguments(options, output_dir)
+    models = load_models(options, device)
+    tokenizer = load_eval_tokenizer(options.model, adapter_base(options.model, options.base))
+    dataset = load_rows(options)
+    autocast_dtype = torch.bfloat16 if options.bf16 else None
+    pairs = pair_records(models, dataset, tokenizer, args, options.batch_size, autocast_dtype)
+    metrics: dict[str, Any] = {
+        "model": options.model,
+        "reference": models.reference_words,
+        "dataset": options.dataset,
+        "split": options.split,
+        "beta": args.beta,
+        "loss_type": args.loss_type,
+        **pair_summary(pairs),
+    }
+    _write_jsonl(Path(output_dir) / "pairs.jsonl", pairs)
+    if options.generate:
+        rows = [dataset[index] for index in range(min(options.generate, len(dataset)))]
+        settings = SamplingSettings(
+            options.max_new_tokens, options.do_sample, options.temperature, options.top_p, options.seed
+        )
+        samples = side_by_side(models, tokenizer, rows, args, settings, autocast_dtype)
+        scorer = _scorer(options, device)
+        if scorer is not None:
+            add_scores(samples, rows, scorer)
+        metrics["generation"] = {"settings": settings.describe(), "scorer": _scorer_name(options)}
+        metrics["generation"] |= sample_summary(samples)
+        _write_jsonl(Path(output_dir) / "samples.jsonl", samples)
+        from hf_dpo.tools.report import samples_html
+
+        (Path(output_dir) / "samples.html").write_text(samples_html(samples, metrics), encoding="utf-8")
+    (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return metrics
+
+
+def _scorer(options: argparse.Namespace, device: torch.device) -> Any:
+    from hf_dpo.tools.scoring import RewardModelScorer, load_scorer, score_with
+
+    if options.scorer and options.reward_model:
+        raise ValueError("give --scorer or --reward_model, not both")
+    if options.scorer:
+        function = load_scorer(options.scorer)
+        return lambda completions, rows: score_with(function, completions, rows)
+    if options.reward_model:
+        return RewardModelScorer(options.reward_model, device)
+    return None
+
+
+def _scorer_name(options: argparse.Namespace) -> str | None:
+    return options.scorer or (f"reward model {options.reward_model}" if options.reward_model else None)
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        for record in records:
+            file.write(json.dumps(record) + "\n")
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """The short table ``hf-dpo eval`` prints."""
+    lines = [
+        f"hf-dpo eval: {metrics['model']} against {metrics['reference']}",
+        f"{metrics.get('pairs', 0)} held-out pairs ({metrics['dataset']}, split {metrics['split']}), "
+        f"beta={metrics['beta']}, loss_type={metrics['loss_type']}",
+        "",
+        f"{'pairs':40}{'value':>10}",
+    ]
+    rows = (
+        ("reward accuracy", "reward_accuracy"),
+        ("reward margin (mean)", "reward_margin"),
+        ("pairs with equal rewards", "reward_ties"),
+        ("policy ranks chosen first", "policy_accuracy"),
+        ("reference ranks chosen first", "reference_accuracy"),
+        ("win rate vs reference (pairs)", "win_rate"),
+    )
+    lines += [f"{label:40}{metrics[key]:>10.3f}" for label, key in rows if key in metrics]
+    if "wins" in metrics:
+        lines.append(f"{'':4}won {metrics['wins']}, tied {metrics['ties']}, lost {metrics['losses']}")
+    if generation := metrics.get("generation"):
+        lines += ["", f"{generation['prompts']} answers, {generation['settings']}"]
+        lines.append(f"{'':40}{'policy':>10}{'reference':>11}")
+        for label, key, fmt in (
+            ("mean tokens", "mean_tokens", ".1f"),
+            ("share that hit the limit", "hit_limit", ".2f"),
+            (f"mean score ({generation['scorer']})", "mean_score", ".3f"),
+        ):
+            mine, theirs = generation.get(f"policy_{key}"), generation.get(f"reference_{key}")
+            if mine is not None:
+                theirs_text = format(theirs, fmt) if theirs is not None else "-"
+                lines.append(f"{label[:40]:40}{mine:>10{fmt}}{theirs_text:>11}")
+        if "answers_win_rate" in generation:
+            lines.append(
+                f"{'win rate vs reference (scored answers)':40}{generation['answers_win_rate']:>10.3f}"
+                f"   won {generation['answers_wins']}, tied {generation['answers_ties']}, "
+                f"lost {generation['answers_losses']}"
+            )
+    return "\n".join(lines)
+
+
+def run(options: argparse.Namespace) -> int:
+    """``hf-dpo eval``: evaluate, print the table and where the files are."""
+    metrics = evaluate_run(options)
+    output_dir = options.output_dir or default_output_dir(options.model)
+    print(format_table(metrics))
+    print(
+        f"\nwritten: {output_dir}/metrics.json, pairs.jsonl"
+        + (", samples.jsonl, samples.html" if options.generate else "")
+    )
+    return 0
