@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from datasets import Dataset
 
 from hf_dpo.columns import ID_COLUMNS, KL_COMPLETION_COLUMN, LABEL_COLUMN, UNPAIRED_ID_COLUMNS
 from hf_dpo.logprobs import IGNORE_INDEX
@@ -167,8 +168,9 @@ class UnpairedDataCollator:
 def with_kl_completions(dataset: Any) -> Any:
     """``dataset`` (tokenized unpaired rows, map-style) with each row's KL counterpart fixed as a column: the
     completion of the next row with another prompt (:func:`kl_partners`), so the reference log-probs of the
-    counterparts can be precomputed and cached like the rest."""
-    if KL_COMPLETION_COLUMN in dataset.column_names:
+    counterparts can be precomputed and cached like the rest. A stream (or nothing) is returned as it is: its
+    batches take counterparts within themselves."""
+    if not isinstance(dataset, Dataset) or KL_COMPLETION_COLUMN in dataset.column_names:
         return dataset
     completions = dataset["completion_input_ids"]
     partners = kl_partners(dataset["prompt_input_ids"])

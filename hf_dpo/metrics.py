@@ -94,9 +94,10 @@ UNPAIRED = MetricSpec(
 class MetricWindows:
     """Running sums per mode (``"train"``, ``"eval"``) of the per-row values a ``spec`` names."""
 
-    def __init__(self, spec: MetricSpec = PAIRED) -> None:
-        self.spec = spec
+    def __init__(self, spec: MetricSpec = PAIRED, aux_loss: bool = False) -> None:
+        self.spec, self.aux_loss = spec, aux_loss  # aux_loss: report a router's loss (only a MoE model has one)
         self._totals: dict[str, torch.Tensor] = {}  # mode -> [sum of each column..., number of rows]
+        self.num_tokens = 0  # input tokens trained on so far, all processes (TRL's num_tokens)
 
     def add(
         self,
@@ -137,4 +138,10 @@ class MetricWindows:
         for name, (first, second) in self.spec.differences.items():
             if first in metrics and second in metrics:
                 metrics[name] = metrics[first] - metrics[second]
+        # TRL's names: num_tokens counts the training inputs so far (evaluation reports the same count)
+        input_tokens = int(metrics.pop("input_tokens", 0))
+        self.num_tokens += input_tokens if mode == "train" else 0
+        metrics["num_tokens"] = self.num_tokens
+        if not self.aux_loss:
+            metrics.pop(AUX_LOSS, None)
         return metrics

@@ -102,3 +102,11 @@ def saving_only_adapter(peft_model: Any, adapter: str) -> Iterator[None]:
         yield
     finally:
         del peft_model.save_pretrained
+
+
+@contextlib.contextmanager
+def offloading_activations(context: Any) -> Iterator[None]:
+    """``context``, with the tensors autograd saves for backward kept in (pinned) CPU memory: less device memory,
+    for a copy back per use (TRL's ``activation_offloading``)."""
+    with context, torch.autograd.graph.save_on_cpu(pin_memory=torch.cuda.is_available()):
+        yield

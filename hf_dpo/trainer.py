@@ -7,7 +7,6 @@ The trainer only wires things together: data preparation (`data.py`), batching (
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from typing import Any
@@ -21,6 +20,7 @@ from hf_dpo import ref_cache
 from hf_dpo.callbacks import LossStateCallback, ReferenceSyncCallback
 from hf_dpo.collator import DPODataCollator, UnpairedDataCollator, with_kl_completions
 from hf_dpo.columns import (
+    ALL_REF_COLUMNS,
     LABEL_COLUMN,
     REF_COLUMNS,
     TRAINER_COLUMNS,
@@ -30,10 +30,18 @@ from hf_dpo.columns import (
 from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.data import DataStatsCallback, check_vocabulary, prepare_dataset
 from hf_dpo.guards import NonFiniteError, NonFiniteGradientGuard, SkippedBatch, all_finite, nonfinite_message
+from hf_dpo.hub import push_merged
 from hf_dpo.logprobs import ld_token_weights
-from hf_dpo.metrics import AUX_LOSS, LOSS, PAIRED, UNPAIRED, MetricWindows
+from hf_dpo.metrics import LOSS, PAIRED, UNPAIRED, MetricWindows
 from hf_dpo.model_card import write_model_card
-from hf_dpo.model_utils import disable_dropout, is_peft_model, is_quantized, saving_only_adapter, wrap_peft
+from hf_dpo.model_utils import (
+    disable_dropout,
+    is_peft_model,
+    is_quantized,
+    offloading_activations,
+    saving_only_adapter,
+    wrap_peft,
+)
 from hf_dpo.precompute import precompute_columns
 from hf_dpo.quantization import keep_4bit_layers_trainable
 from hf_dpo.reference import PrecomputedReference, Reference, build_reference
@@ -43,13 +51,9 @@ from hf_dpo.step import preference_step, unpaired_step
 logger = logging.getLogger(__name__)
 
 
-def _with_kl_column(dataset: Any) -> Any:
-    """Unpaired rows with their KL counterpart fixed; a stream takes counterparts within each batch instead."""
-    return with_kl_completions(dataset) if isinstance(dataset, Dataset) else dataset
-
-
 class DPOTrainer(Trainer):
-    """Trains a causal LM on (prompt, chosen, rejected) pairs with a preference loss.
+    """Trains a causal LM on (prompt, chosen, rejected) pairs with a preference loss, or, with ``loss_type="kto"``,
+    on (prompt, completion, label) rows.
 
     Args:
         model: a `PreTrainedModel`, a `PeftModel`, or a name/path loaded with `args.model_init_kwargs`.
@@ -102,8 +106,8 @@ class DPOTrainer(Trainer):
             eval_dataset = per_eval_split(eval_dataset, self._prepare, processing_class, args)
         check_vocabulary(model, processing_class, train_dataset)
         if self._with_kl:  # each row's mismatched completion, fixed so its reference log-probs can be cached
-            train_dataset = _with_kl_column(train_dataset)
-            eval_dataset = per_eval_split(eval_dataset, lambda dataset, split: _with_kl_column(dataset))
+            train_dataset = with_kl_completions(train_dataset)
+            eval_dataset = per_eval_split(eval_dataset, lambda dataset, split: with_kl_completions(dataset))
         if self._unpaired:
             warn_if_unbalanced(self.dataset_stats.get("train"), args)
         if data_collator is None:
@@ -120,10 +124,9 @@ class DPOTrainer(Trainer):
             **kwargs,
         )
         self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
-        self._windows = MetricWindows(UNPAIRED if self._unpaired else PAIRED)
+        self._windows = MetricWindows(UNPAIRED if self._unpaired else PAIRED, aux_loss=bool(self._aux_loss_coef))
         self._loss_state: dict[str, Any] = {}  # running statistics some losses keep across steps (bco_pair)
         self._skipped: dict[str, int] = {}  # batches left out by skip_nonfinite_batches
-        self._num_tokens = 0  # input tokens trained on in this run, all processes (TRL's num_tokens)
         self._saving_checkpoint = False
         self.add_callback(DataStatsCallback(self.dataset_stats))
         self.add_callback(LossStateCallback(self._loss_state))
@@ -272,9 +275,7 @@ class DPOTrainer(Trainer):
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         # Under DeepSpeed, Trainer casts every floating input to the engine's dtype: summed log-probs of -50..-750
         # would lose up to 2 nats in bf16. Reference log-probs go to the device in float32, around that cast.
-        reference_columns = {
-            name: inputs.pop(name) for name in (*REF_COLUMNS, *UNPAIRED_REF_COLUMNS) if name in inputs
-        }
+        reference_columns = {name: inputs.pop(name) for name in ALL_REF_COLUMNS if name in inputs}
         inputs = super()._prepare_inputs(inputs)
         for name, value in reference_columns.items():
             inputs[name] = value.to(self.args.device, torch.float32)
@@ -282,13 +283,8 @@ class DPOTrainer(Trainer):
 
     def compute_loss_context_manager(self) -> Any:
         context = super().compute_loss_context_manager()
-        if not (self.args.activation_offloading and self.model.training):
-            return context
-        stack = contextlib.ExitStack()
-        stack.enter_context(context)
-        # Tensors saved for backward wait in (pinned) CPU memory: less device memory for a copy back per use.
-        stack.enter_context(torch.autograd.graph.save_on_cpu(pin_memory=torch.cuda.is_available()))
-        return stack
+        offload = self.args.activation_offloading and self.model.training
+        return offloading_activations(context) if offload else context
 
     def prediction_step(
         self,
@@ -331,8 +327,7 @@ class DPOTrainer(Trainer):
         if "loss" in logs:  # a training log; evaluation metrics are added in evaluation_loop
             means = self._windows.read("train", reduce=self._sum_over_processes, device=self.args.device)
             pair_loss = means.pop(LOSS, None)
-            self._num_tokens += int(means.pop("input_tokens", 0))
-            logs.update(self._public_metrics(means))
+            logs.update(means)
             if self.args.skip_nonfinite_batches:
                 # the Trainer averaged a zero in for each skipped batch: report the mean over the pairs that trained
                 logs["skipped_batches"] = self._skipped.get("skipped_batches", 0)
@@ -355,18 +350,9 @@ class DPOTrainer(Trainer):
         # Every metric, the loss included, is the exact mean over the real pairs: the Trainer's own eval_loss
         # weights each batch mean by the batch's 2B rows, which the trimming of repeated samples miscounts.
         metrics = self._windows.read("eval")
-        metrics.pop("input_tokens", None)
-        for name, value in self._public_metrics(metrics).items():
+        for name, value in metrics.items():
             output.metrics[f"{metric_key_prefix}_{name}"] = value
         return output
-
-    def _public_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        """TRL's names: ``num_tokens`` is the input tokens trained on so far; ``aux_loss`` only for a router."""
-        if metrics:
-            metrics["num_tokens"] = self._num_tokens
-        if not self._aux_loss_coef:
-            metrics.pop(AUX_LOSS, None)
-        return metrics
 
     # ---- saving -------------------------------------------------------------------------------------------------
 
@@ -384,6 +370,22 @@ class DPOTrainer(Trainer):
             return super()._save(output_dir, state_dict)
         with saving_only_adapter(model, model.active_adapter):
             return super()._save(output_dir, state_dict)
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        merge_adapter: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Trainer's push of what the run saved (for LoRA, the trained adapter alone); ``merge_adapter=True``
+        pushes the adapter merged into its base model instead, loadable with plain ``AutoModelForCausalLM``."""
+        if merge_adapter:
+            return push_merged(self, commit_message, token, revision, private, **kwargs)
+        return super().push_to_hub(commit_message, blocking, token, revision, private, **kwargs)
 
     # ---- model card ---------------------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@ number of processes. Prints rank 0's view as JSON:
 
 - ``eval_loss`` of an evaluation set that does not fill the last batch (7 pairs, 2 per process), next to the
   per-pair mean computed in one local pass;
-- the ``bco_pair`` running reward statistics each process holds after two DDP steps.
+- the ``bco_pair`` running reward statistics each process holds after two DDP steps;
+- a KTO run (its KL reference point is reduced over processes) against the same run in one process.
 """
 
 import json
@@ -82,10 +83,48 @@ def bco_state_check(tokenizer, output_dir):
     return {"bco_rewards_per_process": gather_object([totals])}
 
 
+def kto_rows(count, offset=0):
+    subjects = ["fox", "dog", "spider", "Paris", "France", "capital", "answer", "question"]
+    return [
+        {
+            "prompt": f"Question: is the {subjects[i % len(subjects)]} good {i + offset}?",
+            "completion": " Answer: yes good" if (i // 2) % 2 == 0 else " Answer: no bad",
+            "label": (i // 2) % 2 == 0,
+        }
+        for i in range(count)
+    ]
+
+
+def kto_trainer(tokenizer, output_dir, per_device_batch):
+    """KTO for 2 steps on 8 rows taken in order: 2 processes x 2 rows see the same global batch as 1 x 4."""
+    args = _args(
+        output_dir,
+        loss_type="kto",
+        max_steps=2,
+        per_device_train_batch_size=per_device_batch,
+        per_device_eval_batch_size=per_device_batch,
+        train_sampling_strategy="sequential",
+        logging_steps=1,
+    )
+    return DPOTrainer(build_model(tokenizer), args=args, train_dataset=kto_rows(8), processing_class=tokenizer)
+
+
+def kto_check(tokenizer, output_dir):
+    trainer = kto_trainer(tokenizer, output_dir, per_device_batch=2)
+    trainer.train()
+    first_log = next(entry for entry in trainer.state.log_history if "kl" in entry)
+    metrics = trainer.evaluate(eval_dataset=kto_rows(8, offset=100))
+    return {"kto_eval_loss": metrics["eval_loss"], "kto_first_kl": first_log["kl"], "kto_loss": first_log["loss"]}
+
+
 def main() -> None:
     output_dir = sys.argv[1]
     tokenizer = build_tokenizer()
-    result = {**eval_loss_check(tokenizer, output_dir), **bco_state_check(tokenizer, output_dir)}
+    result = {
+        **eval_loss_check(tokenizer, output_dir),
+        **bco_state_check(tokenizer, output_dir),
+        **kto_check(tokenizer, output_dir),
+    }
     if torch.distributed.get_rank() == 0:
         print("RESULT " + json.dumps(result))
 

@@ -58,4 +58,14 @@ def test_eval_loss_and_loss_state_do_not_depend_on_the_number_of_processes(tmp_p
     result = _run_two_processes(CHECKS, tmp_path / "out", port=29519)
     assert result["eval_loss"] == pytest.approx(result["exact_eval_loss"], abs=1e-6)
     first, second = result["bco_rewards_per_process"]
+    # KTO: the reference point z0 is the mean over every process's KL rows, so 2 x 2 rows train as 1 x 4
+    import distributed_checks
+
+    single = distributed_checks.kto_trainer(build_tokenizer(), str(tmp_path / "kto_single"), per_device_batch=4)
+    single.train()
+    first_log = next(entry for entry in single.state.log_history if "kl" in entry)
+    metrics = single.evaluate(eval_dataset=distributed_checks.kto_rows(8, offset=100))
+    assert result["kto_first_kl"] == pytest.approx(first_log["kl"], abs=1e-6)
+    assert result["kto_loss"] == pytest.approx(first_log["loss"], abs=1e-5)
+    assert result["kto_eval_loss"] == pytest.approx(metrics["eval_loss"], abs=1e-5)
     assert first == second and first[1] == 2 * 2 * 2 * 2  # 2 processes x 2 pairs x 2 completions x 2 steps
