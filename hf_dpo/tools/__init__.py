@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from hf_dpo.tools.commands import add_eval_parser
+from hf_dpo.tools.commands import add_eval_parser, add_sweep_parser
 
 
 def add_commands(subparsers: Any) -> None:
-    """Add ``eval`` to ``hf-dpo``'s sub-parsers; each parsed namespace carries
+    """Add ``eval`` and ``sweep`` to ``hf-dpo``'s sub-parsers; each parsed namespace carries
     ``run(namespace) -> exit code``."""
     add_eval_parser(subparsers)
+    add_sweep_parser(subparsers)

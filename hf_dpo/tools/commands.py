@@ -1,5 +1,5 @@
-"""The ``eval`` sub-command of ``hf-dpo``: its flags here, its work in :mod:`~hf_dpo.tools.evaluation`, imported
-only when the command runs (``hf-dpo plot`` should not pay for loading torch)::
+"""The ``eval`` and ``sweep`` sub-commands of ``hf-dpo``: their flags here, their work in
+:mod:`~hf_dpo.tools.evaluation` and :mod:`~hf_dpo.tools.sweep`, imported only when the command runs (``hf-dpo plot`` should not pay for loading torch)::
 
     hf-dpo eval --help
 """
@@ -10,8 +10,24 @@ import argparse
 from typing import Any
 
 
+class _PassThroughParser(argparse.ArgumentParser):
+    """A sub-command parser that keeps the flags it does not know in ``train_flags`` (``hf-dpo sweep`` hands them to
+    ``hf-dpo train``, whose parser checks them), so the top-level parser never sees or drops them."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        namespace, unknown = super().parse_known_args(args, namespace)
+        namespace.train_flags = [*(getattr(namespace, "train_flags", None) or []), *unknown]
+        return namespace, []
+
+
 def _run_eval(options: argparse.Namespace) -> int:
     from hf_dpo.tools.evaluation import run
+
+    return run(options)
+
+
+def _run_sweep(options: argparse.Namespace) -> int:
+    from hf_dpo.tools.sweep import run
 
     return run(options)
 
@@ -57,4 +73,26 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--scorer", default=None, help="module:function(completion, row) -> score, for both answers")
     parser.add_argument("--reward_model", default=None, help="a sequence-classification reward model (num_labels=1)")
     parser.set_defaults(run=_run_eval)
+    return parser
+
+
+def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
+    original = subparsers._parser_class  # argparse has no per-parser class argument; swap it for this one
+    subparsers._parser_class = _PassThroughParser
+    try:
+        parser = subparsers.add_parser(
+            "sweep",
+            help="one training run per value of --beta / --loss_type, one shared reference pass, one comparison plot",
+            description="Train RECIPE once per value (other flags go to every run, as in hf-dpo train); the "
+            "reference log-probs are computed once and cached. See hf_dpo/tools/sweep.py.",
+        )
+    finally:
+        subparsers._parser_class = original
+    parser.add_argument("recipe", help="a recipe YAML, as hf-dpo train takes")
+    parser.add_argument("--beta", type=float, nargs="+", default=None, help="β values, e.g. 0.01 0.1 0.5")
+    parser.add_argument("--loss_type", nargs="+", default=None, help="loss types, e.g. sigmoid ipo")
+    parser.add_argument(
+        "--output_dir", default=None, help="the sweep's folder (default: the recipe's output_dir-sweep)"
+    )
+    parser.set_defaults(run=_run_sweep, train_flags=[])
     return parser

@@ -1,0 +1,191 @@
+"""``hf-dpo sweep``: one training run per value of β (and of the loss type), all sharing one reference pass.
+
+    hf-dpo sweep recipes/demo.yaml --beta 0.01 0.1 0.5
+    hf-dpo sweep recipes/demo.yaml --beta 0.1 0.5 --loss_type sigmoid ipo --max_steps 20   # other flags: as train's
+
+Every run is ``hf-dpo train RECIPE [flags]`` with ``--beta``/``--loss_type`` set, its own output folder
+``SWEEP_DIR/<loss_type>-beta<value>``, and ``precompute_ref_log_probs=True`` with one ``ref_logps_cache_dir``
+(``SWEEP_DIR/ref_logps`` unless the recipe names one): β and the loss type change nothing the reference computes,
+so the first run's reference pass is cached and every later run loads it (see :mod:`hf_dpo.ref_cache`). Then
+``SWEEP_DIR/sweep.png`` draws loss, reward accuracy, margin and KL per step, one line per run, and
+``SWEEP_DIR/sweep.md`` (also printed) tables the final metrics. SWEEP_DIR is ``--output_dir``, else the recipe's
+``output_dir`` with ``-sweep`` appended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+from typing import Any
+
+PANELS = (
+    ("loss", "loss"),
+    ("rewards/accuracies", "reward accuracy"),
+    ("rewards/margins", "reward margin"),
+    ("kl", "KL (policy - reference log-prob)"),
+)
+FINAL_COLUMNS = (  # the last training log (and evaluations during training, if the recipe asks for them)
+    ("loss", "loss"),
+    ("rewards/accuracies", "reward acc"),
+    ("rewards/margins", "margin"),
+    ("kl", "KL"),
+    ("eval_rewards/accuracies", "eval reward acc"),
+    ("eval_rewards/margins", "eval margin"),
+)
+# what hf-dpo train scores on the held-out split after training (its summary), when the recipe has one
+SUMMARY_COLUMNS = (
+    ("reward_accuracy_after", "held-out reward acc"),
+    ("reward_margin_after", "held-out margin"),
+    ("task_accuracy_after", "task acc"),
+)
+
+
+def sweep_points(betas: list[float] | None, loss_types: list[str] | None) -> list[dict[str, Any]]:
+    """Every combination of the swept values, in the order given.
+
+    >>> sweep_points([0.01, 0.1], ["sigmoid", "ipo"])
+    [{'loss_type': 'sigmoid', 'beta': 0.01}, {'loss_type': 'sigmoid', 'beta': 0.1}, {'loss_type': 'ipo', 'beta': 0.01}, {'loss_type': 'ipo', 'beta': 0.1}]
+    >>> sweep_points([0.5], None)
+    [{'beta': 0.5}]
+    """
+    axes = {"loss_type": loss_types, "beta": betas}
+    axes = {name: values for name, values in axes.items() if values}
+    if not axes:
+        raise ValueError("nothing to sweep: give --beta and/or --loss_type with one or more values")
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def run_name(point: dict[str, Any]) -> str:
+    """A folder and legend name: ``sigmoid-beta0.1``.
+
+    >>> run_name({"loss_type": "ipo", "beta": 0.5}), run_name({"beta": 0.01})
+    ('ipo-beta0.5', 'beta0.01')
+    """
+    parts = [str(point["loss_type"])] if "loss_type" in point else []
+    parts += [f"beta{point['beta']:g}"] if "beta" in point else []
+    return "-".join(parts)
+
+
+def run_label(point: dict[str, Any]) -> str:
+    """A legend entry: ``ipo, β=0.5``.
+
+    >>> run_label({"loss_type": "ipo", "beta": 0.5})
+    'ipo, β=0.5'
+    """
+    parts = [str(point["loss_type"])] if "loss_type" in point else []
+    return ", ".join(parts + ([f"β={point['beta']:g}"] if "beta" in point else []))
+
+
+def run_flags(point: dict[str, Any], run_dir: str, cache_dir: str) -> list[str]:
+    """The flags that make one run of the sweep (after the user's own, so these win)."""
+    flags = [f"--{name}={value}" for name, value in point.items()]
+    return [
+        *flags,
+        f"--output_dir={run_dir}",
+        "--precompute_ref_log_probs=true",  # the reference pass runs once, before training...
+        "--ref_logps_cache=true",
+        f"--ref_logps_cache_dir={cache_dir}",  # ...and lands where the next run finds it
+    ]
+
+
+def final_metrics(log_history: list[dict[str, Any]]) -> dict[str, float]:
+    """The last logged value of each metric of :data:`FINAL_COLUMNS` (train logs and evaluations alike)."""
+    metrics: dict[str, float] = {}
+    for entry in log_history:
+        metrics |= {key: entry[key] for key, _ in FINAL_COLUMNS if key in entry}
+    return metrics
+
+
+def _series(log_history: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    points = [(entry["step"], entry[key]) for entry in log_history if key in entry and "step" in entry]
+    return [step for step, _ in points], [value for _, value in points]
+
+
+def plot_sweep(runs: list[dict[str, Any]], path: str) -> str:
+    """Loss, reward accuracy, margin and KL per training step, one line per run; writes ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.6))
+    for axis, (key, title) in zip(axes, PANELS):
+        for run in runs:
+            steps, values = _series(run["log_history"], key)
+            if steps:
+                axis.plot(steps, values, "-o", markersize=3, label=run_label(run["point"]))
+        if key == "loss":
+            axis.axhline(0.6931, color="grey", linewidth=0.8, linestyle=":", label="log 2")
+        axis.set_title(title)
+        axis.set_xlabel("step")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def sweep_table(runs: list[dict[str, Any]]) -> str:
+    """A Markdown table of the final metrics of every run (columns no run has are left out)."""
+    columns = [(key, label) for key, label in FINAL_COLUMNS if any(key in run["final"] for run in runs)]
+    extra = [(key, label) for key, label in SUMMARY_COLUMNS if any(key in run["summary"] for run in runs)]
+    header = ["run", *(label for _, label in (*columns, *extra)), "train s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for run in runs:
+        values = [run["final"].get(key) for key, _ in columns] + [run["summary"].get(key) for key, _ in extra]
+        seconds = run["summary"].get("train_seconds")
+        cells = ["" if value is None else f"{value:.4g}" for value in values]
+        lines.append(f"| {run['name']} | " + " | ".join([*cells, "" if seconds is None else f"{seconds:.1f}"]) + " |")
+    return "\n".join(lines)
+
+
+def _cli_flags(train_flags: list[str]) -> list[str]:
+    """``--use_cpu true`` on a machine without a GPU unless the flags say otherwise: GPU recipes ask for bf16,
+    which TrainingArguments refuses on a CPU without it."""
+    import torch
+
+    given = any(flag.split("=")[0] == "--use_cpu" for flag in train_flags)
+    return train_flags if given or torch.cuda.is_available() else [*train_flags, "--use_cpu=true"]
+
+
+def sweep(recipe: str, points: list[dict[str, Any]], train_flags: list[str], output_dir: str | None) -> dict[str, Any]:
+    """Train once per point and return ``{"dir", "runs", "plot", "table"}``; each run is ``hf-dpo train`` itself."""
+    from hf_dpo import cli
+
+    train_flags = _cli_flags(train_flags)
+    _, _, _, base_args = cli.parse_train_args([recipe, *train_flags])  # fails early on a bad recipe or flag
+    sweep_dir = output_dir or f"{os.path.normpath(base_args.output_dir)}-sweep"
+    cache_dir = base_args.ref_logps_cache_dir or os.path.join(sweep_dir, "ref_logps")
+    runs = []
+    for point in points:
+        name = run_name(point)
+        run_dir = os.path.join(sweep_dir, name)
+        print(f"\n==> sweep run {len(runs) + 1}/{len(points)}: {name} -> {run_dir}")
+        summary = cli.train(*cli.parse_train_args([recipe, *train_flags, *run_flags(point, run_dir, cache_dir)]))
+        with open(os.path.join(run_dir, "trainer_state.json"), encoding="utf-8") as file:
+            log_history = json.load(file)["log_history"]
+        runs.append({"name": name, "point": point, "dir": run_dir, "summary": summary, "log_history": log_history})
+        runs[-1]["final"] = final_metrics(log_history)
+    plot = plot_sweep(runs, os.path.join(sweep_dir, "sweep.png"))
+    table = sweep_table(runs)
+    with open(os.path.join(sweep_dir, "sweep.md"), "w", encoding="utf-8") as file:
+        file.write(f"# hf-dpo sweep of {recipe}\n\n![sweep](sweep.png)\n\n{table}\n")
+    results = [{key: run[key] for key in ("name", "point", "dir", "final")} for run in runs]
+    with open(os.path.join(sweep_dir, "sweep.json"), "w", encoding="utf-8") as file:
+        json.dump({"recipe": recipe, "flags": train_flags, "runs": results}, file, indent=2, default=str)
+    return {"dir": sweep_dir, "runs": runs, "plot": plot, "table": table}
+
+
+def run(options: argparse.Namespace) -> int:
+    """``hf-dpo sweep``: the runs, then the table and where the plot is."""
+    points = sweep_points(options.beta, options.loss_type)
+    result = sweep(options.recipe, points, list(options.train_flags or []), options.output_dir)
+    print(f"\nhf-dpo sweep: {len(result['runs'])} runs in {result['dir']}\n")
+    print(result["table"])
+    print(f"\nplot: {result['plot']}; table: {os.path.join(result['dir'], 'sweep.md')}")
+    return 0
