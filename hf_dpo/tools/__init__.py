@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from hf_dpo.tools.commands import add_eval_parser, add_sweep_parser
+from hf_dpo.tools.commands import add_eval_parser, add_inspect_parser, add_sweep_parser
 
 
 def add_commands(subparsers: Any) -> None:
-    """Add ``eval`` and ``sweep`` to ``hf-dpo``'s sub-parsers; each parsed namespace carries
+    """Add ``eval``, ``sweep`` and ``inspect`` to ``hf-dpo``'s sub-parsers; each parsed namespace carries
     ``run(namespace) -> exit code``."""
     add_eval_parser(subparsers)
     add_sweep_parser(subparsers)
+    add_inspect_parser(subparsers)

@@ -1,5 +1,6 @@
-"""The ``eval`` and ``sweep`` sub-commands of ``hf-dpo``: their flags here, their work in
-:mod:`~hf_dpo.tools.evaluation` and :mod:`~hf_dpo.tools.sweep`, imported only when the command runs (``hf-dpo plot`` should not pay for loading torch)::
+"""The ``eval``, ``sweep`` and ``inspect`` sub-commands of ``hf-dpo``: their flags here, their work in
+:mod:`~hf_dpo.tools.evaluation`, :mod:`~hf_dpo.tools.sweep` and :mod:`~hf_dpo.tools.inspection`, imported only
+when the command runs (``hf-dpo plot`` should not pay for loading torch)::
 
     hf-dpo eval --help
 """
@@ -28,6 +29,12 @@ def _run_eval(options: argparse.Namespace) -> int:
 
 def _run_sweep(options: argparse.Namespace) -> int:
     from hf_dpo.tools.sweep import run
+
+    return run(options)
+
+
+def _run_inspect(options: argparse.Namespace) -> int:
+    from hf_dpo.tools.inspection import run
 
     return run(options)
 
@@ -95,4 +102,25 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--output_dir", default=None, help="the sweep's folder (default: the recipe's output_dir-sweep)"
     )
     parser.set_defaults(run=_run_sweep, train_flags=[])
+    return parser
+
+
+def add_inspect_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "inspect",
+        help="tokenize a few rows exactly as training would, with warnings and length statistics",
+        description="Show rows as training tokenizes them (trained tokens marked, BOS/EOS, truncation), warn about "
+        "common data mistakes, and summarise lengths. See hf_dpo/tools/inspection.py.",
+    )
+    parser.add_argument("target", help="a recipe YAML, or a dataset (Hub id, folder, file, hf_dpo:…) with --tokenizer")
+    parser.add_argument("--rows", type=int, default=3, help="rows to show")
+    parser.add_argument("--scan", type=int, default=2000, help="rows scanned for warnings and statistics")
+    parser.add_argument("--split", default=None, help="default: the recipe's train split, or train")
+    parser.add_argument("--tokenizer", default=None, help="a model name or folder (default: the recipe's model)")
+    for name in ("max_length", "max_prompt_length", "max_completion_length"):
+        parser.add_argument(f"--{name}", type=int, default=None, help="default: the recipe's, else DPO's")
+    parser.add_argument("--truncation_mode", default=None, choices=("keep_end", "keep_start"))
+    parser.add_argument("--batch_size", type=int, default=None, help="pairs per batch for the padding estimate")
+    parser.add_argument("--color", default="auto", choices=("auto", "always", "never"), help="colour trained tokens")
+    parser.set_defaults(run=_run_inspect)
     return parser
