@@ -94,6 +94,12 @@ def test_eval_of_an_adapter_scores_pairs_against_its_base_model(tiny_run, capsys
     assert metrics["win_rate"] == pytest.approx((wins + ties / 2) / 16)
     printed = capsys.readouterr().out
     assert "reward accuracy" in printed and "win rate vs reference (pairs)" in printed
+    assert "the table is in the model card" in printed
+    # the run's card, written when training ended, now carries the evaluation; a second one replaces it
+    assert _run(["eval", str(tiny_run / "run"), "--dataset", data, "--split", "test", "--max_samples", "4"]) == 0
+    card = (tiny_run / "run" / "README.md").read_text()
+    assert card.count("## Held-out evaluation") == 1 and "on 4 pairs of" in card
+    assert card.index("## Held-out evaluation") < card.index("## Citation")
 
 
 def test_eval_numbers_are_the_trainers_evaluate_numbers(tiny_run, tmp_path):

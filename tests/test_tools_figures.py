@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from hf_dpo.tools.callbacks import DoctorCallback
-from hf_dpo.tools.figures import card_sections, draw_reward_panels
+from hf_dpo.tools.figures import card_sections, draw_reward_panels, update_card_eval
 
 HISTORY = [
     {"step": 1, "loss": 0.69, "rewards/chosen": 0.0, "rewards/rejected": 0.0, "kl": 0.0},
@@ -50,3 +50,11 @@ def test_card_sections_embed_the_plot_the_eval_table_and_the_doctors_warnings(tm
     assert "| reward accuracy | 1.000 |" in text and "| win rate vs reference (pairs) | 0.900 |" in text
     assert "| mean tokens | 3.20 | 14.00 |" in text and "| mean score (s) | 0.375 | 0.000 |" in text
     assert "- **stuck**: step 5: loss 0.6931" in text
+
+
+def test_a_card_hf_dpo_did_not_write_is_left_alone(tmp_path):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"reward_accuracy": 1.0}))
+    (tmp_path / "README.md").write_text("---\ntags: [other]\n---\n# someone's model\n")
+    assert not update_card_eval(str(tmp_path / "README.md"), str(tmp_path / "eval"))
+    assert (tmp_path / "README.md").read_text() == "---\ntags: [other]\n---\n# someone's model\n"

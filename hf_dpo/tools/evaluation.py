@@ -16,7 +16,9 @@ Pairs are tokenized and batched as training does (:func:`hf_dpo.data.prepare_dat
 and scored by the training step itself (:func:`hf_dpo.step.preference_step`), with β, the loss type and the length
 limits from the flags, else from the run's model card, else the defaults. Writes, in ``--output_dir`` (default:
 ``MODEL_OR_ADAPTER/eval`` for a local folder, else ``./eval``): ``metrics.json``, ``pairs.jsonl`` (one line per
-pair) and with ``--generate N`` ``samples.jsonl`` and ``samples.html``.
+pair) and with ``--generate N`` ``samples.jsonl`` and ``samples.html``. Evaluating a run's folder into its default
+``eval/`` also puts the table into the run's model card (``README.md``, between markers: a new evaluation replaces
+it), since the card was written before any evaluation.
 """
 
 from __future__ import annotations
@@ -383,6 +385,11 @@ def evaluate_run(options: argparse.Namespace) -> dict[str, Any]:
 
         (Path(output_dir) / "samples.html").write_text(samples_html(samples, metrics), encoding="utf-8")
     (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    if os.path.normpath(output_dir) == os.path.normpath(default_output_dir(options.model)):
+        from hf_dpo.tools.figures import update_card_eval
+
+        # the card was written when training ended; it carries the evaluation of the run it describes
+        metrics["card_updated"] = update_card_eval(os.path.join(options.model, "README.md"), output_dir)
     return metrics
 
 
@@ -458,5 +465,6 @@ def run(options: argparse.Namespace) -> int:
     print(
         f"\nwritten: {output_dir}/metrics.json, pairs.jsonl"
         + (", samples.jsonl, samples.html" if options.generate else "")
+        + ("; the table is in the model card, README.md" if metrics.get("card_updated") else "")
     )
     return 0

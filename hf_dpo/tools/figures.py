@@ -5,7 +5,9 @@
 
 - :func:`draw_reward_panels`: chosen and rejected rewards on one axis, KL on another (train lines, eval markers);
 - :func:`card_sections`: Markdown for the card: the training plot, the last ``hf-dpo eval`` table, the doctor's
-  warnings.
+  warnings;
+- :func:`update_card_eval`: ``hf-dpo eval`` writes its table into the card of the run it evaluated (the card was
+  written when training ended, before any evaluation), between markers, so evaluating again replaces it.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ def draw_reward_panels(axes: Any, log_history: list[dict[str, Any]]) -> None:
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=8)
+
+
+EVAL_BEGIN, EVAL_END = "<!-- hf-dpo eval -->", "<!-- /hf-dpo eval -->"
 
 
 def _eval_table(eval_dir: str) -> list[str]:
@@ -102,3 +107,25 @@ def card_sections(output_dir: str, state: Any = None) -> list[str]:
         lines += [f"- **{condition}**: {message}" for condition, message in warnings.items()]
         lines.append("")
     return lines
+
+
+def update_card_eval(card_path: str, eval_dir: str) -> bool:
+    """Put the table of ``eval_dir/metrics.json`` into the hf_dpo model card at ``card_path``, replacing the one an
+    earlier ``hf-dpo eval`` wrote; returns whether it did (no card, or a card hf_dpo did not write: left alone)."""
+    if not os.path.isfile(card_path) or not (table := _eval_table(eval_dir)):
+        return False
+    with open(card_path, encoding="utf-8") as file:
+        card = file.read()
+    if "hf_dpo" not in card.split("---")[1 if card.startswith("---") else 0]:  # the card's front matter tags
+        return False
+    block = "\n".join([EVAL_BEGIN, *table, EVAL_END])
+    if EVAL_BEGIN in card and EVAL_END in card:
+        start, end = card.index(EVAL_BEGIN), card.index(EVAL_END) + len(EVAL_END)
+        card = card[:start] + block + card[end:]
+    elif "## Citation" in card:
+        card = card.replace("## Citation", block + "\n\n## Citation", 1)
+    else:
+        card = card.rstrip("\n") + "\n\n" + block + "\n"
+    with open(card_path, "w", encoding="utf-8") as file:
+        file.write(card)
+    return True
