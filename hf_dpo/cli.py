@@ -4,166 +4,68 @@
     hf-dpo plot OUTPUT_DIR                            # loss / reward accuracy / margins as OUTPUT_DIR/training.png
 
 Every field of `DPOTrainingArguments`, `ModelArguments`, `DataArguments` and `RunArguments` can be set in the
-recipe or as a flag; flags override the recipe, and an unknown key in either is an error that names it.
+recipe or as a flag; flags override the recipe. A mistake the user can fix (an unknown key or flag, a value of the
+wrong type, a missing file, a bad setting, a bad data row) is one line, ``hf-dpo: error: <message>``, and exit
+status 2; ``--debug`` (or ``HF_DPO_DEBUG=1``) shows its traceback. Any other exception is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-import yaml
+from hf_dpo.arguments import DataArguments, ModelArguments, RunArguments, argument_parser, parse_train_args
+from hf_dpo.quiet import (
+    PEFT_OFFLINE_BASE_CONFIG,
+    PEFT_READS_DEPRECATED_CHECKPOINTING,
+    bitsandbytes_held_back,
+    bitsandbytes_is_held_back,
+    release_bitsandbytes,
+    silenced,
+)
+from hf_dpo.recipe import UserError
 
 logger = logging.getLogger("hf_dpo")
 
 PACKAGED_PREFIX = "hf_dpo:"  # names of models and data shipped with hf_dpo (the demo's)
+DEBUG_VARIABLE = "HF_DPO_DEBUG"  # set (not "0"): every error shows its traceback, as --debug does
+# A dataset_name ending so, or written as a path, names a local file or folder: a missing one is a mistake, not a Hub id.
+DATA_FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".arrow", ".txt")
+PATH_PREFIXES = ("/", "./", "../", "~")
+# Optimizers that never use bitsandbytes; any other name (8-bit, paged, lion, ademamix, ...) may.
+PLAIN_OPTIMIZER_PREFIXES = ("adamw_torch", "adafactor", "sgd", "adagrad")
 
 
-@dataclass
-class ModelArguments:
-    model_name_or_path: str = field(
-        default="HuggingFaceTB/SmolLM2-135M-Instruct",
-        metadata={
-            "help": "Hub id or local folder of the policy (a causal LM), or a copy shipped in a Python package, "
-            "named explicitly: 'hf_dpo:SmolLM2-135M-Instruct' (the demo's; see hf_dpo.loading)."
-        },
-    )
-    ref_model_name_or_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "A separate reference model, loaded like the policy (same dtype, quantisation, ...); default: "
-            "the policy with LoRA disabled, or a frozen copy."
-        },
-    )
-    dtype: str | None = field(
-        default=None,
-        metadata={"help": "Weights dtype: 'auto', 'float32', 'bfloat16' or 'float16' (None: the library default)."},
-    )
-    attn_implementation: str | None = field(
-        default=None, metadata={"help": "Attention kernel, e.g. 'sdpa', 'eager', 'flash_attention_2'."}
-    )
-    load_in_4bit: bool = field(
-        default=False,
-        metadata={
-            "help": "QLoRA: load the policy in 4-bit NF4 with double quantisation (bitsandbytes); needs use_peft."
-        },
-    )
-    load_in_8bit: bool = field(
-        default=False, metadata={"help": "Load the policy in 8-bit (bitsandbytes); needs use_peft."}
-    )
-    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input."})
-    lora_target_modules: str = field(
-        default="all-linear",
-        metadata={"help": "Comma-separated module names to adapt, or 'all-linear'."},
-    )
+def check_inputs(model_args: ModelArguments, data_args: DataArguments) -> None:
+    """Fail before anything loads when a model or data file named by path does not exist, or a packaged model's
+    package is not installed (the error says what to pip install)."""
+    from hf_dpo.loading import packaged_file
 
-    def init_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {}
-        if self.dtype is not None:
-            kwargs["dtype"] = self.dtype
-        if self.attn_implementation is not None:
-            kwargs["attn_implementation"] = self.attn_implementation
-        if self.load_in_4bit or self.load_in_8bit:
-            kwargs.update(load_in_4bit=self.load_in_4bit, load_in_8bit=self.load_in_8bit)
-        return kwargs
-
-    def peft_config(self) -> Any:
-        if not self.use_peft:
-            return None
-        from peft import LoraConfig
-
-        targets = self.lora_target_modules
-        return LoraConfig(
-            r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            target_modules=targets if targets == "all-linear" else [name.strip() for name in targets.split(",")],
-            task_type="CAUSAL_LM",
-        )
-
-
-@dataclass
-class DataArguments:
-    dataset_name: str = field(
-        default="hf_dpo:concise_qa",
-        metadata={
-            "help": "Hub id, local folder or data file (json/jsonl/csv/parquet) of a preference dataset, or "
-            "'hf_dpo:concise_qa', the demo data shipped in this package."
-        },
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
-    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    dataset_test_split: str | None = field(default="test", metadata={"help": "Split to evaluate on (None: none)."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
-
-    def __post_init__(self) -> None:
-        if isinstance(self.dataset_test_split, str) and self.dataset_test_split.lower() in ("", "none", "null"):
-            self.dataset_test_split = None  # a flag cannot spell YAML's null
-
-
-@dataclass
-class RunArguments:
-    task: str | None = field(
-        default=None,
-        metadata={
-            "help": "A built-in task whose checker scores greedy answers on the evaluation split before and after "
-            "training ('concise_qa' for the demo)."
-        },
-    )
-    task_max_new_tokens: int = field(default=32, metadata={"help": "Greedy answer length for the task check."})
-    plot: bool = field(default=True, metadata={"help": "Write OUTPUT_DIR/training.png after training."})
-
-
-ARGUMENT_CLASSES = (ModelArguments, DataArguments, RunArguments)
-
-
-def default_recipe() -> Path:
-    """recipes/demo.yaml: inside the installed wheel, or at the top of a source checkout."""
-    for candidate in (
-        Path(__file__).parent / "recipes" / "demo.yaml",
-        Path(__file__).parents[1] / "recipes" / "demo.yaml",
+    for role, name in (
+        ("model_name_or_path", model_args.model_name_or_path),
+        ("ref_model_name_or_path", model_args.ref_model_name_or_path),
     ):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("recipes/demo.yaml is missing from this installation")
-
-
-def parse_train_args(argv: list[str]) -> tuple[Any, ...]:
-    """``[RECIPE.yaml] [--field value ...]`` -> (ModelArguments, DataArguments, RunArguments, DPOTrainingArguments)."""
-    from transformers import HfArgumentParser
-
-    from hf_dpo.config import DPOTrainingArguments
-
-    classes = (*ARGUMENT_CLASSES, DPOTrainingArguments)
-    recipe = Path(argv[0]) if argv and not argv[0].startswith("-") else None
-    flags = argv[1:] if recipe else argv
-    if recipe is None and not flags:
-        recipe = default_recipe()
-    values: dict[str, Any] = {}
-    if recipe is not None:
-        with open(recipe, encoding="utf-8") as file:
-            values = yaml.safe_load(file) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{recipe}: expected a mapping of field: value, got {type(values).__name__}")
-    known = {f.name for cls in classes for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{recipe}: unknown key(s) {unknown}; see `hf-dpo train --help` for the fields")
-    parser = HfArgumentParser(classes)
-    parser.set_defaults(**values)
-    return parser.parse_args_into_dataclasses(args=flags, look_for_args_file=False)
+        if name is None:
+            continue
+        if name.startswith(PACKAGED_PREFIX):
+            try:
+                packaged_file(name)
+            except (ValueError, ImportError, FileNotFoundError) as error:  # unknown name, package or file missing
+                raise UserError(str(error)) from error
+        elif name.startswith(PATH_PREFIXES) and not os.path.isdir(os.path.expanduser(name)):
+            raise UserError(f"{role}={name!r}: no such folder")
+    name = data_args.dataset_name
+    looks_local = name.lower().endswith(DATA_FILE_SUFFIXES) or name.startswith(PATH_PREFIXES)
+    if looks_local and not os.path.exists(os.path.expanduser(name)):
+        raise UserError(f"dataset_name={name!r}: no such file or folder")
 
 
 def load_splits(data_args: DataArguments) -> tuple[Any, Any]:
@@ -171,7 +73,7 @@ def load_splits(data_args: DataArguments) -> tuple[Any, Any]:
     splits = _dataset_dict(data_args)
     for split in filter(None, (data_args.dataset_train_split, data_args.dataset_test_split)):
         if split not in splits:
-            raise ValueError(f"dataset {data_args.dataset_name!r} has no split {split!r}; it has {list(splits)}")
+            raise UserError(f"dataset {data_args.dataset_name!r} has no split {split!r}; it has {list(splits)}")
     train = splits[data_args.dataset_train_split]
     test = splits[data_args.dataset_test_split] if data_args.dataset_test_split else None
     if data_args.max_train_samples is not None:
@@ -184,21 +86,29 @@ def load_splits(data_args: DataArguments) -> tuple[Any, Any]:
 def _dataset_dict(data_args: DataArguments) -> Any:
     """All splits of the dataset: packaged with hf_dpo (``hf_dpo:`` names), one local file, or a Hub id/folder."""
     from datasets import load_dataset
+    from datasets.exceptions import DatasetNotFoundError
 
     name = data_args.dataset_name
     if name.startswith(PACKAGED_PREFIX):
         from hf_dpo.demo.packaged import load_packaged_splits  # the demo's data; the core never needs it
 
-        return load_packaged_splits(name)
-    if os.path.isfile(name):
+        try:
+            return load_packaged_splits(name)
+        except ValueError as error:  # not a packaged name; the message lists them
+            raise UserError(str(error)) from error
+    path = os.path.expanduser(name)
+    if os.path.isfile(path):
         if data_args.dataset_test_split is not None:
-            raise ValueError(
+            raise UserError(
                 f"dataset_name={name!r} is a single file, which holds only the train split; set "
                 "dataset_test_split to null (--dataset_test_split none) or give a folder or Hub id with both splits"
             )
-        extension = name.rsplit(".", 1)[-1].replace("jsonl", "json")
-        return load_dataset(extension, data_files={data_args.dataset_train_split: name})
-    return load_dataset(name, data_args.dataset_config)
+        extension = path.rsplit(".", 1)[-1].replace("jsonl", "json")
+        return load_dataset(extension, data_files={data_args.dataset_train_split: path})
+    try:
+        return load_dataset(path, data_args.dataset_config)
+    except DatasetNotFoundError as error:  # a Hub id that does not exist, or is not cached offline
+        raise UserError(f"dataset_name={name!r}: {error}") from error
 
 
 def fold_model_init_kwargs(model_args: ModelArguments, args: Any) -> dict[str, Any]:
@@ -214,23 +124,54 @@ def fold_model_init_kwargs(model_args: ModelArguments, args: Any) -> dict[str, A
     return args.model_init_kwargs
 
 
+def needs_bitsandbytes(model_args: ModelArguments, args: Any) -> bool:
+    """Whether the run uses bitsandbytes: 4/8-bit loading, a quantization_config, a bitsandbytes optimizer, or a
+    model saved quantized by bitsandbytes (its config.json says so)."""
+    kwargs = {**model_args.init_kwargs(), **(args.model_init_kwargs or {})}
+    if kwargs.get("load_in_4bit") or kwargs.get("load_in_8bit") or "quantization_config" in kwargs:
+        return True
+    optim = str(getattr(args.optim, "value", args.optim))
+    if not (optim == "rmsprop" or optim.startswith(PLAIN_OPTIMIZER_PREFIXES)):
+        return True
+    names = (model_args.model_name_or_path, model_args.ref_model_name_or_path)
+    return any(_saved_with_bitsandbytes(name, kwargs) for name in names if name)
+
+
+def _saved_with_bitsandbytes(name: str, init_kwargs: dict[str, Any]) -> bool:
+    if name.startswith(PACKAGED_PREFIX) or "gguf_file" in init_kwargs:
+        return False  # GGUF files are never bitsandbytes checkpoints
+    from transformers import PretrainedConfig
+
+    hub_kwargs = {
+        key: init_kwargs[key] for key in ("revision", "subfolder", "cache_dir", "token") if key in init_kwargs
+    }
+    try:
+        config, _ = PretrainedConfig.get_config_dict(name, **hub_kwargs)
+    except OSError:  # not found, no config.json: loading the model reports it
+        return False
+    return (config.get("quantization_config") or {}).get("quant_method") == "bitsandbytes"
+
+
 def build_trainer(model_args: ModelArguments, args: Any, train_split: Any, eval_split: Any) -> Any:
     """A `DPOTrainer` (not yet trained) on the policy, tokenizer and reference that ``model_args`` name."""
+    if bitsandbytes_is_held_back() and needs_bitsandbytes(model_args, args):
+        release_bitsandbytes()
     from hf_dpo.loading import load_causal_lm, load_tokenizer
     from hf_dpo.trainer import DPOTrainer
 
     init_kwargs = fold_model_init_kwargs(model_args, args)
     name = model_args.model_name_or_path
     tokenizer = load_tokenizer(name, trust_remote_code=args.trust_remote_code)
-    return DPOTrainer(
-        model=load_causal_lm(name, role="policy", **init_kwargs),
-        ref_model=model_args.ref_model_name_or_path,  # a name: loaded by the trainer with the same init_kwargs
-        args=args,
-        train_dataset=train_split,
-        eval_dataset=eval_split,
-        processing_class=tokenizer,
-        peft_config=model_args.peft_config(),
-    )
+    with silenced(PEFT_READS_DEPRECATED_CHECKPOINTING):  # peft's PeftModel.__init__, via get_peft_model (see quiet)
+        return DPOTrainer(
+            model=load_causal_lm(name, role="policy", **init_kwargs),
+            ref_model=model_args.ref_model_name_or_path,  # a name: loaded by the trainer with the same init_kwargs
+            args=args,
+            train_dataset=train_split,
+            eval_dataset=eval_split,
+            processing_class=tokenizer,
+            peft_config=model_args.peft_config(),
+        )
 
 
 def check_task(run_args: RunArguments, eval_split: Any) -> None:
@@ -239,9 +180,12 @@ def check_task(run_args: RunArguments, eval_split: Any) -> None:
         return
     from hf_dpo.demo.tasks import get_checker  # the demo's tasks; the core never needs them
 
-    get_checker(run_args.task)
+    try:
+        get_checker(run_args.task)
+    except ValueError as error:  # not a task name; the message lists them
+        raise UserError(str(error)) from error
     if eval_split is None:
-        raise ValueError("task scoring needs an evaluation split (dataset_test_split)")
+        raise UserError("task scoring needs an evaluation split (dataset_test_split)")
 
 
 def held_out_scores(trainer: Any, eval_split: Any, run_args: RunArguments, stage: str) -> dict[str, Any]:
@@ -262,13 +206,57 @@ def held_out_scores(trainer: Any, eval_split: Any, run_args: RunArguments, stage
     return scores
 
 
-def fit(trainer: Any) -> dict[str, float]:
-    """Train (resuming if asked), save the model and trainer state, and return the timings."""
-    result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
-    trainer.save_model()
+def fit(trainer: Any) -> dict[str, Any]:
+    """Train (resuming if asked), save the model and trainer state, and return the timings and the training
+    figures of the last logged step (see :func:`last_train_log`)."""
+    with silenced(PEFT_OFFLINE_BASE_CONFIG):  # peft's save_pretrained, at every checkpoint and the final save
+        result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
+        trainer.save_model()
     trainer.save_state()
     seconds = result.metrics["train_runtime"]
-    return {"train_seconds": seconds, "seconds_per_step": seconds / max(trainer.state.global_step, 1)}
+    history = trainer.state.log_history
+    return {
+        "train_seconds": seconds,
+        "seconds_per_step": seconds / max(trainer.state.global_step, 1),
+        "eval_seconds_during_training": sum(entry.get("eval_runtime", 0.0) for entry in history),
+        "train_loss": result.metrics["train_loss"],
+        "last_train_log": last_train_log(history),
+    }
+
+
+# The training figures the summary reports: (log key, label, format)
+TRAIN_FIGURES = (
+    ("loss", "loss", ".4f"),
+    ("rewards/accuracies", "reward accuracy", ".3f"),
+    ("rewards/margins", "reward margin", ".4g"),
+)
+
+
+def last_train_log(log_history: list[dict[str, Any]]) -> dict[str, Any]:
+    """``step`` and the :data:`TRAIN_FIGURES` of the last training log entry (empty if no step was logged)."""
+    for entry in reversed(log_history):
+        if "loss" in entry and "step" in entry:
+            return {"step": entry["step"]} | {key: entry[key] for key, *_ in TRAIN_FIGURES if key in entry}
+    return {}
+
+
+class Stopwatch:
+    """Wall-clock seconds spent in each named part of a run, in the order the parts ran."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = time.perf_counter() - start
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
 
 
 def summary_file(run_args: RunArguments) -> str:
@@ -287,22 +275,35 @@ def write_outputs(trainer: Any, summary: dict[str, Any], dataset: str, run_args:
         from hf_dpo.plotting import plot_training
 
         summary["plot"] = plot_training(trainer.state.log_history, os.path.join(output_dir, "training.png"))
-    with open(os.path.join(output_dir, summary_file(run_args)), "w", encoding="utf-8") as file:
+    summary["summary_file"] = os.path.join(output_dir, summary_file(run_args))
+    with open(summary["summary_file"], "w", encoding="utf-8") as file:
         json.dump(summary, file, indent=2)
 
 
 def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, args: Any) -> dict[str, Any]:
-    """Score, train, score again; write the model, card, plot and summary; print the summary and return it."""
-    started = time.time()
-    train_split, eval_split = load_splits(data_args)
-    check_task(run_args, eval_split)
-    trainer = build_trainer(model_args, args, train_split, eval_split)
+    """Score, train, score again; write the model, card, plot and summary; print the summary and return it.
+
+    ``summary["seconds"]`` holds the wall-clock seconds of each part a user waits through: loading (data, model,
+    tokenizing), scoring before, training (evaluations during training and saving included), scoring after.
+    """
+    clock = Stopwatch()
+    with clock.part("loading"):
+        check_inputs(model_args, data_args)
+        train_split, eval_split = load_splits(data_args)
+        check_task(run_args, eval_split)
+        trainer = build_trainer(model_args, args, train_split, eval_split)
     summary: dict[str, Any] = {"model": model_args.model_name_or_path, "train_rows": len(train_split)}
-    summary |= held_out_scores(trainer, eval_split, run_args, "before")
-    summary |= fit(trainer)
-    summary |= held_out_scores(trainer, eval_split, run_args, "after")
+    if eval_split is not None:
+        with clock.part("scoring_before"):
+            summary |= held_out_scores(trainer, eval_split, run_args, "before")
+    with clock.part("training"):
+        summary |= fit(trainer)
+    if eval_split is not None:
+        with clock.part("scoring_after"):
+            summary |= held_out_scores(trainer, eval_split, run_args, "after")
     if trainer.is_world_process_zero():
-        summary["wall_seconds"] = time.time() - started
+        summary["seconds"] = clock.seconds
+        summary["wall_seconds"] = clock.total()
         write_outputs(trainer, summary, data_args.dataset_name, run_args)
         print_summary(summary, args.output_dir)
     return summary
@@ -312,66 +313,138 @@ REWARD_ROW = ("reward accuracy (held-out)", "reward_accuracy_before", "reward_ac
 
 
 def print_summary(summary: dict[str, Any], output_dir: str) -> None:
-    """The before/after table, the demo's task rows and example answers when a task was scored, and timings."""
+    """What the run did, whatever it had to score: the before/after table when there was an evaluation split (with
+    the demo's task rows and example answers when a task was scored), the last logged training figures, the time of
+    each part, and where the outputs went."""
+    print("\n".join(["", "=" * 72, *_before_after_lines(summary), _training_line(summary), _time_line(summary)]))
+    print(_written_line(summary, output_dir))
+    print("=" * 72)
+
+
+def _before_after_lines(summary: dict[str, Any]) -> list[str]:
     rows, notes = [REWARD_ROW], []
     if "task_accuracy_before" in summary:
         from hf_dpo.demo.summary import SUMMARY_ROWS, example_lines
 
         rows += SUMMARY_ROWS
         notes = example_lines(summary)
-    print("\n" + "=" * 72)
-    print(f"{'':36}{'before':>12}{'after':>12}")
-    for label, before, after in rows:
-        if before in summary or after in summary:
-            print(f"{label:36}{summary.get(before, float('nan')):>12.3f}{summary.get(after, float('nan')):>12.3f}")
+    present = [row for row in rows if row[1] in summary or row[2] in summary]
+    if not present:
+        return []  # no evaluation split: nothing was scored before and after
+    lines = [f"{'':36}{'before':>12}{'after':>12}"]
+    for label, before, after in present:
+        lines.append(f"{label:36}{summary.get(before, float('nan')):>12.3f}{summary.get(after, float('nan')):>12.3f}")
     if summary.get("reward_accuracy_before") == 0:
-        print("  (before training the policy is the reference: every reward is 0, so no pair is ranked right yet)")
-    for line in notes:
-        print(line)
-    print(
-        f"train: {summary['train_seconds']:.0f} s ({summary['seconds_per_step']:.2f} s/step); "
-        f"all: {summary['wall_seconds']:.0f} s"
-    )
-    print(
-        f"written to {output_dir}: adapter/model, trainer_state.json, README.md"
-        + (", training.png" if "plot" in summary else "")
-    )
-    print("=" * 72)
+        lines.append(
+            "  (before training the policy is the reference: every reward is 0, so no pair is ranked right yet)"
+        )
+    return lines + notes
+
+
+def _training_line(summary: dict[str, Any]) -> str:
+    last = summary.get("last_train_log", {})
+    figures = [f"{label} {last[key]:{spec}}" for key, label, spec in TRAIN_FIGURES if key in last]
+    if not figures:  # fewer steps than logging_steps: only the run's mean loss is known
+        return f"training: mean loss over the run {summary['train_loss']:.4g}"
+    return f"training, last logged step ({last['step']}): " + ", ".join(figures)
+
+
+def _time_line(summary: dict[str, Any]) -> str:
+    parts = []
+    for name, seconds in summary.get("seconds", {}).items():
+        text = f"{name.replace('_', ' ')} {seconds:.0f} s"
+        if name == "training":
+            evaluating = summary.get("eval_seconds_during_training", 0.0)
+            text += f" ({summary['seconds_per_step']:.2f} s/step" + (
+                f", evaluating {evaluating:.0f} s)" if evaluating else ")"
+            )
+        parts.append(text)
+    return f"time: {', '.join(parts)}; {summary['wall_seconds']:.0f} s in all"
+
+
+def _written_line(summary: dict[str, Any], output_dir: str) -> str:
+    weights = "adapter" if os.path.isfile(os.path.join(output_dir, "adapter_config.json")) else "model"
+    names = [weights, "trainer_state.json", "README.md (model card)"]
+    names += [os.path.basename(summary[key]) for key in ("plot", "summary_file") if key in summary]
+    return f"written to {output_dir}: {', '.join(names)}"
 
 
 def plot(output_dir: str) -> str:
     """OUTPUT_DIR/training.png from OUTPUT_DIR/trainer_state.json."""
     from hf_dpo.plotting import plot_training
 
-    with open(os.path.join(output_dir, "trainer_state.json"), encoding="utf-8") as file:
+    state = os.path.join(output_dir, "trainer_state.json")
+    if not os.path.isfile(state):
+        raise UserError(f"{state}: no such file; give the output_dir of a finished run")
+    with open(state, encoding="utf-8") as file:
         history = json.load(file)["log_history"]
     return plot_training(history, os.path.join(output_dir, "training.png"))
 
 
 def print_train_help() -> None:
-    from transformers import HfArgumentParser
+    argument_parser().print_help()
 
-    from hf_dpo.config import DPOTrainingArguments
 
-    HfArgumentParser((*ARGUMENT_CLASSES, DPOTrainingArguments), prog="hf-dpo train").print_help()
+def is_user_error(error: BaseException) -> bool:
+    """The mistakes ``hf-dpo`` reports in one line: its own checks (:class:`UserError`, raised while reading the
+    recipe, flags and file names) and bad data rows (``DataFormatError``, raised while the trainer reads them)."""
+    formats = sys.modules.get("hf_dpo.formats")  # a DataFormatError can only come from an imported hf_dpo.formats
+    return isinstance(error, UserError) or (formats is not None and isinstance(error, formats.DataFormatError))
+
+
+def take_debug_flag(flags: list[str]) -> tuple[list[str], bool]:
+    """``flags`` without a bare ``--debug``, and whether there was one; ``--debug VALUE`` is TrainingArguments'
+    own ``debug`` field and stays."""
+    for index, flag in enumerate(flags):
+        if flag == "--debug" and (index + 1 == len(flags) or flags[index + 1].startswith("-")):
+            return flags[:index] + flags[index + 1 :], True
+    return flags, False
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="hf-dpo", description="Direct Preference Optimization on transformers.")
+    from hf_dpo.tools import add_commands  # eval, sweep, inspect: their flags only; their work loads when run
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(
+        prog="hf-dpo",
+        description="Direct Preference Optimization on transformers.",
+        epilog=f"A mistake in a recipe, a flag or the data is one line and exit status 2; --debug or {DEBUG_VARIABLE}=1 "
+        "shows its traceback.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("train", help="train from a recipe (none: the CPU demo) and flags", add_help=False)
     plot_parser = commands.add_parser("plot", help="plot loss, reward accuracy and margins of a finished run")
     plot_parser.add_argument("output_dir")
+    add_commands(commands)  # each of their namespaces carries run(namespace) -> exit code
     known, rest = parser.parse_known_args(argv)
+    rest, debug_flag = take_debug_flag(rest)
+    if known.command != "train" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    debug = known.debug or debug_flag or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return run_command(known, rest)
+    except Exception as error:
+        if debug or not is_user_error(error):
+            raise
+        print(f"hf-dpo: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+
+
+def run_command(known: argparse.Namespace, rest: list[str]) -> int:
+    """Run the parsed sub-command (``rest``: the flags of ``train``) and return its exit status."""
     if known.command == "plot":
         print(plot(known.output_dir))
-    elif "-h" in rest or "--help" in rest:
-        print_train_help()
-    else:
-        train(*parse_train_args(rest))
+        return 0
+    if known.command != "train":
+        return known.run(known)
+    with bitsandbytes_held_back():  # imported only if the run quantizes (see hf_dpo.quiet)
+        if "-h" in rest or "--help" in rest:
+            print_train_help()
+        else:
+            train(*parse_train_args(rest))
     return 0
 
 

@@ -9,7 +9,9 @@ import yaml
 from tiny import build_model, build_tokenizer, preference_rows
 
 from hf_dpo import cli
+from hf_dpo.arguments import default_recipe
 from hf_dpo.config import DPOTrainingArguments
+from hf_dpo.recipe import UserError
 
 RECIPES = sorted(Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml"))
 
@@ -31,20 +33,49 @@ def test_every_recipe_parses_into_the_argument_classes(recipe):
 def test_default_recipe_is_the_demo_and_flags_override_it():
     model_args, _, _, args = cli.parse_train_args(["--beta", "0.25", "--use_peft", "false"])
     assert (args.beta, model_args.use_peft) == (0.25, False)  # flags alone: dataclass defaults, no recipe
-    model_args, _, run_args, args = cli.parse_train_args([str(cli.default_recipe()), "--beta", "0.25"])
+    model_args, _, run_args, args = cli.parse_train_args([str(default_recipe()), "--beta", "0.25"])
     assert args.beta == 0.25 and model_args.use_peft is True and run_args.task == "concise_qa"
 
 
-def test_unknown_recipe_key_is_named(tmp_path):
+def test_unknown_recipe_key_is_named_with_the_closest_field(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("beta: 0.1\nbetta: 0.2\n")
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['betta'\]"):
+    with pytest.raises(UserError, match=r"bad.yaml: unknown key 'betta' \(did you mean 'beta'\?\)$"):
         cli.parse_train_args([str(recipe)])
 
 
-def test_unknown_flag_is_an_error():
-    with pytest.raises(ValueError, match="--betta"):
+def test_unknown_or_abbreviated_flag_is_named_with_the_closest_field():
+    with pytest.raises(UserError, match=r"^--betta: did you mean --beta\?$"):
         cli.parse_train_args(["--betta", "0.2"])
+    with pytest.raises(UserError, match=r"^--max_step: did you mean --max_steps\?$"):  # no argparse prefix matching
+        cli.parse_train_args(["--max_step", "3"])
+    with pytest.raises(UserError, match=r"unexpected argument 'extra\.yaml'"):
+        cli.parse_train_args(["--beta", "0.2", "extra.yaml"])
+
+
+def test_recipe_values_take_the_types_the_fields_declare(tmp_path):
+    """Issue 9, item 6: lists where a list makes sense, `1e-4` (a string to PyYAML) as a float, a wrong type named."""
+    recipe = tmp_path / "typed.yaml"
+    recipe.write_text(
+        "use_peft: true\nlora_target_modules: [q_proj, v_proj]\nloss_type: [sigmoid, sft]\nloss_weights: [1, 0.5]\n"
+        "report_to: [none]\nlearning_rate: 1e-4\nmax_length: '64'\nsave_strategy: 'no'\noutput_dir: out\n"
+    )
+    model_args, _, _, args = cli.parse_train_args([str(recipe)])
+    assert model_args.target_modules() == ["q_proj", "v_proj"]
+    assert model_args.peft_config().target_modules == {"q_proj", "v_proj"}
+    assert (args.loss_type, args.loss_weights, args.learning_rate, args.max_length) == (
+        "sigmoid,sft",
+        [1.0, 0.5],
+        1e-4,
+        64,
+    )
+    recipe.write_text("lora_r: sixteen\n")
+    with pytest.raises(UserError, match=r"typed.yaml: lora_r: expected an integer, got sixteen \(a string\)$"):
+        cli.parse_train_args([str(recipe)])
+
+
+def test_a_user_error_is_a_value_error_for_python_callers():
+    assert issubclass(UserError, ValueError)
 
 
 def test_test_split_can_be_switched_off_from_a_flag_and_single_files_say_so(tmp_path):
@@ -52,7 +83,7 @@ def test_test_split_can_be_switched_off_from_a_flag_and_single_files_say_so(tmp_
     assert data_args.dataset_test_split is None
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
-    with pytest.raises(ValueError, match="is a single file, which holds only the train split"):
+    with pytest.raises(UserError, match="is a single file, which holds only the train split"):
         cli.load_splits(cli.DataArguments(dataset_name=str(data)))
     train, test = cli.load_splits(cli.DataArguments(dataset_name=str(data), dataset_test_split=None))
     assert len(train) == 1 and test is None
@@ -61,7 +92,10 @@ def test_test_split_can_be_switched_off_from_a_flag_and_single_files_say_so(tmp_
 def test_bad_value_in_recipe_names_the_field(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("beta: -1\noutput_dir: out\n")
-    with pytest.raises(ValueError, match="beta=-1"):
+    with pytest.raises(UserError, match="beta=-1"):  # DPOTrainingArguments.__post_init__'s ValueError, as a UserError
+        cli.parse_train_args([str(recipe)])
+    recipe.write_text("load_in_4bit: true\noutput_dir: out\n")
+    with pytest.raises(UserError, match="load_in_4bit/load_in_8bit need use_peft"):
         cli.parse_train_args([str(recipe)])
 
 
@@ -83,8 +117,24 @@ def test_train_end_to_end_on_a_local_model_and_jsonl(tmp_path, capsys):
     out = tmp_path / "out"
     for name in ("adapter_model.safetensors", "trainer_state.json", "README.md", "training.png", "summary.json"):
         assert (out / name).is_file(), name
-    assert "train:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    # no evaluation split: no empty before/after table, but the last training figures and where the outputs went
+    assert "before" not in printed and "training, last logged step (3): loss 0." in printed
+    assert ", reward accuracy " in printed and ", reward margin " in printed
+    assert (
+        f"written to {out}: adapter, trainer_state.json, README.md (model card), training.png, summary.json" in printed
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["seconds"]) == ["loading", "training"] and summary["last_train_log"]["step"] == 3
     assert cli.main(["plot", str(out)]) == 0
+
+
+def test_the_summary_says_something_when_no_step_was_logged(capsys):
+    summary = {"train_loss": 0.6931, "seconds": {"loading": 1.0, "training": 2.0}, "wall_seconds": 3.0}
+    cli.print_summary(summary | {"seconds_per_step": 2.0, "last_train_log": {}}, "out")
+    printed = capsys.readouterr().out
+    assert "training: mean loss over the run 0.6931" in printed
+    assert "time: loading 1 s, training 2 s (2.00 s/step); 3 s in all" in printed
 
 
 def _tiny_run(tmp_path, **overrides):
@@ -115,7 +165,7 @@ def _reference_model(trainer):
 
 
 def test_model_arguments_reach_model_init_kwargs_where_the_users_own_win():
-    model_args = cli.ModelArguments(dtype="bfloat16", attn_implementation="eager", load_in_4bit=True)
+    model_args = cli.ModelArguments(dtype="bfloat16", attn_implementation="eager", load_in_4bit=True, use_peft=True)
     args = DPOTrainingArguments(output_dir="out", model_init_kwargs={"dtype": "float32", "device_map": "cpu"})
     assert cli.fold_model_init_kwargs(model_args, args) == {
         "dtype": "float32",  # model_init_kwargs, given explicitly, win over ModelArguments.dtype
