@@ -29,6 +29,7 @@ import torch
 from datasets import Dataset
 
 from hf_dpo.columns import TOKEN_COLUMNS
+from hf_dpo.engines import whole
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +48,12 @@ def weights_fingerprint(model: torch.nn.Module, skip: Callable[[str], bool] | No
     for name, tensor in sorted({**dict(model.named_parameters()), **dict(model.named_buffers())}.items()):
         if skip is not None and skip(name):
             continue
-        flat = tensor.detach().reshape(-1)
-        step = max(1, flat.numel() // _SAMPLE_VALUES)
-        sample = flat[::step][:_SAMPLE_VALUES].cpu().contiguous()
-        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        with whole(tensor) as values:  # a sharded parameter is read whole, not as this process's shard
+            flat = values.detach().reshape(-1)
+            step = max(1, flat.numel() // _SAMPLE_VALUES)
+            sample = flat[::step][:_SAMPLE_VALUES].cpu().contiguous()
+            shape = tuple(values.shape)
+        digest.update(f"{name}|{shape}|{tensor.dtype}|".encode())
         digest.update(sample.view(torch.uint8).numpy().tobytes() if sample.numel() else b"")
     return digest.hexdigest()
 

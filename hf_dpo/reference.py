@@ -25,10 +25,11 @@ from typing import Any
 import torch
 
 from hf_dpo.columns import REF_COLUMNS
+from hf_dpo.engines import engine_name, prepare_reference_model
 from hf_dpo.loading import load_causal_lm
 from hf_dpo.logprobs import sequence_logps
 from hf_dpo.losses import needs_reference
-from hf_dpo.model_utils import eval_mode, freeze, is_peft_model, is_quantized
+from hf_dpo.model_utils import eval_mode, freeze, is_peft_model
 from hf_dpo.ref_cache import weights_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,11 @@ class FrozenModelReference(Reference):
 
     @torch.no_grad()
     def sync(self, policy: torch.nn.Module, alpha: float) -> None:
+        if getattr(self, "engine", "ddp") != "ddp":
+            raise ValueError(
+                f"sync_ref_model=True with a separate reference under {self.engine}: the sharded weights cannot be "
+                "mixed in place; train a PEFT model (its reference adapter moves) or turn sync_ref_model off"
+            )
         policy_parameters = dict(_unwrap(policy).named_parameters())
         reference_parameters = dict(self.model.named_parameters())
         if policy_parameters.keys() != reference_parameters.keys():
@@ -123,15 +129,9 @@ class FrozenModelReference(Reference):
         return weights_fingerprint(self.model)
 
     def prepare(self, accelerator: Any) -> None:
-        # It never gets gradients, so DDP has nothing to synchronise: each process holds it unwrapped.
-        if accelerator.distributed_type.name in ("FSDP", "DEEPSPEED"):
-            raise ValueError(
-                "a separate frozen reference model is not supported with FSDP or DeepSpeed yet (each process would "
-                "hold an unsharded copy); train a PEFT model (its reference is the base model with the adapters "
-                "disabled) or use reference_free=True"
-            )
-        if not is_quantized(self.model):  # bitsandbytes models were placed when loaded and refuse .to()
-            self.model.to(accelerator.device)
+        # Sharded like the policy under ZeRO-3 and FSDP2, replicated otherwise (see hf_dpo/engines.py)
+        self.engine = engine_name(accelerator)
+        self.model = prepare_reference_model(self.model, accelerator)
 
     def release(self, policy: torch.nn.Module) -> None:
         self.model = None

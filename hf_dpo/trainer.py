@@ -29,6 +29,7 @@ from hf_dpo.columns import (
 )
 from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.data import DataStatsCallback, check_vocabulary, prepare_dataset
+from hf_dpo.engines import engine_name, precompute_model
 from hf_dpo.guards import NonFiniteError, NonFiniteGradientGuard, SkippedBatch, all_finite, nonfinite_message
 from hf_dpo.hub import push_merged
 from hf_dpo.logprobs import ld_token_weights
@@ -169,8 +170,9 @@ class DPOTrainer(Trainer):
     def _precompute_reference(self) -> None:
         """Reference log-probs as dataset columns (from the disk cache when it has them), then release what only
         the reference needed: training holds one model and runs one forward per step."""
-        if not is_quantized(self.model):  # bitsandbytes models were placed when loaded and refuse .to()
-            self.model.to(self.args.device)  # the pass may run before Trainer has placed the policy
+        if not is_quantized(self.model) and engine_name(self.accelerator) != "deepspeed":  # DeepSpeed places it
+            self.model.to(self.args.device)  # the pass runs before Trainer has placed the policy
+        self._precompute_policy = precompute_model(self.model, self.accelerator)
         self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
         self.eval_dataset = per_eval_split(self.eval_dataset, self._with_reference_logps)
         self.reference.release(self.model)
@@ -184,7 +186,7 @@ class DPOTrainer(Trainer):
             dataset,
             split,
             reference=lambda model, inputs: self._reference_logps(model, inputs, reference),
-            policy=self.model,
+            policy=getattr(self, "_precompute_policy", None) or self.model,
             collator=self.data_collator,
             batch_size=args.precompute_ref_batch_size or args.per_device_eval_batch_size,
             accelerator=self.accelerator,
