@@ -37,9 +37,9 @@ logger = logging.getLogger("hf_dpo")
 
 PACKAGED_PREFIX = "hf_dpo:"  # names of models and data shipped with hf_dpo (the demo's)
 DEBUG_VARIABLE = "HF_DPO_DEBUG"  # set (not "0"): every error shows its traceback, as --debug does
-# A dataset_name ending so, or written as a path, names a local file or folder: a missing one is a mistake, not a Hub id.
+# A name written as a path, or a dataset_name ending so, is local: a missing one is a mistake, not a Hub id to look up.
+PATH_PREFIXES = ("/", "./", "../")
 DATA_FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".arrow", ".txt")
-PATH_PREFIXES = ("/", "./", "../", "~")
 # Optimizers that never use bitsandbytes; any other name (8-bit, paged, lion, ademamix, ...) may.
 PLAIN_OPTIMIZER_PREFIXES = ("adamw_torch", "adafactor", "sgd", "adagrad")
 
@@ -60,7 +60,7 @@ def check_inputs(model_args: ModelArguments, data_args: DataArguments) -> None:
                 packaged_file(name)
             except (ValueError, ImportError, FileNotFoundError) as error:  # unknown name, package or file missing
                 raise UserError(str(error)) from error
-        elif name.startswith(PATH_PREFIXES) and not os.path.isdir(os.path.expanduser(name)):
+        elif name.startswith(PATH_PREFIXES) and not os.path.isdir(name):
             raise UserError(f"{role}={name!r}: no such folder")
     name = data_args.dataset_name
     looks_local = name.lower().endswith(DATA_FILE_SUFFIXES) or name.startswith(PATH_PREFIXES)

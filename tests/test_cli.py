@@ -1,6 +1,7 @@
 """hf-dpo's command line: recipes parse, flags override, unknown keys are named; a tiny run end to end."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,20 @@ def test_an_unknown_task_or_packaged_dataset_fails_before_loading_a_model(tmp_pa
         cli.train(model_args, data_args, run_args, args)
     with pytest.raises(ValueError, match="'hf_dpo:nope' is not a packaged dataset; hf_dpo ships: hf_dpo:concise_qa"):
         cli.load_splits(cli.DataArguments(dataset_name="hf_dpo:nope"))
+
+
+def test_missing_local_inputs_are_named_before_anything_loads(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    with pytest.raises(UserError, match=r"^model_name_or_path='\./no_model': no such folder$"):
+        cli.check_inputs(
+            cli.ModelArguments(model_name_or_path="./no_model"), cli.DataArguments(dataset_name=str(data))
+        )
+    with pytest.raises(UserError, match=r"^ref_model_name_or_path='/no/ref': no such folder$"):
+        cli.check_inputs(
+            cli.ModelArguments(ref_model_name_or_path="/no/ref"), cli.DataArguments(dataset_name=str(data))
+        )
+    for name in ("missing.parquet", "./data_folder"):
+        with pytest.raises(UserError, match=rf"^dataset_name='{re.escape(name)}': no such file or folder$"):
+            cli.check_inputs(cli.ModelArguments(), cli.DataArguments(dataset_name=name))
+    cli.check_inputs(cli.ModelArguments(), cli.DataArguments(dataset_name="org/hub-dataset"))  # a Hub id: not checked
