@@ -74,7 +74,8 @@ PAIRED = MetricSpec(means=(*METRIC_NAMES, LOSS, AUX_LOSS), ratios=RATIOS, totals
 # KTO: rows are single completions; reward and log-prob metrics are means over the desirable (chosen) or the
 # undesirable (rejected) rows, named as TRL's KTOTrainer names them.
 UNPAIRED = MetricSpec(
-    means=("kl", LOSS, AUX_LOSS),
+    # rewards/accuracies (not in TRL's KTO): the share of rows whose implied reward is on the right side of z0
+    means=("kl", "rewards/accuracies", LOSS, AUX_LOSS),
     ratios={
         "rewards/chosen": ("chosen_rewards_sum", ("count/desirable",)),
         "rewards/rejected": ("rejected_rewards_sum", ("count/undesirable",)),

@@ -149,7 +149,10 @@ def unpaired_step(
     if aux_loss is not None:
         losses = losses + aux_loss_coef * aux_loss
     desirable_float, undesirable_float = desirable.float(), (~desirable.bool()).float()
+    # the side of the reference point each completion's implied reward is on: above for desirable ones
+    above = rewards > args.beta * kl
     values = {
+        "rewards/accuracies": torch.where(desirable.bool(), above, ~above & (rewards < args.beta * kl)).float(),
         "chosen_rewards_sum": rewards * desirable_float,
         "rejected_rewards_sum": rewards * undesirable_float,
         "chosen_logps_sum": logps * desirable_float,

@@ -88,6 +88,7 @@ def test_at_step_zero_every_row_loses_one_half(tmp_path, tokenizer):
     metrics = _trainer(tmp_path, tokenizer).evaluate(eval_dataset=thumbs(8, offset=100))
     assert_close(metrics["eval_loss"], 0.5, atol=1e-6, rtol=0)
     assert metrics["eval_kl"] == 0 and metrics["eval_rewards/chosen"] == 0
+    assert metrics["eval_rewards/accuracies"] == 0  # every reward is exactly at the reference point
     assert (metrics["eval_count/desirable"], metrics["eval_count/undesirable"]) == (4, 4)
 
 
@@ -97,6 +98,7 @@ def test_kto_learns_to_separate_held_out_desirable_from_undesirable(tmp_path, to
     trainer.train()
     after = trainer.evaluate(eval_dataset=thumbs(16, offset=100))
     assert before["eval_rewards/margins"] == 0 and after["eval_rewards/margins"] > 0.5, after
+    assert after["eval_rewards/accuracies"] > 0.5
     assert after["eval_loss"] < before["eval_loss"]
     logs = [entry for entry in trainer.state.log_history if "loss" in entry and "eval_loss" not in entry]
     for name in ("kl", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected",
