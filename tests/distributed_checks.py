@@ -4,7 +4,8 @@ number of processes. Prints rank 0's view as JSON:
 - ``eval_loss`` of an evaluation set that does not fill the last batch (7 pairs, 2 per process), next to the
   per-pair mean computed in one local pass;
 - the ``bco_pair`` running reward statistics each process holds after two DDP steps;
-- a KTO run (its KL reference point is reduced over processes) against the same run in one process.
+- a KTO run (its KL reference point is reduced over processes) against the same run in one process;
+- DPO with each kind of reference (frozen copy, disabled adapters, SFT adapter, precomputed), against one process.
 """
 
 import json
@@ -117,6 +118,52 @@ def kto_check(tokenizer, output_dir):
     return {"kto_eval_loss": metrics["eval_loss"], "kto_first_kl": first_log["kl"], "kto_loss": first_log["loss"]}
 
 
+REFERENCE_KINDS = ("copy", "peft_disabled", "sft_adapter", "precomputed")
+
+
+def reference_kind_trainer(tokenizer, output_dir, kind, per_device_batch):
+    """DPO for 2 steps on 8 pairs taken in order with each kind of reference: 2 x 2 pairs see the 1 x 4 batch."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    model, extra = build_model(tokenizer), {}
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    if kind == "peft_disabled":
+        extra["peft_config"] = lora
+    elif kind == "sft_adapter":
+        torch.manual_seed(1)
+        model = get_peft_model(model, LoraConfig(**{**lora.to_dict(), "init_lora_weights": False}))
+    args = _args(
+        output_dir,
+        max_steps=2,
+        per_device_train_batch_size=per_device_batch,
+        per_device_eval_batch_size=per_device_batch,
+        train_sampling_strategy="sequential",
+        logging_steps=1,
+        precompute_ref_log_probs=kind == "precomputed",
+        ref_logps_cache=False,
+    )
+    return DPOTrainer(
+        model,
+        args=args,
+        train_dataset=varied_rows(8),
+        eval_dataset=varied_rows(6),  # given up front: a precomputed reference scores it before release
+        processing_class=tokenizer,
+        **extra,
+    )
+
+
+def reference_kinds_check(tokenizer, output_dir):
+    result = {}
+    for kind in REFERENCE_KINDS:
+        trainer = reference_kind_trainer(tokenizer, f"{output_dir}/{kind}", kind, per_device_batch=2)
+        trainer.train()
+        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        result[f"{kind}_losses"] = losses
+        result[f"{kind}_eval_loss"] = trainer.evaluate()["eval_loss"]
+    return result
+
+
 def main() -> None:
     output_dir = sys.argv[1]
     tokenizer = build_tokenizer()
@@ -124,6 +171,7 @@ def main() -> None:
         **eval_loss_check(tokenizer, output_dir),
         **bco_state_check(tokenizer, output_dir),
         **kto_check(tokenizer, output_dir),
+        **reference_kinds_check(tokenizer, output_dir),
     }
     if torch.distributed.get_rank() == 0:
         print("RESULT " + json.dumps(result))

@@ -50,12 +50,19 @@ def test_two_processes_shard_the_reference_pass_and_train(tmp_path):
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 2  # train and eval, written once by rank 0
 
 
+@pytest.fixture(scope="module")
+def distributed_result(tmp_path_factory):
+    """One 2-process run of tests/distributed_checks.py shared by the tests that read it (each torchrun costs
+    ~20 s)."""
+    return _run_two_processes(CHECKS, tmp_path_factory.mktemp("checks"), port=29519)
+
+
 @needs_torchrun
-def test_eval_loss_and_loss_state_do_not_depend_on_the_number_of_processes(tmp_path):
+def test_eval_loss_and_loss_state_do_not_depend_on_the_number_of_processes(tmp_path, distributed_result):
     """7 evaluation pairs over 2 processes x 2: the last batch is uneven and accelerate repeats a pair to fill it.
     Before the fix eval_loss was 0.347788 against an exact per-pair mean of 0.344113, and each process kept its
     own bco_pair running mean ([1.6605, 8] and [1.8800, 8] instead of [3.5405, 16] on both)."""
-    result = _run_two_processes(CHECKS, tmp_path / "out", port=29519)
+    result = distributed_result
     assert result["eval_loss"] == pytest.approx(result["exact_eval_loss"], abs=1e-6)
     first, second = result["bco_rewards_per_process"]
     # KTO: the reference point z0 is the mean over every process's KL rows, so 2 x 2 rows train as 1 x 4
@@ -69,3 +76,16 @@ def test_eval_loss_and_loss_state_do_not_depend_on_the_number_of_processes(tmp_p
     assert result["kto_loss"] == pytest.approx(first_log["loss"], abs=1e-5)
     assert result["kto_eval_loss"] == pytest.approx(metrics["eval_loss"], abs=1e-5)
     assert first == second and first[1] == 2 * 2 * 2 * 2  # 2 processes x 2 pairs x 2 completions x 2 steps
+
+
+@needs_torchrun
+@pytest.mark.parametrize("kind", ["copy", "peft_disabled", "sft_adapter", "precomputed"])
+def test_every_reference_kind_trains_under_ddp_as_in_one_process(tmp_path, kind, distributed_result):
+    import distributed_checks
+
+    single = distributed_checks.reference_kind_trainer(build_tokenizer(), str(tmp_path / kind), kind, 4)
+    single.train()
+    losses = [entry["loss"] for entry in single.state.log_history if "loss" in entry]
+    assert distributed_result[f"{kind}_losses"] == pytest.approx(losses, abs=1e-5)
+    eval_loss = single.evaluate()["eval_loss"]
+    assert distributed_result[f"{kind}_eval_loss"] == pytest.approx(eval_loss, abs=1e-5)
