@@ -1,6 +1,6 @@
-"""GPU memory that a one-GPU LoRA / QLoRA DPO recipe needs, computed from the model's shape (no GPU, no download).
+"""GPU memory that a DPO recipe needs, computed from the model's shape (no GPU, no download).
 
-    python benchmarks/memory_estimate.py            # the table quoted in recipes/one_gpu/*.yaml
+    python benchmarks/memory_estimate.py            # the tables quoted in recipes/one_gpu/ and recipes/multi_gpu/
 
 These are estimates, not measurements: weights + LoRA training state + activations with activation
 checkpointing + the float32 logits of the completion positions, plus a fixed 0.8 GiB for the CUDA context and
@@ -79,6 +79,32 @@ def estimate(shape: Shape, four_bit: bool, lora_r: int = 16, prompt: int = 512, 
     }
 
 
+def estimate_sharded(
+    shape: Shape, gpus: int, full: bool, lora_r: int = 16, pairs: int = 1, prompt: int = 512, completion: int = 512
+) -> dict:
+    """Per GPU, with the policy sharded over ``gpus`` (ZeRO-3 or FSDP2, bf16 mixed precision, checkpointing).
+
+    Full fine-tune: bf16 weights (2 B) + fp32 master weights (4 B) + AdamW moments (8 B) + bf16 gradients (2 B) per
+    parameter, all sharded, plus the frozen reference sharded the same way (2 B). LoRA: the bf16 base sharded
+    (2 B), fp32 LoRA weights, gradients and AdamW state (16 B) replicated; the reference is the base with the
+    adapters disabled (nothing more). Both: two layers' parameters gathered at a time, the checkpointed layer
+    inputs of ``pairs`` pairs, and the float32 completion logits.
+    """
+    params = shape.block_params + shape.embedding_params
+    if full:
+        sharded = params * (2 + 4 + 8 + 2 + 2) / gpus
+        lora_state = 0.0
+    else:
+        sharded = params * 2 / gpus
+        lora_state = shape.layers * sum(lora_r * (a + b) for a, b in shape.linear_shapes()) * 16
+    gathered = 2 * (shape.block_params / shape.layers) * 2  # two layers in bf16 while they run
+    tokens = pairs * 2 * (prompt + completion)
+    activations = shape.layers * tokens * shape.hidden * 2 + tokens * (4 * shape.hidden + 3 * shape.intermediate) * 2
+    logits = pairs * 2 * (completion + 1) * shape.vocab * 4 * 2
+    total = sharded + lora_state + gathered + activations + logits + 0.8 * GIB
+    return {"sharded_state": sharded / GIB, "activations": (activations + logits) / GIB, "total": total / GIB}
+
+
 def main() -> None:
     print(f"{'model':30}{'mode':8}{'weights':>9}{'LoRA M':>8}{'train st':>9}{'activ':>8}{'total GiB':>11}")
     for shape in SHAPES:
@@ -88,6 +114,17 @@ def main() -> None:
                 f"{shape.name:30}{'QLoRA' if four_bit else 'LoRA':8}{row['weights']:9.1f}{row['lora_params_M']:8.0f}"
                 f"{row['training_state']:9.2f}{row['activations']:8.2f}{row['total']:11.1f}"
             )
+
+    print()
+    print(f"{'model (sharded, per GPU)':30}{'mode':22}{'sharded':>9}{'activ':>8}{'total GiB':>11}")
+    llama3 = next(shape for shape in SHAPES if shape.name == "Llama-3-8B")
+    for full, gpus, label in (
+        (True, 8, "full, ZeRO-3, 8 GPUs"),
+        (False, 2, "LoRA, FSDP2, 2 GPUs"),
+        (False, 8, "LoRA, FSDP2, 8 GPUs"),
+    ):
+        row = estimate_sharded(llama3, gpus, full)
+        print(f"{llama3.name:30}{label:22}{row['sharded_state']:9.1f}{row['activations']:8.2f}{row['total']:11.1f}")
 
 
 if __name__ == "__main__":
