@@ -91,19 +91,25 @@ def test_without_an_engine_the_reference_is_a_replicated_copy_on_the_device(toke
     assert prepare_reference_model(model, accelerator) is model
 
 
-def test_fsdp2_reference_for_real_on_one_cpu_process(tmp_path):
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPT.parent)}
+def _run(script_name, port, **environment):
+    """A one-process distributed script of tests/, its RESULT line as a dict."""
+    script = SCRIPT.with_name(script_name)
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(script.parent), **environment}
     completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "29561"],
+        [sys.executable, str(script), str(port)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         env=environment,
         check=False,
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     assert completed.returncode == 0 and lines, completed.stderr[-3000:]
-    result = json.loads(lines[0][7:])
+    return json.loads(lines[0][7:])
+
+
+def test_fsdp2_reference_for_real_on_one_cpu_process():
+    result = _run(SCRIPT.name, 29561)
     assert result["difference"] == 0.0 and result["frozen"]
     assert result["dtensors"] == result["parameters"] > 0  # every parameter sharded
     assert result["same_fingerprint"]  # the cache key reads the whole weights, not one process's shard
@@ -113,16 +119,5 @@ def test_fsdp2_reference_for_real_on_one_cpu_process(tmp_path):
 def test_zero3_reference_for_real_on_one_cpu_process():
     """DeepSpeed runs on this CPU with its CPU accelerator: the reference is partitioned (every parameter holds
     shape [0] on the process), scores exactly as the plain model, and its cache fingerprint reads whole weights."""
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPT.parent), "DS_ACCELERATOR": "cpu"}
-    script = SCRIPT.with_name("zero3_reference.py")
-    completed = subprocess.run(
-        [sys.executable, str(script), "29563"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=environment,
-        check=False,
-    )
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
-    assert completed.returncode == 0 and lines, completed.stderr[-3000:]
-    assert json.loads(lines[0][7:]) == {"difference": 0.0, "partitioned": True, "same_fingerprint": True}
+    result = _run("zero3_reference.py", 29563, DS_ACCELERATOR="cpu")
+    assert result == {"difference": 0.0, "partitioned": True, "same_fingerprint": True}
