@@ -68,7 +68,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         parser.add_argument(f"--{name}", type=kind, default=None, help="default: the run's model card, else DPO's")
     parser.add_argument("--loss_type", default=None, help="default: the run's model card, else sigmoid")
     parser.add_argument("--truncation_mode", default=None, choices=("keep_end", "keep_start"))
-    parser.add_argument("--batch_size", type=int, default=8, help="pairs per forward pass")
+    parser.add_argument("--batch_size", type=int, default=8, help="pairs per forward pass, prompts per generate call")
     parser.add_argument("--dtype", default=None, help="weights dtype: float32, bfloat16, ... (default: the model's)")
     parser.add_argument("--bf16", action="store_true", help="score and generate under bfloat16 autocast")
     parser.add_argument("--generate", type=int, default=0, metavar="N", help="answer the first N prompts with both")

@@ -272,15 +272,16 @@ def side_by_side(
     args: Any,
     settings: SamplingSettings,
     autocast_dtype: torch.dtype | None,
+    batch_size: int = 8,
 ) -> list[dict[str, Any]]:
     """The policy's and the reference's answers to each row's prompt, one record per prompt."""
     prompts = generation_prompts(rows, tokenizer, args)
     ids = [prompt for _, prompt in prompts]
-    policy = generate(models.policy, tokenizer, ids, settings, autocast_dtype=autocast_dtype)
+    policy = generate(models.policy, tokenizer, ids, settings, batch_size, autocast_dtype)
     reference: list[Generation | None] = [None] * len(ids)
     if (generator := models.generator_of_reference) is not None:
         with models.reference_context():
-            reference = generate(generator, tokenizer, ids, settings, autocast_dtype=autocast_dtype)
+            reference = generate(generator, tokenizer, ids, settings, batch_size, autocast_dtype)
     records = []
     for (index, prompt), mine, theirs in zip(prompts, policy, reference):
         record = {"row": rows[index]["row"], "prompt": tokenizer.decode(prompt, skip_special_tokens=True).strip()}
@@ -374,7 +375,7 @@ def evaluate_run(options: argparse.Namespace) -> dict[str, Any]:
         settings = SamplingSettings(
             options.max_new_tokens, options.do_sample, options.temperature, options.top_p, options.seed
         )
-        samples = side_by_side(models, tokenizer, rows, args, settings, autocast_dtype)
+        samples = side_by_side(models, tokenizer, rows, args, settings, autocast_dtype, options.batch_size)
         scorer = _scorer(options, device)
         if scorer is not None:
             add_scores(samples, rows, scorer)
