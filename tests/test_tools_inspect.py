@@ -77,19 +77,25 @@ def test_a_clean_row_has_no_warning(tokenizer):
     assert _warnings(_chat(["2+2?"]), tokenizer) == {}
 
 
-def test_two_bos_in_one_sequence(tokenizer):
+def test_two_bos(tokenizer):
+    found = _warnings({"prompt": "Question <s> and <s>?", "chosen": " yes", "rejected": " no"}, tokenizer)
+    assert "the data text contains the BOS token '<s>'" in found["two_bos"]
+    found = _warnings({"prompt": "Question:<s><s>", "chosen": " yes", "rejected": " no"}, tokenizer)
+    assert "two BOS tokens in a row ('<s>' at positions 2 and 3)" in found["two_bos"]
+
+
+def test_a_template_that_starts_every_turn_with_bos_is_not_flagged(tokenizer):
     tokenizer = build_tokenizer()
-    tokenizer.chat_template = BOS_PER_TURN
+    tokenizer.chat_template = BOS_PER_TURN  # Llama-2's design, as ChatML models whose BOS is <|im_start|>
     row = _chat(["2+2?"])
     row["prompt"] = [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Hello"},
         {"role": "user", "content": "2+2?"},
     ]
-    found = _warnings(row, tokenizer)
-    assert set(found) == {"two_bos"} and "2 BOS tokens ('<s>' at positions [0, " in found["two_bos"]
-    found = _warnings({"prompt": "Question <s> and <s>?", "chosen": " yes", "rejected": " no"}, tokenizer)
-    assert "2 BOS tokens" in found["two_bos"]
+    tokenized = tokenize_for_inspection(row, 0, tokenizer, _args())
+    assert tokenized.prompt.count(tokenizer.bos_token_id) == 2
+    assert _warnings(row, tokenizer) == {}
 
 
 def test_a_completion_cut_before_its_eos(tokenizer):
@@ -134,6 +140,7 @@ def test_inspect_a_dataset_shows_rows_warnings_and_statistics(tokenizer_dir, tmp
     assert "Question: is the fox good 0?⟦ Answer: yes good</s>⟧" in out
     assert "── row 2" not in out  # two rows shown
     assert "WARNING (no_eos, 1 rows, first: row 10)" in out
+    assert "no warnings" not in out
     assert "11 rows scanned: 10 kept, 1 truncated" in out and "share truncated: 9.1%" in out
     assert "chosen tokens (before any cut): mean" in out and "│█" in out
     assert "padding waste per batch (8 pairs = 16 sequences" in out
@@ -149,4 +156,5 @@ def test_inspect_a_recipe_uses_its_model_tokenizer_and_limits(tokenizer_dir, tmp
     assert _run(["inspect", str(tmp_path / "r.yaml"), "--rows", "1", "--color", "never"]) == 0
     out = capsys.readouterr().out
     prompt_tokens = len(build_tokenizer()(rows[0]["prompt"])["input_ids"])
+    assert "no warnings (checked:" in out
     assert "── row 0 · truncated · prompt 8 tokens" in out and f"[✂ {prompt_tokens - 8} prompt tokens]" in out

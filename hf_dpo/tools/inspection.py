@@ -6,7 +6,7 @@ tokenizes them, the mistakes users report, and the lengths of the whole split.
 
 Each shown sequence is ``prompt ⟦trained completion⟧``: BOS/EOS are written out, ``[✂ N tokens]`` marks where
 truncation cut (the prompt's start under ``keep_end``, a completion's end). Warnings, each once with its count:
-two BOS in one sequence; a completion without EOS (cut by the length limits), or ending its turn with a special
+two BOS in a row or a BOS in the data text; a completion without EOS (cut by the length limits), or ending its turn with a special
 token that is not the tokenizer's EOS; a chat template that writes text after the assistant's answer (trained as
 part of every completion); a text completion that starts without the space or newline that separates it from
 its prompt. Then length histograms (prompt, chosen, rejected, before any cut), the share truncated, and the
@@ -79,16 +79,35 @@ def _special_ids(tokenizer: Any) -> set[int]:
     return {tokenizer.convert_tokens_to_ids(text) for text in special_strings(tokenizer)}
 
 
-def bos_warning(tokenized: TokenizedRow, tokenizer: Any) -> str | None:
-    bos = tokenizer.bos_token_id
+def _texts(row: dict[str, Any]) -> list[str]:
+    """The text the data itself holds: plain strings, or the contents of chat messages."""
+    texts = []
+    for name in ("prompt", *SIDES):
+        value = row.get(name)
+        messages = value if isinstance(value, list) else [value]
+        texts += [m.get("content") if isinstance(m, dict) else m for m in messages]
+    return [text for text in texts if isinstance(text, str)]
+
+
+def bos_warning(row: dict[str, Any], tokenized: TokenizedRow, tokenizer: Any) -> str | None:
+    """Two BOS side by side, or a BOS the data text writes. A chat template that starts every turn with the BOS
+    token (Llama-2's ``<s>[INST]``, ChatML models whose BOS is ``<|im_start|>``) does so by design: not flagged."""
+    bos, bos_text = tokenizer.bos_token_id, tokenizer.bos_token
+    if bos is None:
+        return None
     for side, completion in tokenized.completions.items():
-        positions = [i for i, token in enumerate([*tokenized.prompt, *completion]) if token == bos]
-        if bos is not None and len(positions) > 1:
+        sequence = [*tokenized.prompt, *completion]
+        doubled = [i for i in range(1, len(sequence)) if sequence[i] == sequence[i - 1] == bos]
+        if doubled:
             return (
-                f"{len(positions)} BOS tokens ({tokenizer.bos_token!r} at positions {positions}) in the {side} "
-                "sequence: the data or the chat template writes BOS inside the text. Unless the model was trained "
-                "with a BOS per turn (Llama-2's template), remove it from the text or the template"
+                f"two BOS tokens in a row ({bos_text!r} at positions {doubled[0] - 1} and {doubled[0]}) in the {side} "
+                "sequence: the text already starts with BOS and something adds another; remove one"
             )
+    if bos_text and any(bos_text in text for text in _texts(row)):
+        return (
+            f"the data text contains the BOS token {bos_text!r}: it becomes a BOS in the middle of the sequence; "
+            "remove it from the rows (the tokenizer or chat template adds the BOS the model expects)"
+        )
     return None
 
 
@@ -170,7 +189,7 @@ def separator_warning(row: dict[str, Any]) -> str | None:
 def row_warnings(row: dict[str, Any], tokenized: TokenizedRow, tokenizer: Any) -> list[tuple[str, str]]:
     """Every warning of one row, as ``(kind, message)``."""
     found = []
-    if message := bos_warning(tokenized, tokenizer):
+    if message := bos_warning(row, tokenized, tokenizer):
         found.append(("two_bos", message))
     found += eos_warnings(tokenized, tokenizer)
     if (suffix := template_suffix(row, tokenized.index, tokenizer)) is not None:
@@ -234,7 +253,7 @@ def show_row(tokenized: TokenizedRow, tokenizer: Any, mode: str, color: bool = F
     head = f"── row {tokenized.index} · {STATUS_WORDS[tokenized.status]} · prompt {len(tokenized.prompt)} tokens · {lengths}"
     lines = [head]
     for side in SIDES:
-        text = sequence_line(tokenized, side, tokenizer, mode, color).replace("\n", "↵\n" + " " * 11)
+        text = sequence_line(tokenized, side, tokenizer, mode, color).replace("\n", "↵\n" + " " * 11 + "│")
         lines.append(f"  {side:8} │{text}")
     lines.append(f"  {'':8} │{boundary_line(tokenized, tokenizer)}")
     lines += [f"  ! {message}" for _, message in tokenized.warnings]
@@ -332,6 +351,8 @@ def report_lines(report: Report, args: Any, batch_size: int) -> list[str]:
     )
     for kind, (count, first, message) in report.warnings.items():
         lines.append(f"WARNING ({kind}, {count} rows, first: row {first}): {message}")
+    if not report.warnings:
+        lines.append("no warnings (checked: BOS, EOS and end-of-turn tokens, text after the answer, separators)")
     for name, values in report.lengths.items():
         mean = sum(values) / max(len(values), 1)
         lines += ["", f"{name} tokens (before any cut): mean {mean:.1f}, max {max(values, default=0)}"]
