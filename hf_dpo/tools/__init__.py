@@ -8,9 +8,11 @@ and the preference metrics as an ``evaluate`` module.
 - :mod:`~hf_dpo.tools.callbacks`: :class:`~hf_dpo.tools.callbacks.SamplesCallback` and
   :class:`~hf_dpo.tools.callbacks.DoctorCallback`;
 - :mod:`~hf_dpo.tools.pair_metrics`: the metrics (``preference_metric/`` is the same as an ``evaluate`` module,
-  ``compute_metrics`` the trainer's hook).
+  ``compute_metrics`` the trainer's hook);
+- :mod:`~hf_dpo.tools.figures`: what ``hf-dpo plot`` and the model card add (reward and KL panels, eval table).
 
-``hf_dpo.cli`` adds the commands with :func:`add_commands`; the core never imports this package.
+``hf_dpo.cli`` adds the commands with :func:`add_commands`, ``DPOTrainer`` the callbacks with
+:func:`~hf_dpo.tools.callbacks.add_tool_callbacks`; nothing here imports the trainer or the CLI at import time.
 """
 
 from __future__ import annotations
