@@ -265,6 +265,21 @@ def generation_prompts(rows: list[dict[str, Any]], tokenizer: Any, args: Any) ->
     return prompts
 
 
+def prompt_words(prompt: Any) -> str:
+    """What a reader wants to see of a prompt: its text, or a conversation's last user turn (not the system
+    prompt and template markers every row repeats).
+
+    >>> prompt_words([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}])
+    '2+2?'
+    """
+    from hf_dpo.formats import is_conversation
+
+    if not is_conversation(prompt):
+        return str(prompt).strip()
+    user_turns = [message.get("content") for message in prompt if message.get("role") == "user"]
+    return str(user_turns[-1] if user_turns else prompt[-1].get("content")).strip()
+
+
 def side_by_side(
     models: Models,
     tokenizer: Any,
@@ -283,8 +298,8 @@ def side_by_side(
         with models.reference_context():
             reference = generate(generator, tokenizer, ids, settings, batch_size, autocast_dtype)
     records = []
-    for (index, prompt), mine, theirs in zip(prompts, policy, reference):
-        record = {"row": rows[index]["row"], "prompt": tokenizer.decode(prompt, skip_special_tokens=True).strip()}
+    for (index, _), mine, theirs in zip(prompts, policy, reference):
+        record = {"row": rows[index]["row"], "prompt": prompt_words(rows[index]["prompt"])}
         record |= {"policy": mine.text, "policy_tokens": mine.num_tokens, "policy_hit_limit": mine.hit_limit}
         if theirs is not None:
             record |= {
@@ -438,17 +453,18 @@ def format_table(metrics: dict[str, Any]) -> str:
     if "wins" in metrics:
         lines.append(f"{'':4}won {metrics['wins']}, tied {metrics['ties']}, lost {metrics['losses']}")
     if generation := metrics.get("generation"):
-        lines += ["", f"{generation['prompts']} answers, {generation['settings']}"]
+        scored = f"; scored by {generation['scorer']}" if generation.get("scorer") else ""
+        lines += ["", f"{generation['prompts']} answers, {generation['settings']}{scored}"]
         lines.append(f"{'':40}{'policy':>10}{'reference':>11}")
         for label, key, fmt in (
             ("mean tokens", "mean_tokens", ".1f"),
             ("share that hit the limit", "hit_limit", ".2f"),
-            (f"mean score ({generation['scorer']})", "mean_score", ".3f"),
+            ("mean score", "mean_score", ".3f"),
         ):
             mine, theirs = generation.get(f"policy_{key}"), generation.get(f"reference_{key}")
             if mine is not None:
                 theirs_text = format(theirs, fmt) if theirs is not None else "-"
-                lines.append(f"{label[:40]:40}{mine:>10{fmt}}{theirs_text:>11}")
+                lines.append(f"{label:40}{mine:>10{fmt}}{theirs_text:>11}")
         if "answers_win_rate" in generation:
             lines.append(
                 f"{'win rate vs reference (scored answers)':40}{generation['answers_win_rate']:>10.3f}"
