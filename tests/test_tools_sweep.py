@@ -100,3 +100,13 @@ def test_final_metrics_and_table_read_the_last_logs():
     header = "| run | loss | reward acc | margin | KL | eval reward acc | held-out reward acc | train s |"
     assert table.splitlines()[0] == header
     assert table.splitlines()[2] == "| beta0.1 | 0.5 | 0.75 | 0.3 | 0.1 | 1 | 0.5 | 3.2 |"
+
+
+def test_sweep_keeps_unknown_flags_for_train_but_not_hf_dpos_debug(tiny_recipe):
+    parser = argparse.ArgumentParser(prog="hf-dpo")
+    parser.add_argument("--debug", action="store_true")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    options = parser.parse_args(["sweep", str(tiny_recipe), "--beta", "0.1", "--max_steps", "2", "--debug"])
+    assert options.train_flags == ["--max_steps", "2"] and options.debug is True
+    options = parser.parse_args(["--debug", "sweep", str(tiny_recipe), "--loss_type", "ipo"])
+    assert options.debug is True and options.train_flags == [] and options.loss_type == ["ipo"]

@@ -101,6 +101,9 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--output_dir", default=None, help="the sweep's folder (default: the recipe's output_dir-sweep)"
     )
+    # hf-dpo's own --debug, which the pass-through would otherwise hand to train; absent unless given, so it never
+    # overwrites the value of the top-level flag
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of errors")
     parser.set_defaults(run=_run_sweep, train_flags=[])
     return parser
 
