@@ -180,6 +180,24 @@ class DPOTrainingArguments(TrainingArguments):
         metadata={"help": "KTO: λ_U, the weight of undesirable completions' losses."},
     )
 
+    doctor: bool = field(
+        default=True,
+        metadata={
+            "help": "Warn once, with the likely cause and a knob, when the logs show a known DPO failure (loss "
+            "stuck at log 2, chosen log-probs falling, a too-easy start, growing answers); never stops a run."
+        },
+    )
+    generate_samples: int = field(
+        default=0,
+        metadata={
+            "help": "At each evaluation, greedy answers to this many fixed evaluation prompts, written to "
+            "OUTPUT_DIR/samples.jsonl and sent to every report_to integration that takes a table. 0: off."
+        },
+    )
+    samples_max_new_tokens: int = field(
+        default=64, metadata={"help": "Length limit of those sample answers (tokens)."}
+    )
+
     # ---- the data ----
     column_mapping: dict[str, str] | str | None = field(
         default=None,

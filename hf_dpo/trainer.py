@@ -48,6 +48,7 @@ from hf_dpo.quantization import keep_4bit_layers_trainable
 from hf_dpo.reference import PrecomputedReference, Reference, build_reference
 from hf_dpo.setup import checked_args, model_and_tokenizer, per_eval_split, router_aux_loss_coef, warn_if_unbalanced
 from hf_dpo.step import preference_step, unpaired_step
+from hf_dpo.tools.callbacks import add_tool_callbacks
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class DPOTrainer(Trainer):
         self.add_callback(NonFiniteGradientGuard(self.accelerator, self._skipped))
         if args.sync_ref_model:
             self.add_callback(ReferenceSyncCallback(lambda: self.reference, self.accelerator))
+        add_tool_callbacks(self)  # the doctor, and samples at each evaluation when asked
         self.reference.prepare(self.accelerator)
         if args.precompute_ref_log_probs and self.reference.runs_model:
             self._precompute_reference()

@@ -86,14 +86,17 @@ def test_a_failing_integration_is_reported_not_raised(caplog):
 
 
 def test_add_tool_callbacks_follows_the_arguments(tmp_path, tokenizer):
-    trainer = _trainer(tmp_path, tokenizer)
+    def names(trainer):
+        return [type(callback).__name__ for callback in trainer.callback_handler.callbacks]
+
+    trainer = _trainer(tmp_path, tokenizer)  # DPOTrainer adds them itself: the doctor by default, no samples
+    assert names(trainer).count("DoctorCallback") == 1 and "SamplesCallback" not in names(trainer)
+    trainer.callback_handler.remove_callback(
+        trainer.callback_handler.callbacks[names(trainer).index("DoctorCallback")]
+    )
     trainer.args.doctor = False
     add_tool_callbacks(trainer)
-    names = [type(callback).__name__ for callback in trainer.callback_handler.callbacks]
-    assert "DoctorCallback" not in names and "SamplesCallback" not in names
-    trainer.args.doctor = True
-    add_tool_callbacks(trainer)
-    assert "DoctorCallback" in [type(callback).__name__ for callback in trainer.callback_handler.callbacks]
+    assert "DoctorCallback" not in names(trainer)
 
 
 # ---- the doctor ---------------------------------------------------------------------------------------------------
