@@ -85,18 +85,20 @@ def test_a_failing_integration_is_reported_not_raised(caplog):
     assert "samples table not sent to TensorBoardCallback: ZeroDivisionError" in caplog.text
 
 
-def test_add_tool_callbacks_follows_the_arguments(tmp_path, tokenizer):
+def test_add_tool_callbacks_follows_the_arguments_and_adds_each_once(tmp_path, tokenizer):
     def names(trainer):
         return [type(callback).__name__ for callback in trainer.callback_handler.callbacks]
 
-    trainer = _trainer(tmp_path, tokenizer)  # DPOTrainer adds them itself: the doctor by default, no samples
-    assert names(trainer).count("DoctorCallback") == 1 and "SamplesCallback" not in names(trainer)
-    trainer.callback_handler.remove_callback(
-        trainer.callback_handler.callbacks[names(trainer).index("DoctorCallback")]
-    )
-    trainer.args.doctor = False
+    trainer = _trainer(tmp_path, tokenizer)
+    for callback in [c for c in trainer.callback_handler.callbacks if isinstance(c, DoctorCallback)]:
+        trainer.remove_callback(callback)  # once DPOTrainer adds it itself (doctor=True by default)
+    trainer.args.doctor, trainer.args.generate_samples = False, 0
     add_tool_callbacks(trainer)
-    assert "DoctorCallback" not in names(trainer)
+    assert "DoctorCallback" not in names(trainer) and "SamplesCallback" not in names(trainer)
+    trainer.args.doctor, trainer.args.generate_samples = True, 2
+    add_tool_callbacks(trainer)
+    add_tool_callbacks(trainer)
+    assert names(trainer).count("DoctorCallback") == 1 and names(trainer).count("SamplesCallback") == 1
 
 
 # ---- the doctor ---------------------------------------------------------------------------------------------------

@@ -32,11 +32,13 @@ LOG_2 = math.log(2)
 
 
 def add_tool_callbacks(trainer: Any) -> None:
-    """The doctor (unless ``args.doctor`` is False) and the samples callback (when ``args.generate_samples`` > 0)."""
+    """The doctor (unless ``args.doctor`` is False) and the samples callback (when ``args.generate_samples`` > 0),
+    each unless the trainer has one already (given in ``callbacks=``, or added by an earlier call)."""
     args = trainer.args
-    if getattr(args, "doctor", True):
+    present = {type(callback) for callback in trainer.callback_handler.callbacks}
+    if getattr(args, "doctor", True) and DoctorCallback not in present:
         trainer.add_callback(DoctorCallback())
-    if getattr(args, "generate_samples", 0):
+    if getattr(args, "generate_samples", 0) and SamplesCallback not in present:
         SamplesCallback.attach(trainer, args.generate_samples, getattr(args, "samples_max_new_tokens", 64))
 
 
