@@ -11,6 +11,7 @@ from tiny import build_model, build_tokenizer, preference_rows
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForSequenceClassification
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
+from hf_dpo.recipe import UserError
 from hf_dpo.tools import add_commands
 from hf_dpo.tools.evaluation import card_facts, format_table
 from hf_dpo.tools.generation import SamplingSettings, generate
@@ -123,9 +124,17 @@ def test_eval_numbers_are_the_trainers_evaluate_numbers(tiny_run, tmp_path):
     assert metrics["reward_margin"] == pytest.approx(expected["eval_rewards/margins"], rel=1e-5)
 
 
-def test_a_full_model_without_a_recorded_start_needs_ref(tiny_run, tmp_path):
-    with pytest.raises(ValueError, match="pass --ref"):
-        _run(["eval", str(tiny_run / "base"), "--dataset", str(tiny_run / "held_out.jsonl")])
+def test_user_mistakes_are_user_errors(tiny_run, tmp_path):
+    """hf-dpo prints a UserError as one line (exit status 2) instead of a traceback."""
+    data = str(tiny_run / "held_out.jsonl")
+    with pytest.raises(UserError, match="pass --ref"):  # a full model without a recorded start
+        _run(["eval", str(tiny_run / "base"), "--dataset", data])
+    for spec, message in (("nothing", "takes module:function"), ("no_such_module:f", "No module named"),
+                          ("json:no_such_function", "has no function")):  # fmt: skip
+        with pytest.raises(UserError, match=message):
+            _run(["eval", str(tiny_run / "run"), "--dataset", data, "--generate", "1", "--scorer", spec])
+    with pytest.raises(UserError, match="add --generate N"):
+        _run(["eval", str(tiny_run / "run"), "--dataset", data, "--scorer", "json:loads"])
 
 
 def test_generate_side_by_side_with_a_scorer_writes_jsonl_html_and_length_statistics(

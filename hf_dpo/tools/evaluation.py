@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import yaml
 
+from hf_dpo.recipe import UserError
 from hf_dpo.tools import pair_metrics
 from hf_dpo.tools.generation import Generation, SamplingSettings, generate
 
@@ -81,7 +82,7 @@ def adapter_base(path: str, base: str | None = None) -> str | None:
         return packaged
     name = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not name:
-        raise ValueError(f"{config_file} names no base_model_name_or_path; pass --base")
+        raise UserError(f"{config_file} names no base_model_name_or_path; pass --base")
     return name
 
 
@@ -153,7 +154,7 @@ def load_models(options: argparse.Namespace, device: torch.device) -> Models:
     if ref is None and not is_adapter:
         ref = card_facts(options.model).get("base_model") if os.path.isdir(options.model) else None
         if ref is None:
-            raise ValueError(
+            raise UserError(
                 f"{options.model} is a full model and nothing records the model it was trained from; pass --ref "
                 "(the model before training), or --ref none for no reference"
             )
@@ -369,6 +370,7 @@ def evaluate_run(options: argparse.Namespace) -> dict[str, Any]:
     output_dir = options.output_dir or default_output_dir(options.model)
     os.makedirs(output_dir, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    scorer = _scorer(options, device)  # a mistake in its name fails before any model loads
     args = eval_arguments(options, output_dir)
     models = load_models(options, device)
     tokenizer = load_eval_tokenizer(options.model, adapter_base(options.model, options.base))
@@ -391,7 +393,6 @@ def evaluate_run(options: argparse.Namespace) -> dict[str, Any]:
             options.max_new_tokens, options.do_sample, options.temperature, options.top_p, options.seed
         )
         samples = side_by_side(models, tokenizer, rows, args, settings, autocast_dtype, options.batch_size)
-        scorer = _scorer(options, device)
         if scorer is not None:
             add_scores(samples, rows, scorer)
         metrics["generation"] = {"settings": settings.describe(), "scorer": _scorer_name(options)}
@@ -413,7 +414,9 @@ def _scorer(options: argparse.Namespace, device: torch.device) -> Any:
     from hf_dpo.tools.scoring import RewardModelScorer, load_scorer, score_with
 
     if options.scorer and options.reward_model:
-        raise ValueError("give --scorer or --reward_model, not both")
+        raise UserError("give --scorer or --reward_model, not both")
+    if (options.scorer or options.reward_model) and not options.generate:
+        raise UserError("--scorer and --reward_model score generated answers: add --generate N")
     if options.scorer:
         function = load_scorer(options.scorer)
         return lambda completions, rows: score_with(function, completions, rows)

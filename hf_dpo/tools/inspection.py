@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from hf_dpo.recipe import UserError
 from hf_dpo.tokenization import KEPT, STATUS_COLUMN, TRUNCATED, render, tokenize_row, tokenizer_adds_bos
 
 LIMIT_NAMES = ("max_length", "max_prompt_length", "max_completion_length")
@@ -396,7 +397,7 @@ def load_target(options: argparse.Namespace) -> tuple[Any, Any, Any, str]:
         data_args.dataset_train_split, data_args.dataset_test_split = split_name, None
     else:
         if not options.tokenizer:
-            raise ValueError("inspecting a dataset needs --tokenizer (a model name or folder); a recipe names its own")
+            raise UserError("inspecting a dataset needs --tokenizer (a model name or folder); a recipe names its own")
         args = DPOTrainingArguments(
             output_dir="inspect", report_to="none", use_cpu=not torch.cuda.is_available(), **overrides
         )

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from hf_dpo.formats import is_conversation
+from hf_dpo.recipe import UserError
 
 Scorer = Callable[[str, dict[str, Any]], float]
 
@@ -25,10 +26,14 @@ def load_scorer(spec: str) -> Scorer:
     """``"package.module:function"`` -> the function; the error says which part is missing."""
     module_name, _, function_name = spec.partition(":")
     if not module_name or not function_name:
-        raise ValueError(f"--scorer takes module:function (e.g. hf_dpo.tools.scoring:concise_qa), got {spec!r}")
-    function = getattr(importlib.import_module(module_name), function_name, None)
+        raise UserError(f"--scorer takes module:function (e.g. hf_dpo.tools.scoring:concise_qa), got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise UserError(f"--scorer {spec}: {error}") from error
+    function = getattr(module, function_name, None)
     if not callable(function):
-        raise ValueError(f"--scorer {spec}: module {module_name} has no function {function_name!r}")
+        raise UserError(f"--scorer {spec}: module {module_name} has no function {function_name!r}")
     return function
 
 
@@ -75,7 +80,7 @@ class RewardModelScorer:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
         if self.model.config.num_labels != 1:
-            raise ValueError(
+            raise UserError(
                 f"--reward_model {path} has {self.model.config.num_labels} outputs; a reward model has one (num_labels=1)"
             )
         if self.tokenizer.pad_token is None:

@@ -20,6 +20,8 @@ import json
 import os
 from typing import Any
 
+from hf_dpo.recipe import UserError
+
 PANELS = (
     ("loss", "loss"),
     ("rewards/accuracies", "reward accuracy"),
@@ -53,7 +55,7 @@ def sweep_points(betas: list[float] | None, loss_types: list[str] | None) -> lis
     axes = {"loss_type": loss_types, "beta": betas}
     axes = {name: values for name, values in axes.items() if values}
     if not axes:
-        raise ValueError("nothing to sweep: give --beta and/or --loss_type with one or more values")
+        raise UserError("nothing to sweep: give --beta and/or --loss_type with one or more values")
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 
