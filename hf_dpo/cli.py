@@ -274,7 +274,10 @@ def write_outputs(trainer: Any, summary: dict[str, Any], dataset: str, run_args:
     if run_args.plot:
         from hf_dpo.plotting import plot_training
 
-        summary["plot"] = plot_training(trainer.state.log_history, os.path.join(output_dir, "training.png"))
+        loss_type = (
+            trainer.args.loss_type if isinstance(trainer.args.loss_type, str) else ",".join(trainer.args.loss_type)
+        )
+        summary["plot"] = plot_training(trainer.state.log_history, os.path.join(output_dir, "training.png"), loss_type)
     summary["summary_file"] = os.path.join(output_dir, summary_file(run_args))
     with open(summary["summary_file"], "w", encoding="utf-8") as file:
         json.dump(summary, file, indent=2)

@@ -10,6 +10,7 @@ import yaml
 import hf_dpo
 from hf_dpo.data import DataStatsCallback
 from hf_dpo.loading import PACKAGED_MODELS, packaged_name
+from hf_dpo.tools.figures import card_sections
 
 _DPO_CITATION = """@inproceedings{rafailov2023direct,
   title     = {Direct Preference Optimization: Your Language Model is Secretly a Reward Model},
@@ -17,6 +18,13 @@ _DPO_CITATION = """@inproceedings{rafailov2023direct,
                Chelsea Finn},
   booktitle = {Advances in Neural Information Processing Systems},
   year      = {2023}
+}"""
+
+_KTO_CITATION = """@inproceedings{ethayarajh2024kto,
+  title     = {Model Alignment as Prospect Theoretic Optimization},
+  author    = {Kawin Ethayarajh and Winnie Xu and Niklas Muennighoff and Dan Jurafsky and Douwe Kiela},
+  booktitle = {Proceedings of the 41st International Conference on Machine Learning},
+  year      = {2024}
 }"""
 
 _REFERENCE_WORDS = {
@@ -59,22 +67,29 @@ def render_model_card(
     license: str | None = None,
     language: str | list[str] | None = None,
     packaged_copy: str | None = None,
+    merged: bool = False,
+    extra_sections: list[str] | None = None,
     **_: Any,
 ) -> str:
     """Markdown with YAML metadata describing what was trained, how, on what, and where it ended.
 
     ``packaged_copy`` is the ``hf_dpo:`` name of the packaged weights training started from (see
     :mod:`hf_dpo.loading`); ``base_model`` then names the Hub model they copy, and the card says they differ.
+    ``merged``: the trained adapter was merged into the base weights (a plain model). ``extra_sections``: lines
+    placed before the citation (the training plot, an ``hf-dpo eval`` table, the doctor's warnings).
     """
     datasets = _as_list(dataset)
+    kto = "kto" in str(args.loss_type) or "unpaired" in str(args.loss_type)
+    is_adapter = is_peft and not merged
     sections = (
-        _metadata(base_model, is_peft, datasets, tags, license, language),
-        _intro(model_name, base_model, is_peft, datasets, packaged_copy),
-        _usage(hub_model_id or model_name, is_peft, packaged_copy),
+        _metadata(base_model, is_adapter, datasets, tags, license, language),
+        _intro(model_name, base_model, is_adapter, datasets, packaged_copy, kto, merged),
+        _usage(hub_model_id or model_name, is_adapter, packaged_copy),
         _hyper_parameters(args, reference_kind),
         _data_table(dataset_stats),
         _metrics(log_history),
-        _citation(),
+        ["", *(extra_sections or [])] if extra_sections else [],
+        _citation(kto),
     )
     return "\n".join(line for section in sections for line in section)
 
@@ -105,16 +120,23 @@ def _metadata(
 
 
 def _intro(
-    model_name: str, base_model: str | None, is_peft: bool, datasets: list[str], packaged_copy: str | None
+    model_name: str,
+    base_model: str | None,
+    is_peft: bool,
+    datasets: list[str],
+    packaged_copy: str | None,
+    kto: bool = False,
+    merged: bool = False,
 ) -> list[str]:
     """Title, what the model is, and, for a packaged start, which weights training really started from."""
-    kind = "a LoRA adapter on " if is_peft else "a fine-tune of "
+    kind = "a LoRA adapter on " if is_peft else "a LoRA fine-tune, merged into " if merged else "a fine-tune of "
     base = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else "a base model"
     on_data = f" on {', '.join(datasets)}." if datasets else "."
+    method = "Kahneman-Tversky Optimization (KTO)" if kto else "Direct Preference Optimization (DPO)"
     lines = [
         f"# {model_name}",
         "",
-        f"This model is {kind}{base}, trained with Direct Preference Optimization (DPO) using "
+        f"This model is {kind}{base}, trained with {method} using "
         f"[hf_dpo](https://pypi.org/project/hf-dpo/) {hf_dpo.__version__}{on_data}",
     ]
     if packaged_copy in PACKAGED_MODELS:
@@ -208,8 +230,8 @@ def _metrics(log_history: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _citation() -> list[str]:
-    return ["", "## Citation", "", "```bibtex", _DPO_CITATION, "```", ""]
+def _citation(kto: bool = False) -> list[str]:
+    return ["", "## Citation", "", "```bibtex", _KTO_CITATION if kto else _DPO_CITATION, "```", ""]
 
 
 def stored_dataset_stats(state: Any) -> dict[str, dict[str, Any]]:
@@ -245,6 +267,7 @@ def write_model_card(path: str, trainer: Any, model_name: str, **kwargs: Any) ->
         dataset_stats=trainer.dataset_stats or stored_dataset_stats(trainer.state),
         hub_model_id=getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id,
         packaged_copy=packaged_name(model),
+        extra_sections=card_sections(os.path.dirname(path) or ".", trainer.state),
         **kwargs,
     )
     with open(path, "w", encoding="utf-8") as file:

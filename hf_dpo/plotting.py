@@ -15,8 +15,17 @@ def _series(log_history: list[dict[str, Any]], key: str) -> tuple[list[float], l
     return [step for step, _ in points], [value for _, value in points]
 
 
-def plot_training(log_history: list[dict[str, Any]], path: str) -> str:
-    """Write the three panels to ``path`` and return it."""
+# The loss at step 0, where the policy equals its reference, for the losses it is known for without the data:
+# log 2 per pair for sigmoid; 1/2 per row for KTO and unpaired APO (with weights 1).
+START_LOSS = {
+    "sigmoid": (0.6931, "log 2 (start)"),
+    "kto": (0.5, "1/2 (start)"),
+    "apo_zero_unpaired": (0.5, "1/2 (start)"),
+}
+
+
+def plot_training(log_history: list[dict[str, Any]], path: str, loss_type: str = "sigmoid") -> str:
+    """Write the three panels to ``path`` and return it; the loss panel marks where ``loss_type`` starts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,8 +40,9 @@ def plot_training(log_history: list[dict[str, Any]], path: str) -> str:
         axis.set_title(title)
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
-        if key == "loss":
-            axis.axhline(0.6931, color="grey", linewidth=0.8, linestyle=":", label="log 2 (start)")
+        if key == "loss" and loss_type in START_LOSS:
+            value, label = START_LOSS[loss_type]
+            axis.axhline(value, color="grey", linewidth=0.8, linestyle=":", label=label)
         axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -57,6 +57,9 @@ def test_a_merged_push_loads_back_as_a_plain_model(tmp_path):
     files = hub.repos["tester/tiny-dpo-merged"]
     assert {"model.safetensors", "config.json", "README.md", "tokenizer.json"} <= set(files)
     assert not any(name.startswith("adapter_") for name in files)
+    card = files["README.md"].decode()  # a plain model now: loaded without peft, and the card says so
+    assert "library_name: transformers" in card and "AutoModelForCausalLM.from_pretrained" in card
+    assert "merged into" in card and "rafailov2023direct" in card
     for name, content in files.items():
         assert TOKEN.encode() not in content, name
     downloaded = tmp_path / "downloaded"

@@ -178,3 +178,13 @@ def test_a_streamed_dataset_pairs_within_each_batch(tokenizer):
     # rows 0 and 1 share their prompt: both take row 2's completion; row 2 takes row 0's
     assert batch["input_ids"][3:, :3].tolist() == [[1, 2, 6], [1, 2, 6], [5, 3, tokenizer.pad_token_id]]
     assert Dataset  # a map-style Dataset instead gets fixed counterparts (with_kl_completions)
+
+
+def test_the_model_card_of_a_kto_run_says_kto(tmp_path, tokenizer):
+    trainer = _trainer(tmp_path, tokenizer, max_steps=1)
+    trainer.train()
+    trainer.create_model_card()
+    card = (tmp_path / "README.md").read_text()
+    assert (
+        "Kahneman-Tversky Optimization (KTO)" in card and "ethayarajh2024kto" in card and "| loss_type | kto |" in card
+    )
