@@ -96,9 +96,12 @@ def load_model_or_adapter(name: str, role: str, base: str | None = None, **init_
         return load_causal_lm(name, role=role, **init_kwargs), False
     from peft import PeftModel
 
+    from hf_dpo.quiet import PEFT_READS_DEPRECATED_CHECKPOINTING, silenced
+
     model = load_causal_lm(base_name, role=f"{role} base", **init_kwargs)
     logger.info("%s adapter: %s", role, name)
-    return PeftModel.from_pretrained(model, name), True
+    with silenced(PEFT_READS_DEPRECATED_CHECKPOINTING):  # peft's own call, nothing a user can act on (hf_dpo.quiet)
+        return PeftModel.from_pretrained(model, name), True
 
 
 def load_eval_tokenizer(name: str, base: str | None) -> Any:
