@@ -268,9 +268,9 @@ def summary_file(run_args: RunArguments) -> str:
 
 
 def write_outputs(trainer: Any, summary: dict[str, Any], dataset: str, run_args: RunArguments) -> None:
-    """Model card, training.png (adding its path to ``summary``) and the summary JSON, in the output folder."""
+    """training.png (adding its path to ``summary``), the model card (which embeds the plot, so after it) and the
+    summary JSON, in the output folder."""
     output_dir = trainer.args.output_dir
-    trainer.create_model_card(dataset=dataset)
     if run_args.plot:
         from hf_dpo.plotting import plot_training
 
@@ -278,6 +278,7 @@ def write_outputs(trainer: Any, summary: dict[str, Any], dataset: str, run_args:
             trainer.args.loss_type if isinstance(trainer.args.loss_type, str) else ",".join(trainer.args.loss_type)
         )
         summary["plot"] = plot_training(trainer.state.log_history, os.path.join(output_dir, "training.png"), loss_type)
+    trainer.create_model_card(dataset=dataset)
     summary["summary_file"] = os.path.join(output_dir, summary_file(run_args))
     with open(summary["summary_file"], "w", encoding="utf-8") as file:
         json.dump(summary, file, indent=2)

@@ -351,6 +351,10 @@ class DPOTrainingArguments(TrainingArguments):
             )
         if self.sync_ref_model and self.reference_free:
             problems.append("sync_ref_model=True needs a reference; reference_free=True has none")
+        if not (isinstance(self.generate_samples, int) and self.generate_samples >= 0):
+            problems.append(f"generate_samples={self.generate_samples!r} must be an integer >= 0 (0: off)")
+        if not (isinstance(self.samples_max_new_tokens, int) and self.samples_max_new_tokens >= 1):
+            problems.append(f"samples_max_new_tokens={self.samples_max_new_tokens!r} must be an integer >= 1")
         if problems:
             raise ValueError("Invalid DPOTrainingArguments: " + "; ".join(problems))
 

@@ -1,4 +1,5 @@
-"""Training curves of a DPO run: loss, reward accuracy and reward margin, train and eval, as one PNG.
+"""Training curves of a run: loss, reward accuracy, reward margin, chosen/rejected rewards and KL, train and eval,
+as one PNG.
 
 hf-dpo plot OUTPUT_DIR    # reads OUTPUT_DIR/trainer_state.json, writes OUTPUT_DIR/training.png
 """
@@ -31,7 +32,10 @@ def plot_training(log_history: list[dict[str, Any]], path: str, loss_type: str =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4))
+    from hf_dpo.tools.figures import draw_reward_panels
+
+    extra = 2  # chosen/rejected rewards and KL: a margin hides which of the two moved
+    figure, axes = plt.subplots(1, len(PANELS) + extra, figsize=(4.2 * (len(PANELS) + extra), 3.4))
     for axis, (key, title) in zip(axes, PANELS):
         for prefix, style in (("", "-"), ("eval_", "o--")):
             steps, values = _series(log_history, prefix + key)
@@ -44,6 +48,7 @@ def plot_training(log_history: list[dict[str, Any]], path: str, loss_type: str =
             value, label = START_LOSS[loss_type]
             axis.axhline(value, color="grey", linewidth=0.8, linestyle=":", label=label)
         axis.legend(fontsize=8)
+    draw_reward_panels(axes[len(PANELS) :], log_history)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
