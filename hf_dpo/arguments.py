@@ -131,6 +131,13 @@ class RunArguments:
     )
     task_max_new_tokens: int = field(default=32, metadata={"help": "Greedy answer length for the task check."})
     plot: bool = field(default=True, metadata={"help": "Write OUTPUT_DIR/training.png after training."})
+    push_merged: bool = field(
+        default=False,
+        metadata={
+            "help": "With --push_to_hub: push the LoRA adapter merged into its base model (a plain model) instead "
+            "of the adapter."
+        },
+    )
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, RunArguments)

@@ -211,7 +211,7 @@ def fit(trainer: Any) -> dict[str, Any]:
     figures of the last logged step (see :func:`last_train_log`)."""
     with silenced(PEFT_OFFLINE_BASE_CONFIG):  # peft's save_pretrained, at every checkpoint and the final save
         result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
-        trainer.save_model()
+        trainer.save_model(_internal_call=True)  # not pushed yet: the push waits for the card and the plot
     trainer.save_state()
     seconds = result.metrics["train_runtime"]
     history = trainer.state.log_history
@@ -309,6 +309,10 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
         summary["seconds"] = clock.seconds
         summary["wall_seconds"] = clock.total()
         write_outputs(trainer, summary, data_args.dataset_name, run_args)
+    if args.push_to_hub:  # every process: Trainer's push saves on all of them
+        trainer.push_to_hub(merge_adapter=run_args.push_merged, dataset=data_args.dataset_name)
+        summary["pushed_to"] = trainer.hub_model_id
+    if trainer.is_world_process_zero():
         print_summary(summary, args.output_dir)
     return summary
 

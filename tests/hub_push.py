@@ -14,8 +14,31 @@ from tiny import build_model, build_tokenizer, preference_rows
 from hf_dpo import DPOTrainer, DPOTrainingArguments
 
 
+def push_from_the_command_line(output_dir: str) -> None:
+    """hf-dpo train --push_to_hub --push_merged on a tiny Llama saved to disk and a JSONL file of pairs."""
+    import json
+
+    from hf_dpo.cli import main as hf_dpo
+
+    tokenizer = build_tokenizer()
+    model_dir, data_file = Path(output_dir) / "model", Path(output_dir) / "pairs.jsonl"
+    build_model(tokenizer).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    data_file.write_text("\n".join(json.dumps(row) for row in preference_rows(8)))
+    flags = {
+        "model_name_or_path": model_dir, "dataset_name": data_file, "dataset_test_split": "none", "use_peft": "true",
+        "lora_target_modules": "q_proj,v_proj", "max_steps": 2, "per_device_train_batch_size": 4,
+        "output_dir": Path(output_dir) / "run", "use_cpu": "true", "report_to": "none", "push_to_hub": "true",
+        "hub_model_id": "tiny-dpo-cli", "hub_token": "hf_FakeTokenForPushTests0123456789", "push_merged": "true",
+    }  # fmt: skip
+    assert hf_dpo(["train", *[f"--{key}={value}" for key, value in flags.items()]]) == 0
+    print("PUSHED tester/tiny-dpo-cli")
+
+
 def main() -> None:
     output_dir, mode = sys.argv[1], sys.argv[2]
+    if mode == "cli":
+        return push_from_the_command_line(output_dir)
     tokenizer = build_tokenizer()
     args = DPOTrainingArguments(
         output_dir=output_dir,

@@ -86,3 +86,13 @@ def test_the_test_hub_records_what_it_does_not_serve(path):
     with HubServer() as hub, pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(hub.endpoint + path)
     assert hub.unknown == [f"GET {path}"]
+
+
+def test_the_command_line_pushes_the_merged_model_with_its_card_and_plot(tmp_path):
+    with HubServer() as hub:
+        _push(tmp_path, hub, "cli")
+    files = hub.repos["tester/tiny-dpo-cli"]
+    assert {"model.safetensors", "config.json", "README.md", "training.png"} <= set(files)
+    card = files["README.md"].decode()
+    assert "library_name: transformers" in card and "![training curves](training.png)" in card
+    assert not any(TOKEN.encode() in content for content in files.values())
