@@ -213,12 +213,15 @@ def fit(trainer: Any) -> dict[str, Any]:
         result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
         trainer.save_model(_internal_call=True)  # not pushed yet: the push waits for the card and the plot
     trainer.save_state()
-    seconds = result.metrics["train_runtime"]
+    seconds = result.metrics["train_runtime"]  # the loop, evaluations at eval_steps included
     history = trainer.state.log_history
+    evaluating = sum(entry.get("eval_runtime", 0.0) for entry in history)
+    steps = trainer.state.global_step
     return {
         "train_seconds": seconds,
-        "seconds_per_step": seconds / max(trainer.state.global_step, 1),
-        "eval_seconds_during_training": sum(entry.get("eval_runtime", 0.0) for entry in history),
+        "train_steps": steps,
+        "seconds_per_step": max(seconds - evaluating, 0.0) / max(steps, 1),  # the optimizer steps alone
+        "eval_seconds_during_training": evaluating,
         "train_loss": result.metrics["train_loss"],
         "last_train_log": last_train_log(history),
     }
@@ -363,7 +366,8 @@ def _time_line(summary: dict[str, Any]) -> str:
         text = f"{name.replace('_', ' ')} {seconds:.0f} s"
         if name == "training":
             evaluating = summary.get("eval_seconds_during_training", 0.0)
-            text += f" ({summary['seconds_per_step']:.2f} s/step" + (
+            steps = summary["train_steps"]
+            text += f" ({steps} step{'s' * (steps != 1)} at {summary['seconds_per_step']:.2f} s/step" + (
                 f", evaluating {evaluating:.0f} s)" if evaluating else ")"
             )
         parts.append(text)

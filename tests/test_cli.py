@@ -135,10 +135,10 @@ def test_train_end_to_end_on_a_local_model_and_jsonl(tmp_path, capsys):
 
 def test_the_summary_says_something_when_no_step_was_logged(capsys):
     summary = {"train_loss": 0.6931, "seconds": {"loading": 1.0, "training": 2.0}, "wall_seconds": 3.0}
-    cli.print_summary(summary | {"seconds_per_step": 2.0, "last_train_log": {}}, "out")
+    cli.print_summary(summary | {"train_steps": 1, "seconds_per_step": 2.0, "last_train_log": {}}, "out")
     printed = capsys.readouterr().out
     assert "training: mean loss over the run 0.6931" in printed
-    assert "time: loading 1 s, training 2 s (2.00 s/step); 3 s in all" in printed
+    assert "time: loading 1 s, training 2 s (1 step at 2.00 s/step); 3 s in all" in printed
 
 
 def _tiny_run(tmp_path, **overrides):
