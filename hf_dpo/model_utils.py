@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from hf_dpo.quiet import PEFT_READS_DEPRECATED_CHECKPOINTING, silenced
+
 
 def is_peft_model(model: Any) -> bool:
     try:
@@ -70,7 +72,8 @@ def wrap_peft(model: torch.nn.Module, peft_config: Any, activation_checkpointing
         if quantized:
             # fp32 norms and an input that requires grad; checkpointing is left to the Trainer's own argument
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        model = get_peft_model(model, peft_config)
+        with silenced(PEFT_READS_DEPRECATED_CHECKPOINTING):  # peft 0.21 reads a property transformers deprecated
+            model = get_peft_model(model, peft_config)
     if activation_checkpointing and is_peft_model(model):
         # LoRA leaves the embeddings frozen; checkpointed blocks still need an input that requires grad.
         model.enable_input_require_grads()

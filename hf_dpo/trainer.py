@@ -7,6 +7,7 @@ The trainer only wires things together: data preparation (`data.py`), batching (
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any
@@ -45,6 +46,7 @@ from hf_dpo.model_utils import (
 )
 from hf_dpo.precompute import precompute_columns
 from hf_dpo.quantization import keep_4bit_layers_trainable
+from hf_dpo.quiet import PEFT_OFFLINE_BASE_CONFIG, silenced
 from hf_dpo.reference import PrecomputedReference, Reference, build_reference
 from hf_dpo.setup import checked_args, model_and_tokenizer, per_eval_split, router_aux_loss_coef, warn_if_unbalanced
 from hf_dpo.step import preference_step, unpaired_step
@@ -370,9 +372,12 @@ class DPOTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict[str, Any] | None = None) -> None:
         """What a run saves and pushes is the trained adapter alone, at the root of the folder."""
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        if self._saving_checkpoint or not is_peft_model(model) or list(model.peft_config) == ["default"]:
-            return super()._save(output_dir, state_dict)
-        with saving_only_adapter(model, model.active_adapter):
+        only_adapter = not self._saving_checkpoint and is_peft_model(model) and list(model.peft_config) != ["default"]
+        # peft looks the base model's config up on the Hub when it saves; offline it warns for nothing
+        with (
+            silenced(PEFT_OFFLINE_BASE_CONFIG),
+            saving_only_adapter(model, model.active_adapter) if only_adapter else contextlib.nullcontext(),
+        ):
             return super()._save(output_dir, state_dict)
 
     def push_to_hub(
