@@ -32,10 +32,11 @@ from hf_dpo.quiet import (
     silenced,
 )
 from hf_dpo.recipe import UserError
+from hf_dpo.tools import add_commands  # eval, sweep, inspect: their flags only; their work loads when run
+from hf_dpo.tools.splits import PACKAGED_PREFIX, load_splits  # benchmarks import DataArguments, load_splits from here
 
 logger = logging.getLogger("hf_dpo")
 
-PACKAGED_PREFIX = "hf_dpo:"  # names of models and data shipped with hf_dpo (the demo's)
 DEBUG_VARIABLE = "HF_DPO_DEBUG"  # set (not "0"): every error shows its traceback, as --debug does
 # A name written as a path, or a dataset_name ending so, is local: a missing one is a mistake, not a Hub id to look up.
 PATH_PREFIXES = ("/", "./", "../")
@@ -66,49 +67,6 @@ def check_inputs(model_args: ModelArguments, data_args: DataArguments) -> None:
     looks_local = name.lower().endswith(DATA_FILE_SUFFIXES) or name.startswith(PATH_PREFIXES)
     if looks_local and not os.path.exists(os.path.expanduser(name)):
         raise UserError(f"dataset_name={name!r}: no such file or folder")
-
-
-def load_splits(data_args: DataArguments) -> tuple[Any, Any]:
-    """The train and evaluation splits named by ``data_args`` (evaluation may be ``None``)."""
-    splits = _dataset_dict(data_args)
-    for split in filter(None, (data_args.dataset_train_split, data_args.dataset_test_split)):
-        if split not in splits:
-            raise UserError(f"dataset {data_args.dataset_name!r} has no split {split!r}; it has {list(splits)}")
-    train = splits[data_args.dataset_train_split]
-    test = splits[data_args.dataset_test_split] if data_args.dataset_test_split else None
-    if data_args.max_train_samples is not None:
-        train = train.select(range(min(data_args.max_train_samples, len(train))))
-    if test is not None and data_args.max_eval_samples is not None:
-        test = test.select(range(min(data_args.max_eval_samples, len(test))))
-    return train, test
-
-
-def _dataset_dict(data_args: DataArguments) -> Any:
-    """All splits of the dataset: packaged with hf_dpo (``hf_dpo:`` names), one local file, or a Hub id/folder."""
-    from datasets import load_dataset
-    from datasets.exceptions import DatasetNotFoundError
-
-    name = data_args.dataset_name
-    if name.startswith(PACKAGED_PREFIX):
-        from hf_dpo.demo.packaged import load_packaged_splits  # the demo's data; the core never needs it
-
-        try:
-            return load_packaged_splits(name)
-        except ValueError as error:  # not a packaged name; the message lists them
-            raise UserError(str(error)) from error
-    path = os.path.expanduser(name)
-    if os.path.isfile(path):
-        if data_args.dataset_test_split is not None:
-            raise UserError(
-                f"dataset_name={name!r} is a single file, which holds only the train split; set "
-                "dataset_test_split to null (--dataset_test_split none) or give a folder or Hub id with both splits"
-            )
-        extension = path.rsplit(".", 1)[-1].replace("jsonl", "json")
-        return load_dataset(extension, data_files={data_args.dataset_train_split: path})
-    try:
-        return load_dataset(path, data_args.dataset_config)
-    except DatasetNotFoundError as error:  # a Hub id that does not exist, or is not cached offline
-        raise UserError(f"dataset_name={name!r}: {error}") from error
 
 
 def fold_model_init_kwargs(model_args: ModelArguments, args: Any) -> dict[str, Any]:
@@ -393,6 +351,12 @@ def plot(output_dir: str) -> str:
     return plot_training(history, os.path.join(output_dir, "training.png"))
 
 
+def train_from_flags(argv: list[str]) -> dict[str, Any]:
+    """``hf-dpo train ARGV`` (``[RECIPE.yaml] [--field value ...]``) from Python; returns its summary. ``hf-dpo
+    sweep`` runs it once per point."""
+    return train(*parse_train_args(argv))
+
+
 def print_train_help() -> None:
     argument_parser().print_help()
 
@@ -414,8 +378,6 @@ def take_debug_flag(flags: list[str]) -> tuple[list[str], bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hf_dpo.tools import add_commands  # eval, sweep, inspect: their flags only; their work loads when run
-
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(
         prog="hf-dpo",
@@ -428,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("train", help="train from a recipe (none: the CPU demo) and flags", add_help=False)
     plot_parser = commands.add_parser("plot", help="plot loss, reward accuracy and margins of a finished run")
     plot_parser.add_argument("output_dir")
-    add_commands(commands)  # each of their namespaces carries run(namespace) -> exit code
+    add_commands(commands, train_from_flags)  # eval, sweep, inspect: their namespaces carry run(namespace) -> status
     known, rest = parser.parse_known_args(argv)
     rest, debug_flag = take_debug_flag(rest)
     if known.command != "train" and rest:
@@ -456,7 +418,7 @@ def run_command(known: argparse.Namespace, rest: list[str]) -> int:
         if "-h" in rest or "--help" in rest:
             print_train_help()
         else:
-            train(*parse_train_args(rest))
+            train_from_flags(rest)
     return 0
 
 

@@ -8,6 +8,7 @@ import yaml
 from tiny import build_model, build_tokenizer, preference_rows
 
 import hf_dpo.precompute
+from hf_dpo.cli import train_from_flags
 from hf_dpo.tools import add_commands
 from hf_dpo.tools.sweep import final_metrics, run_name, sweep_points, sweep_table
 
@@ -43,7 +44,7 @@ def tiny_recipe(tmp_path):
 
 def _run(argv):
     parser = argparse.ArgumentParser(prog="hf-dpo")
-    add_commands(parser.add_subparsers(dest="command", required=True))
+    add_commands(parser.add_subparsers(dest="command", required=True), train_from_flags)  # as hf_dpo.cli does
     options = parser.parse_args(argv)
     return options.run(options)
 
@@ -105,7 +106,7 @@ def test_final_metrics_and_table_read_the_last_logs():
 def test_sweep_keeps_unknown_flags_for_train_but_not_hf_dpos_debug(tiny_recipe):
     parser = argparse.ArgumentParser(prog="hf-dpo")
     parser.add_argument("--debug", action="store_true")
-    add_commands(parser.add_subparsers(dest="command", required=True))
+    add_commands(parser.add_subparsers(dest="command", required=True), train_from_flags)  # as hf_dpo.cli does
     options = parser.parse_args(["sweep", str(tiny_recipe), "--beta", "0.1", "--max_steps", "2", "--debug"])
     assert options.train_flags == ["--max_steps", "2"] and options.debug is True
     options = parser.parse_args(["--debug", "sweep", str(tiny_recipe), "--loss_type", "ipo"])

@@ -8,7 +8,10 @@ when the command runs (``hf-dpo plot`` should not pay for loading torch)::
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hf_dpo.tools.sweep import TrainFromFlags
 
 
 class _PassThroughParser(argparse.ArgumentParser):
@@ -83,7 +86,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_sweep_parser(subparsers: Any, train_from_flags: TrainFromFlags) -> argparse.ArgumentParser:
+    """``hf-dpo sweep``, whose every run is ``train_from_flags(flags)``: ``hf-dpo train``'s work, handed down by
+    the CLI."""
     original = subparsers._parser_class  # argparse has no per-parser class argument; swap it for this one
     subparsers._parser_class = _PassThroughParser
     try:
@@ -104,7 +109,7 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     # hf-dpo's own --debug, which the pass-through would otherwise hand to train; absent unless given, so it never
     # overwrites the value of the top-level flag
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of errors")
-    parser.set_defaults(run=_run_sweep, train_flags=[])
+    parser.set_defaults(run=_run_sweep, train_flags=[], train_from_flags=train_from_flags)
     return parser
 
 

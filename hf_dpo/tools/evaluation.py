@@ -355,7 +355,8 @@ def default_output_dir(model: str) -> str:
 
 def load_rows(options: argparse.Namespace) -> Any:
     """The split to evaluate, with a ``row`` column (each row's index in the split) that survives tokenizing."""
-    from hf_dpo.cli import DataArguments, load_splits
+    from hf_dpo.arguments import DataArguments
+    from hf_dpo.tools.splits import load_splits
 
     data_args = DataArguments(
         dataset_name=options.dataset,

@@ -379,9 +379,10 @@ def load_target(options: argparse.Namespace) -> tuple[Any, Any, Any, str]:
     """``(tokenizer, DPOTrainingArguments, split, words)`` of a recipe, or of a dataset with ``--tokenizer``."""
     import torch
 
-    from hf_dpo import cli
+    from hf_dpo.arguments import DataArguments, parse_train_args
     from hf_dpo.config import DPOTrainingArguments
     from hf_dpo.loading import load_tokenizer
+    from hf_dpo.tools.splits import load_splits
 
     overrides = {
         name: getattr(options, name)
@@ -391,7 +392,7 @@ def load_target(options: argparse.Namespace) -> tuple[Any, Any, Any, str]:
     if is_recipe(options.target):
         flags = [] if torch.cuda.is_available() else ["--use_cpu=true"]  # GPU recipes' bf16 parses on a CPU
         flags += [f"--{name}={value}" for name, value in overrides.items()]
-        model_args, data_args, _, args = cli.parse_train_args([options.target, *flags])
+        model_args, data_args, _, args = parse_train_args([options.target, *flags])
         tokenizer_name = options.tokenizer or model_args.model_name_or_path
         split_name = options.split or data_args.dataset_train_split
         data_args.dataset_train_split, data_args.dataset_test_split = split_name, None
@@ -402,13 +403,11 @@ def load_target(options: argparse.Namespace) -> tuple[Any, Any, Any, str]:
             output_dir="inspect", report_to="none", use_cpu=not torch.cuda.is_available(), **overrides
         )
         tokenizer_name, split_name = options.tokenizer, options.split or "train"
-        data_args = cli.DataArguments(
-            dataset_name=options.target, dataset_train_split=split_name, dataset_test_split=None
-        )
+        data_args = DataArguments(dataset_name=options.target, dataset_train_split=split_name, dataset_test_split=None)
     tokenizer = load_tokenizer(tokenizer_name)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    split, _ = cli.load_splits(data_args)
+    split, _ = load_splits(data_args)
     from hf_dpo.formats import apply_column_mapping
 
     split = apply_column_mapping(split, args.column_mapping, split_name)

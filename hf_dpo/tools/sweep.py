@@ -18,9 +18,14 @@ import argparse
 import itertools
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from hf_dpo.recipe import UserError
+
+# hf-dpo train's work from its flags (a recipe first) to its summary: hf_dpo.cli.train_from_flags, which the CLI hands
+# down (the tools sit below the CLI and the trainer, and import neither)
+TrainFromFlags = Callable[[list[str]], dict[str, Any]]
 
 PANELS = (
     ("loss", "loss"),
@@ -155,12 +160,15 @@ def _cli_flags(train_flags: list[str]) -> list[str]:
     return train_flags if given or torch.cuda.is_available() else [*train_flags, "--use_cpu=true"]
 
 
-def sweep(recipe: str, points: list[dict[str, Any]], train_flags: list[str], output_dir: str | None) -> dict[str, Any]:
-    """Train once per point and return ``{"dir", "runs", "plot", "table"}``; each run is ``hf-dpo train`` itself."""
-    from hf_dpo import cli
+def sweep(
+    recipe: str, points: list[dict[str, Any]], train_flags: list[str], output_dir: str | None, train: TrainFromFlags
+) -> dict[str, Any]:
+    """Train once per point and return ``{"dir", "runs", "plot", "table"}``; each run is ``train(flags)``, the work
+    of ``hf-dpo train`` itself."""
+    from hf_dpo.arguments import parse_train_args
 
     train_flags = _cli_flags(train_flags)
-    _, _, _, base_args = cli.parse_train_args([recipe, *train_flags])  # fails early on a bad recipe or flag
+    _, _, _, base_args = parse_train_args([recipe, *train_flags])  # fails early on a bad recipe or flag
     sweep_dir = output_dir or f"{os.path.normpath(base_args.output_dir)}-sweep"
     cache_dir = base_args.ref_logps_cache_dir or os.path.join(sweep_dir, "ref_logps")
     runs = []
@@ -168,7 +176,7 @@ def sweep(recipe: str, points: list[dict[str, Any]], train_flags: list[str], out
         name = run_name(point)
         run_dir = os.path.join(sweep_dir, name)
         print(f"\n==> sweep run {len(runs) + 1}/{len(points)}: {name} -> {run_dir}")
-        summary = cli.train(*cli.parse_train_args([recipe, *train_flags, *run_flags(point, run_dir, cache_dir)]))
+        summary = train([recipe, *train_flags, *run_flags(point, run_dir, cache_dir)])
         with open(os.path.join(run_dir, "trainer_state.json"), encoding="utf-8") as file:
             log_history = json.load(file)["log_history"]
         runs.append({"name": name, "point": point, "dir": run_dir, "summary": summary, "log_history": log_history})
@@ -186,7 +194,8 @@ def sweep(recipe: str, points: list[dict[str, Any]], train_flags: list[str], out
 def run(options: argparse.Namespace) -> int:
     """``hf-dpo sweep``: the runs, then the table and where the plot is."""
     points = sweep_points(options.beta, options.loss_type)
-    result = sweep(options.recipe, points, list(options.train_flags or []), options.output_dir)
+    flags = list(options.train_flags or [])
+    result = sweep(options.recipe, points, flags, options.output_dir, options.train_from_flags)
     print(f"\nhf-dpo sweep: {len(result['runs'])} runs in {result['dir']}\n")
     print(result["table"])
     print(f"\nplot: {result['plot']}; table: {os.path.join(result['dir'], 'sweep.md')}")
