@@ -11,6 +11,7 @@ from tiny import build_model, build_tokenizer, preference_rows
 
 from hf_dpo import cli
 from hf_dpo.arguments import default_recipe
+from hf_dpo.build import fold_model_init_kwargs
 from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.recipe import UserError
 
@@ -171,7 +172,7 @@ def _reference_model(trainer):
 def test_model_arguments_reach_model_init_kwargs_where_the_users_own_win():
     model_args = cli.ModelArguments(dtype="bfloat16", attn_implementation="eager", load_in_4bit=True, use_peft=True)
     args = DPOTrainingArguments(output_dir="out", model_init_kwargs={"dtype": "float32", "device_map": "cpu"})
-    assert cli.fold_model_init_kwargs(model_args, args) == {
+    assert fold_model_init_kwargs(model_args, args) == {
         "dtype": "float32",  # model_init_kwargs, given explicitly, win over ModelArguments.dtype
         "attn_implementation": "eager",
         "load_in_4bit": True,
