@@ -13,8 +13,9 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForSequenceClas
 from hf_dpo import DPOTrainer, DPOTrainingArguments
 from hf_dpo.recipe import UserError
 from hf_dpo.tools import add_commands
-from hf_dpo.tools.evaluation import card_facts, format_table
+from hf_dpo.tools.evaluation import format_table
 from hf_dpo.tools.generation import SamplingSettings, generate
+from hf_dpo.tools.trained_run import card_facts
 
 BETA = 0.2
 
