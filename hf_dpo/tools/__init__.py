@@ -2,9 +2,11 @@
 and the preference metrics as an ``evaluate`` module.
 
 - :mod:`~hf_dpo.tools.evaluation`: held-out reward accuracy, margin and win rate against the reference; answers side by
-  side (``eval/samples.jsonl``, ``eval/samples.html``), scored by a function or a reward model;
+  side (``eval/samples.jsonl``, ``eval/samples.html``), scored by a function or a reward model; the run's models
+  loaded by :mod:`~hf_dpo.tools.trained_run`;
 - :mod:`~hf_dpo.tools.sweep`: one run per β / loss type over one cached reference pass, one comparison plot;
-- :mod:`~hf_dpo.tools.inspection`: rows tokenized as training does, data warnings, length statistics;
+- :mod:`~hf_dpo.tools.inspection`: rows tokenized as training does, data warnings (:mod:`~hf_dpo.tools.data_checks`),
+  length statistics;
 - :mod:`~hf_dpo.tools.callbacks`: :class:`~hf_dpo.tools.callbacks.SamplesCallback` and
   :class:`~hf_dpo.tools.callbacks.DoctorCallback`;
 - :mod:`~hf_dpo.tools.pair_metrics`: the metrics (``preference_metric/`` is the same as an ``evaluate`` module,
