@@ -8,6 +8,10 @@ recipe or as a flag; flags override the recipe. A mistake the user can fix (an u
 wrong type, a missing file, a bad setting, a bad data row) is one line, ``hf-dpo: error: <message>``, and exit
 status 2; ``--debug`` (or ``HF_DPO_DEBUG=1``) shows its traceback. Any other exception is a bug and keeps its
 traceback.
+
+``hf-dpo eval``, ``sweep`` and ``inspect`` come from :mod:`hf_dpo.tools` (the sweep is handed
+:func:`train_from_flags`); the trainer is built by :mod:`hf_dpo.build`, the data splits read by
+:mod:`hf_dpo.tools.splits`.
 """
 
 from __future__ import annotations
