@@ -11,8 +11,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 
-from hf_dpo.columns import ID_COLUMNS, KL_COMPLETION_COLUMN, LABEL_COLUMN, UNPAIRED_ID_COLUMNS
-from hf_dpo.logprobs import IGNORE_INDEX
+from hf_dpo.columns import ID_COLUMNS, IGNORE_INDEX, KL_COMPLETION_COLUMN, LABEL_COLUMN, UNPAIRED_ID_COLUMNS
 
 
 @dataclass
@@ -151,18 +150,26 @@ class UnpairedDataCollator:
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if self.pad_token_id is None:
             raise ValueError("UnpairedDataCollator needs a pad_token_id (the tokenizer has no pad token; set one)")
-        prompts = [row["prompt_input_ids"] for row in rows]
-        sequences = [(row["prompt_input_ids"], row["completion_input_ids"]) for row in rows]
-        if self.with_kl:
-            if all(KL_COMPLETION_COLUMN in row for row in rows):
-                kl_completions = [row[KL_COMPLETION_COLUMN] for row in rows]
-            else:
-                kl_completions = [rows[partner]["completion_input_ids"] for partner in kl_partners(prompts)]
-            sequences += list(zip(prompts, kl_completions))
+        sequences = unpaired_sequences(rows, self.with_kl)
         batch = pad_sequences(sequences, self.pad_token_id, self.pad_to_multiple_of)
         batch[LABEL_COLUMN] = torch.tensor([bool(row[LABEL_COLUMN]) for row in rows], dtype=torch.bool)
         skip = (*UNPAIRED_ID_COLUMNS, KL_COMPLETION_COLUMN, LABEL_COLUMN)
         return {**batch, **number_columns(rows, skip)}
+
+
+def unpaired_sequences(rows: list[dict[str, Any]], with_kl: bool) -> list[tuple[Sequence[int], Sequence[int]]]:
+    """``(prompt, completion)`` for each row, then, with ``with_kl``, ``(prompt, KL counterpart)`` for each row:
+    the row's ``kl_completion_input_ids`` when every row has one, else another row's completion
+    (:func:`kl_partners`)."""
+    prompts = [row["prompt_input_ids"] for row in rows]
+    sequences = [(row["prompt_input_ids"], row["completion_input_ids"]) for row in rows]
+    if with_kl:
+        if all(KL_COMPLETION_COLUMN in row for row in rows):
+            kl_completions = [row[KL_COMPLETION_COLUMN] for row in rows]
+        else:
+            kl_completions = [rows[partner]["completion_input_ids"] for partner in kl_partners(prompts)]
+        sequences += list(zip(prompts, kl_completions))
+    return sequences
 
 
 def with_kl_completions(dataset: Any) -> Any:

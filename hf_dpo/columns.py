@@ -4,6 +4,7 @@ A tokenized preference row holds the token ids of its prompt and of each complet
 prompt); with a precomputed reference it also holds that reference's summed completion log-probs.
 """
 
+IGNORE_INDEX = -100  # the label of a token no loss scores (prompt, padding), as in transformers
 ID_COLUMNS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids")
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 

@@ -239,8 +239,23 @@ class DPOTrainingArguments(TrainingArguments):
     padding_free: bool = field(
         default=False,
         metadata={
-            "help": "TRL's switch for batches without padding. Not built yet: as TRL 1.16 does, True falls back "
-            "to padded batches with a warning."
+            "help": "Put the whole batch in one row without padding (the pairs kept apart by the attention mask). "
+            "By default pairs already share rows where they fit (see prefix_sharing), without lengthening any."
+        },
+    )
+    prefix_sharing: bool = field(
+        default=True,
+        metadata={
+            "help": "Read each prompt once per pair: one row `prompt + chosen + rejected`, the rejected part blind "
+            "to the chosen one (exact). Models whose attention takes no 4D mask (FlashAttention, sliding "
+            "windows) keep the padded `[chosen; rejected]` layout; the log says which layout runs."
+        },
+    )
+    fused_lm_head: bool = field(
+        default=True,
+        metadata={
+            "help": "Score completion tokens from the final hidden states, projecting only them through lm_head a "
+            "chunk at a time: no logits tensor (exact). Models whose head does more than a Linear keep the logits."
         },
     )
     pad_token: str | None = field(

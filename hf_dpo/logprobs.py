@@ -1,40 +1,67 @@
 """Per-sequence completion log-probabilities, computed without a float32 copy of the full logits.
 
-A causal LM's logits at position ``t`` score the token at ``t + 1``. For a batch of ``N`` sequences with labels
-(``-100`` on prompt and padding), :func:`sequence_logps` returns, per sequence, the sum of ``log p(label_t)`` over
-its completion tokens and the number of those tokens.
+A causal LM's output at position ``t`` scores the token at ``t + 1``. For a batch in any layout of
+:mod:`hf_dpo.layouts`, :func:`sequence_scores` returns, per sequence, the sum of ``log p(label_t)`` over its
+completion tokens and the number of those tokens, plus (without gradients) the per-token statistics TRL logs and
+WPO weighs by (entropy, mean logit, whether the label is the top-1 token, ``log p - log Σ p²``). Tokens can be
+weighted (LD-DPO's ``ld_alpha``: :func:`hf_dpo.layouts.ld_token_weights`).
 
 Memory: a 7B model with a 128k vocabulary produces ``N x T x 128k`` logits; a float32 log-softmax of all of them
-doubles that, and autograd keeps it for backward. Here the logits are
+doubles that, and autograd keeps it for backward. Two paths avoid it:
 
-- cut to the positions from the earliest completion token on (``logits_to_keep``, when the model supports it),
-- scored only on completion rows, a chunk at a time, upcast to float32 inside the chunk and thrown away,
-- differentiated by a hand-written backward that recomputes the softmax per chunk from the saved logits.
+- **hidden states** (the default where the model allows it, :mod:`hf_dpo.output_head`): the model runs with
+  ``logits_to_keep=1`` and only the scored positions' final hidden states are projected through ``lm_head``, a
+  chunk at a time, inside an autograd function that recomputes them in backward. No logits tensor exists, and
+  under autocast no float32 copy of one either.
+- **logits**: the model's logits from the batch's first scored position on (``logits_to_keep``), scored a chunk at
+  a time in float32 by a hand-written backward that recomputes the softmax per chunk from the saved logits.
 
-So the extra memory is one chunk of float32 logits, whatever the model's dtype. (Under bf16/fp16 autocast,
-accelerate's wrapper converts the model's outputs to float32 before they reach this module; the prompt
-positions are still never computed.)
-
-:func:`sequence_scores` also returns, from the same chunks and without gradients, the per-token statistics TRL
-logs and WPO weighs by (entropy, mean logit, whether the label is the top-1 token, ``log p - log Σ p²``), and
-can weight each completion token (LD-DPO's ``ld_alpha`` on the tokens past the shorter completion of a pair:
-:func:`ld_token_weights`).
+Which path runs is logged once per model class; :func:`scoring_path` switches the hidden-state path off.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
+import logging
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-IGNORE_INDEX = -100
-# Rows of vocabulary-wide float32 scores held at once: 2**24 floats is 64 MiB (128 rows of a 128k vocabulary).
-_CHUNK_ELEMENTS = 2**24
+from hf_dpo import layouts
+from hf_dpo.columns import IGNORE_INDEX
+from hf_dpo.output_head import (
+    STAT_NAMES,
+    ProjectedTokenLogProbs,
+    captured_output,
+    decoder_and_head,
+    head_matches,
+    score_chunks,
+    score_grad,
+)
+from hf_dpo.output_head import chunk_rows as _chunk_rows
+
+__all__ = ["IGNORE_INDEX", "STAT_NAMES", "CompletionScores", "completion_scores", "sequence_logps", "sequence_scores"]
+logger = logging.getLogger(__name__)
+
+_HIDDEN_STATES = contextvars.ContextVar("hf_dpo_hidden_state_scoring", default=True)
+_LOGGED: set[str] = set()
+_HEAD_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # lm_head -> are the logits lm_head(h)?
 
 
-STAT_NAMES = ("entropy", "mean_logits", "top1", "aligned_logps")
+@contextlib.contextmanager
+def scoring_path(hidden_states: bool) -> Iterator[None]:
+    """Inside the block, score from the final hidden states where the model allows it (``True``) or always from
+    the model's logits (``False``)."""
+    token = _HIDDEN_STATES.set(hidden_states)
+    try:
+        yield
+    finally:
+        _HIDDEN_STATES.reset(token)
 
 
 class _TokenLogProbs(torch.autograd.Function):
@@ -45,20 +72,9 @@ class _TokenLogProbs(torch.autograd.Function):
     def forward(
         ctx, logits: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor, with_stats: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        chunk = max(1, _CHUNK_ELEMENTS // logits.shape[-1])
-        token_logps = torch.empty(rows.numel(), dtype=torch.float32, device=logits.device)
-        logsumexp = torch.empty_like(token_logps)
-        stats = torch.empty((rows.numel() if with_stats else 0, len(STAT_NAMES)), device=logits.device)
-        for start in range(0, rows.numel(), chunk):
-            end = start + chunk
-            scores = logits.index_select(0, rows[start:end]).float()
-            logsumexp[start:end] = torch.logsumexp(scores, dim=-1)
-            target_scores = scores.gather(1, targets[start:end, None]).squeeze(1)
-            token_logps[start:end] = target_scores - logsumexp[start:end]
-            if with_stats:
-                stats[start:end] = _token_stats(
-                    scores, targets[start:end], logsumexp[start:end], token_logps[start:end]
-                )
+        token_logps, logsumexp, stats = score_chunks(
+            lambda start, end: logits.index_select(0, rows[start:end]).float(), targets, logits.shape[-1], with_stats
+        )
         ctx.save_for_backward(logits, rows, targets, logsumexp)
         ctx.mark_non_differentiable(stats)
         return token_logps, stats
@@ -68,28 +84,15 @@ class _TokenLogProbs(torch.autograd.Function):
         ctx, grad_token_logps: torch.Tensor, grad_stats: torch.Tensor
     ) -> tuple[torch.Tensor, None, None, None]:
         logits, rows, targets, logsumexp = ctx.saved_tensors
-        chunk = max(1, _CHUNK_ELEMENTS // logits.shape[-1])
+        step = _chunk_rows(logits.shape[-1])
         grad_logits = torch.zeros_like(logits)
-        for start in range(0, rows.numel(), chunk):
-            end = start + chunk
-            grad = grad_token_logps[start:end, None].float()
-            # d/dz [z_target - logsumexp(z)] = onehot(target) - softmax(z)
-            softmax = torch.exp(logits.index_select(0, rows[start:end]).float() - logsumexp[start:end, None])
-            chunk_grad = softmax.mul_(-grad).scatter_add_(1, targets[start:end, None], grad)
-            grad_logits.index_copy_(0, rows[start:end], chunk_grad.to(grad_logits.dtype))
+        for start in range(0, rows.numel(), step):
+            end = start + step
+            scores = logits.index_select(0, rows[start:end]).float()
+            chunk_grad = score_grad(scores, targets[start:end], logsumexp[start:end], grad_token_logps[start:end])
+            # index_add: in the shared-prompt layout a prompt's last position scores the first token of each completion
+            grad_logits.index_add_(0, rows[start:end], chunk_grad.to(grad_logits.dtype))
         return grad_logits, None, None, None
-
-
-def _token_stats(
-    scores: torch.Tensor, targets: torch.Tensor, logsumexp: torch.Tensor, token_logps: torch.Tensor
-) -> torch.Tensor:
-    """``[c, 4]`` for a chunk of float32 scores ``[c, V]``: entropy ``-Σ p log p = lse - Σ p z``, the mean logit,
-    1.0 where the target is the (first) argmax, and ``log p(target) - log Σ p²`` (WPO's aligned log-prob)."""
-    probs = torch.exp(scores - logsumexp[:, None])
-    entropy = logsumexp - (probs * scores).sum(-1)
-    top1 = (scores.argmax(-1) == targets).float()
-    log_sum_sq_probs = torch.logsumexp(2.0 * scores, dim=-1) - 2.0 * logsumexp
-    return torch.stack([entropy, scores.mean(-1), top1, token_logps - log_sum_sq_probs], dim=1)
 
 
 @dataclass
@@ -109,36 +112,48 @@ class CompletionScores:
         return self.stats[:, STAT_NAMES.index(name)]
 
 
+def _summed(
+    tokens: layouts.ScoredTokens,
+    token_logps: torch.Tensor,
+    token_stats: torch.Tensor,
+    token_weights: torch.Tensor | None,
+    with_stats: bool,
+) -> CompletionScores:
+    if token_weights is not None:
+        token_logps = token_logps * token_weights.reshape(-1)[tokens.target].to(token_logps.dtype)
+    stats = tokens.per_sequence(token_stats) if with_stats else None
+    return CompletionScores(tokens.per_sequence(token_logps), tokens.counts(), stats)
+
+
 def completion_scores(
     logits: torch.Tensor,
     labels: torch.Tensor,
     token_weights: torch.Tensor | None = None,
     with_stats: bool = False,
+    tokens: layouts.ScoredTokens | None = None,
 ) -> CompletionScores:
     """Summed completion log-probs (and statistics) from logits aligned with the last ``K`` positions of ``labels``.
 
     Args:
-        logits (`torch.Tensor` of shape `[N, K, V]`): the model's scores for positions ``T-K .. T-1`` (``K == T``
+        logits (`torch.Tensor` of shape `[R, K, V]`): the model's scores for positions ``T-K .. T-1`` (``K == T``
             for full logits), in any floating dtype.
-        labels (`torch.Tensor` of shape `[N, T]`): token ids, ``-100`` where a token is not scored.
-        token_weights (`torch.Tensor` of shape `[N, T]`, *optional*): a weight per label position.
+        labels (`torch.Tensor` of shape `[R, T]`): token ids, ``-100`` where a token is not scored.
+        token_weights (`torch.Tensor` of shape `[R, T]`, *optional*): a weight per label position.
         with_stats: also sum the per-token statistics of ``STAT_NAMES``.
+        tokens: which position scores which token of which sequence (:func:`hf_dpo.layouts.scored_tokens`);
+            by default the padded layout's (one row per sequence).
     """
-    num_seqs, kept, vocab = logits.shape
-    # Position T-K+j of the logits predicts label T-K+j+1; the last kept position predicts nothing.
-    shifted_labels = labels[:, labels.shape[1] - kept + 1 :]
-    mask = shifted_labels != IGNORE_INDEX
-    seq_index, pos_index = mask.nonzero(as_tuple=True)
-    rows = seq_index * kept + pos_index
-    targets = shifted_labels[seq_index, pos_index]
-    token_logps, token_stats = _TokenLogProbs.apply(logits.reshape(num_seqs * kept, vocab), rows, targets, with_stats)
-    if token_weights is not None:
-        token_logps = token_logps * token_weights[:, labels.shape[1] - kept + 1 :][seq_index, pos_index]
-    logps = torch.zeros(num_seqs, dtype=torch.float32, device=logits.device).index_add(0, seq_index, token_logps)
-    stats = None
-    if with_stats:
-        stats = torch.zeros((num_seqs, len(STAT_NAMES)), device=logits.device).index_add(0, seq_index, token_stats)
-    return CompletionScores(logps, mask.sum(-1), stats)
+    rows, kept, vocab = logits.shape
+    width = labels.shape[1]
+    if tokens is None:
+        tokens = layouts.scored_tokens({"labels": labels})
+    # flat position r * T + c of the inputs -> row r * K + c - (T - K) of the kept logits
+    offset = width - kept
+    source = tokens.source // width * kept + tokens.source % width - offset
+    token_logps, token_stats = _TokenLogProbs.apply(
+        logits.reshape(rows * kept, vocab), source, tokens.labels, with_stats
+    )
+    return _summed(tokens, token_logps, token_stats, token_weights, with_stats)
 
 
 def token_logps_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,48 +169,90 @@ def token_logps_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> tuple
 
 
 def ld_token_weights(labels: torch.Tensor, ld_alpha: float) -> torch.Tensor:
-    """LD-DPO's token weights for a ``[2B, T]`` batch of ``[chosen; rejected]`` labels: 1 on the first
-    ``min(len_chosen, len_rejected)`` completion tokens of each pair, ``ld_alpha`` on the longer one's tail.
-
-    >>> labels = torch.tensor([[-100, 5, 6, 7], [-100, 8, -100, -100]])  # chosen: 3 tokens, rejected: 1
-    >>> ld_token_weights(labels, 0.5)
-    tensor([[1.0000, 1.0000, 0.5000, 0.5000],
-            [1.0000, 1.0000, 1.0000, 1.0000]])
-    """
-    scored = labels != IGNORE_INDEX
-    position = scored.cumsum(dim=1)  # 1-based index among the completion tokens
-    chosen_lengths, rejected_lengths = scored.sum(dim=1).chunk(2)
-    shared = torch.minimum(chosen_lengths, rejected_lengths).repeat(2)
-    weights = torch.where(position > shared[:, None], ld_alpha, 1.0)
-    return weights.to(torch.float32)
+    """LD-DPO's weights for a padded ``[2B, T]`` batch of ``[chosen; rejected]`` labels (see
+    :func:`hf_dpo.layouts.ld_token_weights`, which takes any layout)."""
+    return layouts.ld_token_weights({"labels": labels}, ld_alpha)
 
 
 def supports_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether the transformers model inside ``model`` (maybe DDP- and PEFT-wrapped) takes ``logits_to_keep``."""
-    model = getattr(model, "module", model)  # DistributedDataParallel
-    if hasattr(model, "get_base_model"):  # PeftModel forwards keyword arguments to its base model
-        model = model.get_base_model()
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+    return "logits_to_keep" in inspect.signature(layouts.base_model(model).forward).parameters
 
 
-def _completion_logits(
+def _log_path(model: torch.nn.Module, path: str) -> None:
+    message = f"{type(model).__name__}: completion log-probs {path}"
+    if message not in _LOGGED:
+        _LOGGED.add(message)
+        logger.info(message)
+
+
+def _model_inputs(base: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    attention = getattr(getattr(base, "config", None), "_attn_implementation", None)
+    embeddings = base.get_input_embeddings() if hasattr(base, "get_input_embeddings") else None
+    dtype = embeddings.weight.dtype if embeddings is not None else torch.float32
+    return layouts.model_inputs(batch, attention, dtype if dtype.is_floating_point else torch.float32)
+
+
+def _hidden_state_scores(
     model: torch.nn.Module,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    labels: torch.Tensor,
-    use_logits_to_keep: bool | None,
+    base: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    tokens: layouts.ScoredTokens,
+    with_stats: bool,
+    forward_kwargs: dict[str, Any],
+) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, Any, str]:
+    """``((token_logps, token_stats), outputs, path)`` from the final hidden states, or ``(None, None, why not)``."""
+    found = decoder_and_head(base) if _HIDDEN_STATES.get() else "from logits (switched off)"
+    if isinstance(found, str):
+        return None, None, found if found.startswith("from") else f"from logits: {found}"
+    decoder, head = found
+    if _HEAD_CHECKED.get(head) is False:
+        return None, None, "from logits: its logits are not lm_head(hidden states) (checked on its first batch)"
+    model_inputs = _model_inputs(base, inputs)
+    with captured_output(decoder) as captured:
+        outputs = model(**model_inputs, use_cache=False, logits_to_keep=1, **forward_kwargs)
+    hidden, dtype = captured[-1] if captured else (None, None)
+    if hidden is None or hidden.shape[:2] != inputs["input_ids"].shape:
+        return None, None, "from logits: the decoder's output is not its last hidden states"
+    if head not in _HEAD_CHECKED:
+        _HEAD_CHECKED[head] = head_matches(head, hidden[:, -1].detach(), outputs.logits[:, -1], dtype)
+        if not _HEAD_CHECKED[head]:
+            return None, None, "from logits: its logits are not lm_head(hidden states) (checked on its first batch)"
+    rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, tokens.source)
+    scored = ProjectedTokenLogProbs.apply(rows, head.weight, head.bias, tokens.labels, with_stats, dtype)
+    return scored, outputs, "from the final hidden states (no logits tensor)"
+
+
+def sequence_scores(
+    model: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    token_weights: torch.Tensor | None = None,
+    with_stats: bool = True,
     **forward_kwargs: Any,
-) -> Any:
-    """The model's outputs, with logits only from the position before the batch's first completion token on."""
-    if use_logits_to_keep is None:
-        use_logits_to_keep = supports_logits_to_keep(model)
-    if use_logits_to_keep:
-        scored = labels != IGNORE_INDEX
-        first_scored = scored.float().argmax(dim=1)[scored.any(dim=1)]
-        if first_scored.numel() > 0:
-            # The first completion token is predicted from the position before it.
-            forward_kwargs["logits_to_keep"] = labels.shape[1] - max(int(first_scored.min()) - 1, 0)
-    return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **forward_kwargs)
+) -> tuple[CompletionScores, Any]:
+    """One forward pass of ``model`` over a batch in any layout: per-sequence :class:`CompletionScores` (in the
+    padded layout's sequence order) and the model's outputs (for ``aux_loss``).
+
+    Args:
+        model: a causal LM (maybe DDP-, DeepSpeed- or PEFT-wrapped).
+        inputs: the collator's batch: ``input_ids``, ``attention_mask``, ``labels`` (``-100`` where not scored),
+            and the layout's own columns (:mod:`hf_dpo.layouts`).
+        token_weights (`torch.Tensor` shaped like ``labels``, *optional*): a weight per label position.
+        with_stats: also sum the per-token statistics of ``STAT_NAMES``.
+        forward_kwargs: passed to the model (``output_router_logits``).
+    """
+    base = layouts.base_model(model)
+    tokens = layouts.scored_tokens(inputs)
+    scored, outputs, path = _hidden_state_scores(model, base, inputs, tokens, with_stats, forward_kwargs)
+    _log_path(base, path)
+    if scored is not None:
+        return _summed(tokens, *scored, token_weights, with_stats), outputs
+    width = inputs["labels"].shape[1]
+    if supports_logits_to_keep(base) and tokens.source.numel() > 0:
+        # The first completion token is predicted from the position before it.
+        forward_kwargs["logits_to_keep"] = width - int((tokens.source % width).min())
+    outputs = model(**_model_inputs(base, inputs), use_cache=False, **forward_kwargs)
+    return completion_scores(outputs.logits, inputs["labels"], token_weights, with_stats, tokens), outputs
 
 
 def sequence_logps(
@@ -203,35 +260,10 @@ def sequence_logps(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     labels: torch.Tensor,
-    use_logits_to_keep: bool | None = None,
     token_weights: torch.Tensor | None = None,
+    **layout_columns: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass of ``model`` and the summed completion log-probs of each sequence (see module doc).
-
-    Args:
-        model: a causal LM returning ``.logits``.
-        input_ids, attention_mask, labels (`torch.Tensor` of shape `[N, T]`): right-padded batch; ``labels`` is
-            ``-100`` on prompt and padding.
-        use_logits_to_keep: skip the logits of positions before the batch's first completion token; ``None``
-            asks the model's forward signature.
-        token_weights (`torch.Tensor` of shape `[N, T]`, *optional*): a weight per label position.
-
-    Returns:
-        `(logps, num_tokens)`, float32 and long, each of shape `[N]`.
-    """
-    outputs = _completion_logits(model, input_ids, attention_mask, labels, use_logits_to_keep)
-    scores = completion_scores(outputs.logits, labels, token_weights)
+    """``(logps, num_tokens)`` of :func:`sequence_scores` (float32 and long, each ``[N]``), without statistics."""
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **layout_columns}
+    scores, _ = sequence_scores(model, batch, token_weights, with_stats=False)
     return scores.logps, scores.num_tokens
-
-
-def sequence_scores(
-    model: torch.nn.Module,
-    inputs: dict[str, torch.Tensor],
-    token_weights: torch.Tensor | None = None,
-    **forward_kwargs: Any,
-) -> tuple[CompletionScores, Any]:
-    """:func:`sequence_logps` with the per-token statistics, and the model's outputs (for ``aux_loss``)."""
-    outputs = _completion_logits(
-        model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"], None, **forward_kwargs
-    )
-    return completion_scores(outputs.logits, inputs["labels"], token_weights, with_stats=True), outputs

@@ -26,8 +26,9 @@ import torch
 
 from hf_dpo.columns import REF_COLUMNS
 from hf_dpo.engines import engine_name, prepare_reference_model
+from hf_dpo.layouts import num_sequences
 from hf_dpo.loading import load_causal_lm
-from hf_dpo.logprobs import sequence_logps
+from hf_dpo.logprobs import sequence_scores
 from hf_dpo.losses import needs_reference
 from hf_dpo.model_utils import eval_mode, freeze, is_peft_model
 from hf_dpo.ref_cache import weights_fingerprint
@@ -36,10 +37,8 @@ logger = logging.getLogger(__name__)
 
 
 def _batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    logps, _ = sequence_logps(
-        model, batch["input_ids"], batch["attention_mask"], batch["labels"], token_weights=batch.get("token_weights")
-    )
-    return logps
+    scores, _ = sequence_scores(model, batch, batch.get("token_weights"), with_stats=False)
+    return scores.logps
 
 
 def _unwrap(policy: torch.nn.Module) -> torch.nn.Module:
@@ -96,7 +95,7 @@ class NoReference(Reference):
     runs_model = False
 
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.zeros(batch["input_ids"].shape[0], dtype=torch.float32, device=batch["input_ids"].device)
+        return torch.zeros(num_sequences(batch), dtype=torch.float32, device=batch["input_ids"].device)
 
 
 class FrozenModelReference(Reference):

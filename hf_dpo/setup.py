@@ -1,5 +1,5 @@
-"""What DPOTrainer settles before the Trainer exists: its arguments, the policy and tokenizer, named eval sets, and
-the facts about the model the step needs (a mixture-of-experts router's loss weight)."""
+"""What DPOTrainer settles before the Trainer exists: its arguments, the policy and tokenizer, named eval sets, the
+batch layout, and the facts about the model the step needs (a mixture-of-experts router's loss weight)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from hf_dpo.collator import DPODataCollator, UnpairedDataCollator
 from hf_dpo.config import DPOTrainingArguments
+from hf_dpo.layouts import SharedPromptCollator, shared_prompt_support
 from hf_dpo.loading import load_causal_lm, load_tokenizer, reload_name
 
 logger = logging.getLogger(__name__)
@@ -24,9 +26,6 @@ def checked_args(model: Any, args: DPOTrainingArguments | None) -> DPOTrainingAr
         return DPOTrainingArguments(output_dir=f"{short_name or 'model'}-dpo")
     if not isinstance(args, DPOTrainingArguments):
         raise TypeError(f"args must be DPOTrainingArguments, got {type(args).__name__}")
-    if args.padding_free:
-        # TRL 1.16 does the same: the switch exists, the padded layout runs.
-        warnings.warn("padding_free=True is not built yet; batches are padded", UserWarning, stacklevel=3)
     return args
 
 
@@ -56,6 +55,29 @@ def model_and_tokenizer(model: Any, tokenizer: Any, args: DPOTrainingArguments) 
     if hasattr(model, "add_model_tags"):
         model.add_model_tags(MODEL_TAGS)
     return model, tokenizer
+
+
+def default_collator(
+    models: list[Any], pad_token_id: int, args: DPOTrainingArguments, unpaired: bool, with_kl: bool, router: bool
+) -> Any:
+    """The collator of the batch layout every model in ``models`` reads exactly: each prompt held once per pair
+    (a row per pair, or the batch in one row with ``padding_free``) where their attention takes the mask, else
+    padded rows (also when a mixture-of-experts ``router`` loss is trained: it reads a 2D mask)."""
+    pad = (pad_token_id, args.pad_to_multiple_of)
+    why_not = "prefix_sharing=False" if not args.prefix_sharing else None
+    if router:
+        why_not = why_not or "the router's load-balancing loss reads a 2D attention mask"
+    for model in models:
+        why_not = why_not or shared_prompt_support(model)
+    if why_not is None:
+        logger.info("batches share each prompt between its completions%s", " in one row" * args.padding_free)
+        return SharedPromptCollator(*pad, padding_free=args.padding_free, unpaired=unpaired, with_kl=with_kl)
+    message = f"batches are padded, one row per sequence: {why_not}"
+    if args.padding_free:
+        warnings.warn(f"padding_free=True needs the shared-prompt layout; {message}", UserWarning, stacklevel=3)
+    else:
+        logger.info(message)
+    return UnpairedDataCollator(*pad, with_kl) if unpaired else DPODataCollator(*pad)
 
 
 def per_eval_split(eval_dataset: Any, function: Callable[..., Any], *extra: Any) -> Any:

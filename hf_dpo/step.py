@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from hf_dpo.columns import LABEL_COLUMN
+from hf_dpo.layouts import input_token_counts
 from hf_dpo.logprobs import CompletionScores, sequence_scores
 from hf_dpo.losses import as_loss_types, dpo_loss, kto_kl_estimate, kto_loss, wpo_weights
 from hf_dpo.metrics import AUX_LOSS, LOSS
@@ -88,18 +89,19 @@ def preference_step(
         "kl": 0.5 * ((chosen_logps - ref_chosen_logps) + (rejected_logps - ref_rejected_logps)),
         LOSS: losses,
         AUX_LOSS: (aux_loss if aux_loss is not None else losses.new_zeros(())).expand_as(losses),
-        **token_values(scores, inputs["attention_mask"]),
+        **token_values(scores, input_token_counts(inputs)),
     }
     return losses, {name: value.detach() for name, value in values.items()}
 
 
-def token_values(scores: CompletionScores, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-pair sums behind the token-level metrics (see :data:`hf_dpo.metrics.RATIOS`)."""
+def token_values(scores: CompletionScores, input_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-pair sums behind the token-level metrics (see :data:`hf_dpo.metrics.RATIOS`); ``input_tokens``: each
+    sequence's prompt and completion tokens, ``[2B]``."""
     chosen_logits, rejected_logits = scores.stat("mean_logits").chunk(2)
     chosen_top1, _ = scores.stat("top1").chunk(2)
     chosen_entropy, rejected_entropy = scores.stat("entropy").chunk(2)
     chosen_tokens, rejected_tokens = scores.num_tokens.chunk(2)
-    chosen_inputs, rejected_inputs = attention_mask.sum(dim=1).chunk(2)
+    chosen_inputs, rejected_inputs = input_tokens.chunk(2)
     return {
         "chosen_logits_sum": chosen_logits,
         "rejected_logits_sum": rejected_logits,
@@ -162,13 +164,13 @@ def unpaired_step(
         "kl": kl.expand(rows),
         LOSS: losses,
         AUX_LOSS: (aux_loss if aux_loss is not None else losses.new_zeros(())).expand(rows),
-        **unpaired_token_values(scores, inputs["attention_mask"], desirable),
+        **unpaired_token_values(scores, input_token_counts(inputs), desirable),
     }
     return losses, {name: value.detach() for name, value in values.items()}
 
 
 def unpaired_token_values(
-    scores: CompletionScores, attention_mask: torch.Tensor, desirable: torch.Tensor
+    scores: CompletionScores, input_tokens: torch.Tensor, desirable: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     """Per-row sums behind the token-level metrics: ``chosen`` means the desirable rows, ``rejected`` the others
     (the KL half is left out, as TRL leaves it out)."""
@@ -183,5 +185,5 @@ def unpaired_token_values(
         "entropy_sum": scores.stat("entropy")[:rows],
         "chosen_tokens": tokens * chosen,
         "rejected_tokens": tokens * rejected,
-        "input_tokens": attention_mask[:rows].sum(dim=1).float(),
+        "input_tokens": input_tokens[:rows].float(),
     }

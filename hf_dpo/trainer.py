@@ -19,7 +19,7 @@ from transformers.trainer_utils import EvalLoopOutput
 
 from hf_dpo import ref_cache
 from hf_dpo.callbacks import LossStateCallback, ReferenceSyncCallback
-from hf_dpo.collator import DPODataCollator, UnpairedDataCollator, with_kl_completions
+from hf_dpo.collator import with_kl_completions
 from hf_dpo.columns import (
     ALL_REF_COLUMNS,
     LABEL_COLUMN,
@@ -33,7 +33,8 @@ from hf_dpo.data import DataStatsCallback, check_vocabulary, prepare_dataset
 from hf_dpo.engines import engine_name, precompute_model
 from hf_dpo.guards import NonFiniteError, NonFiniteGradientGuard, SkippedBatch, all_finite, nonfinite_message
 from hf_dpo.hub import push_merged
-from hf_dpo.logprobs import ld_token_weights
+from hf_dpo.layouts import ld_token_weights
+from hf_dpo.logprobs import scoring_path
 from hf_dpo.metrics import LOSS, PAIRED, UNPAIRED, MetricWindows
 from hf_dpo.model_card import write_model_card
 from hf_dpo.model_utils import (
@@ -48,7 +49,14 @@ from hf_dpo.precompute import precompute_columns
 from hf_dpo.quantization import keep_4bit_layers_trainable
 from hf_dpo.quiet import PEFT_OFFLINE_BASE_CONFIG, silenced
 from hf_dpo.reference import PrecomputedReference, Reference, build_reference
-from hf_dpo.setup import checked_args, model_and_tokenizer, per_eval_split, router_aux_loss_coef, warn_if_unbalanced
+from hf_dpo.setup import (
+    checked_args,
+    default_collator,
+    model_and_tokenizer,
+    per_eval_split,
+    router_aux_loss_coef,
+    warn_if_unbalanced,
+)
 from hf_dpo.step import preference_step, unpaired_step
 from hf_dpo.tools.callbacks import add_tool_callbacks
 
@@ -115,8 +123,9 @@ class DPOTrainer(Trainer):
         if self._unpaired:
             warn_if_unbalanced(self.dataset_stats.get("train"), args)
         if data_collator is None:
-            pad = (processing_class.pad_token_id, args.pad_to_multiple_of)
-            data_collator = UnpairedDataCollator(*pad, self._with_kl) if self._unpaired else DPODataCollator(*pad)
+            models = [model, *filter(None, [self.reference.model])]
+            layout = (args, self._unpaired, self._with_kl, bool(self._aux_loss_coef))
+            data_collator = default_collator(models, processing_class.pad_token_id, *layout)
 
         super().__init__(
             model=model,
@@ -156,12 +165,12 @@ class DPOTrainer(Trainer):
             inputs = {**inputs, "token_weights": self._token_weights(inputs)}
         # The policy's forward is autocast by accelerate; the reference must score under the same precision, or
         # policy == reference no longer gives log 2 at step 0.
-        with self.accelerator.autocast():
+        with self.accelerator.autocast(), scoring_path(self.args.fused_lm_head):
             return (reference or self.reference)(model, inputs)
 
     def _token_weights(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """LD-DPO's weights on the tokens past each pair's shorter completion (policy and reference alike)."""
-        return None if self.args.ld_alpha is None else ld_token_weights(inputs["labels"], self.args.ld_alpha)
+        return None if self.args.ld_alpha is None else ld_token_weights(inputs, self.args.ld_alpha)
 
     def _prepare(self, dataset: Any, split: str, tokenizer: Any = None, args: Any = None) -> Any:
         if dataset is None:
@@ -230,6 +239,10 @@ class DPOTrainer(Trainer):
     # ---- the loss -----------------------------------------------------------------------------------------------
 
     def _step(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        with scoring_path(self.args.fused_lm_head):
+            return self._loss_and_values(model, inputs)
+
+    def _loss_and_values(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         if self._unpaired:
             return unpaired_step(
                 model,

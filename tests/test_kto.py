@@ -13,6 +13,7 @@ from torch.testing import assert_close
 from hf_dpo import DPOTrainer, DPOTrainingArguments
 from hf_dpo.collator import UnpairedDataCollator, kl_partners, with_kl_completions
 from hf_dpo.columns import KL_COMPLETION_COLUMN
+from hf_dpo.layouts import num_sequences
 
 SUBJECTS = ["fox", "dog", "spider", "Paris", "France", "capital", "answer", "question"]
 
@@ -74,13 +75,13 @@ def test_kl_counterparts_never_share_the_row_prompt(tokenizer):
 def test_one_forward_over_completions_and_their_counterparts(tmp_path, tokenizer):
     trainer = _trainer(tmp_path, tokenizer)
     calls = []
-    trainer.model.register_forward_hook(
-        lambda module, args, kwargs, output: calls.append(kwargs["input_ids"].shape), with_kwargs=True
-    )
+    trainer.model.register_forward_hook(lambda module, args, kwargs, output: calls.append(kwargs), with_kwargs=True)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     trainer.model.train()
     losses, values = trainer._step(trainer.model, batch)
-    assert calls[0][0] == 8 and losses.shape == (4,)  # the policy: 4 completions + 4 KL counterparts, one pass
+    # the policy: 4 completions + 4 KL counterparts, one pass (each prompt read once: one row per prompt)
+    assert num_sequences(batch) == 8 and losses.shape == (4,)
+    assert calls[0]["input_ids"].shape[0] == 4 and calls[0]["attention_mask"].dim() == 4
     assert values["count/desirable"].sum() + values["count/undesirable"].sum() == 4
 
 

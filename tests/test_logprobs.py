@@ -5,7 +5,7 @@ import torch
 from tiny import build_model, build_tokenizer
 from torch.testing import assert_close
 
-from hf_dpo import logprobs
+from hf_dpo import logprobs, output_head
 from hf_dpo.logprobs import completion_scores, ld_token_weights, sequence_logps, token_logps_from_logits
 
 
@@ -39,7 +39,7 @@ def test_hand_worked_two_token_sequence():
 
 @pytest.mark.parametrize("chunk_elements", [2**26, 11, 25])  # one chunk; one row per chunk; two rows per chunk
 def test_values_and_gradients_match_naive(monkeypatch, chunk_elements):
-    monkeypatch.setattr(logprobs, "_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(output_head, "CHUNK_ELEMENTS", chunk_elements)
     logits, labels = _batch()
     ours_input = logits.clone().requires_grad_(True)
     naive_input = logits.clone().requires_grad_(True)
@@ -64,7 +64,7 @@ def test_bfloat16_logits_give_float32_logps_and_bfloat16_grads():
     assert low.grad.dtype == torch.bfloat16
 
 
-def test_logits_to_keep_gives_the_same_logps_as_full_logits():
+def test_hidden_states_and_kept_logits_give_the_logps_of_full_logits():
     tokenizer = build_tokenizer()
     model = build_model(tokenizer).eval()
     input_ids = torch.randint(5, len(tokenizer), (4, 9), generator=torch.Generator().manual_seed(1))
@@ -75,8 +75,9 @@ def test_logits_to_keep_gives_the_same_logps_as_full_logits():
     labels[1, :6] = -100
     labels[3, 7:] = -100
     with torch.no_grad():
-        kept, kept_count = sequence_logps(model, input_ids, attention_mask, labels, use_logits_to_keep=True)
-        full, full_count = sequence_logps(model, input_ids, attention_mask, labels, use_logits_to_keep=False)
+        kept, kept_count = sequence_logps(model, input_ids, attention_mask, labels)  # from the hidden states
+        with logprobs.scoring_path(hidden_states=False):  # from logits_to_keep logits
+            full, full_count = sequence_logps(model, input_ids, attention_mask, labels)
         naive, _ = _naive(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels)
     assert_close(kept, full)
     assert_close(full, naive)
@@ -86,7 +87,7 @@ def test_logits_to_keep_gives_the_same_logps_as_full_logits():
 
 @pytest.mark.parametrize("chunk_elements", [2**26, 11])
 def test_statistics_match_their_definitions(monkeypatch, chunk_elements):
-    monkeypatch.setattr(logprobs, "_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(output_head, "CHUNK_ELEMENTS", chunk_elements)
     logits, labels = _batch()
     scores = completion_scores(logits, labels, with_stats=True)
     shifted = labels[:, 1:]

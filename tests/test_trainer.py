@@ -12,6 +12,7 @@ from torch.testing import assert_close
 from transformers import LlamaForCausalLM, Trainer, TrainerCallback
 
 from hf_dpo import DPODataCollator, DPOTrainer, DPOTrainingArguments
+from hf_dpo.layouts import num_sequences
 from hf_dpo.logprobs import sequence_logps
 from hf_dpo.reference import DisabledAdapterReference, FrozenModelReference, NoReference, PrecomputedReference
 
@@ -368,7 +369,7 @@ def test_auto_find_batch_size_halves_whole_pairs_after_an_out_of_memory_error(tm
     real_compute_loss, rows_seen = DPOTrainer.compute_loss, []
 
     def out_of_memory_once(self, model, inputs, *args, **kwargs):
-        rows_seen.append(inputs["input_ids"].shape[0])
+        rows_seen.append(num_sequences(inputs))
         if len(rows_seen) == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_compute_loss(self, model, inputs, *args, **kwargs)

@@ -12,7 +12,7 @@ from tiny import build_model, preference_rows
 from torch.testing import assert_close
 from transformers import AutoModelForCausalLM, MixtralConfig, MixtralForCausalLM
 
-from hf_dpo import DPOTrainer, DPOTrainingArguments
+from hf_dpo import DPODataCollator, DPOTrainer, DPOTrainingArguments
 from hf_dpo.losses import LOSS_TYPES
 
 # Written out from TRL 1.16's trl/trainer/dpo_config.py (not read from TRL at run time).
@@ -91,7 +91,7 @@ def test_trl_metric_names_are_logged_in_training_and_evaluation(tmp_path, tokeni
         assert f"eval_{name}" in eval_log, name
     assert "aux_loss" not in train_logs[0]  # no router in a Llama
     # num_tokens counts every input token trained on, cumulatively: after 4 steps of 4 pairs, the 16 pairs once
-    every_pair = trainer.data_collator(list(trainer.train_dataset))
+    every_pair = DPODataCollator(tokenizer.pad_token_id)(list(trainer.train_dataset))  # TRL's count: padded rows
     assert train_logs[-1]["num_tokens"] == every_pair["attention_mask"].sum().item()
     assert [entry["num_tokens"] for entry in train_logs] == sorted(entry["num_tokens"] for entry in train_logs)
     assert 0 <= train_logs[-1]["mean_token_accuracy"] <= 1 and train_logs[-1]["entropy"] > 0
@@ -100,7 +100,7 @@ def test_trl_metric_names_are_logged_in_training_and_evaluation(tmp_path, tokeni
 def test_token_metrics_are_the_token_weighted_means_of_the_batch(tmp_path, tokenizer):
     trainer = _trainer(tmp_path, tokenizer, rows=4)
     metrics = trainer.evaluate(eval_dataset=preference_rows(4))
-    batch = trainer.data_collator(list(trainer._prepare_late(preference_rows(4), "check")))
+    batch = DPODataCollator(tokenizer.pad_token_id)(list(trainer._prepare_late(preference_rows(4), "check")))
     with torch.no_grad():
         logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     labels = batch["labels"][:, 1:]
@@ -232,8 +232,9 @@ def test_trainer_conventions_tags_pad_token_padding_free_and_remote_code(tmp_pat
     with pytest.warns(FutureWarning, match="pad_token is deprecated"):
         args = _args(tmp_path, pad_token="<pad>")
     assert DPOTrainer(build_model(tokenizer), args=args, train_dataset=preference_rows(4), processing_class=tokenizer)
-    with pytest.warns(UserWarning, match="padding_free=True is not built yet"):
-        _trainer(tmp_path, tokenizer, rows=4, padding_free=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _trainer(tmp_path, tokenizer, rows=4, padding_free=True).data_collator.padding_free  # one row per batch
     calls = []
     monkeypatch.setattr(
         AutoModelForCausalLM, "from_pretrained", lambda name, **kwargs: calls.append(kwargs) or build_model(tokenizer)
