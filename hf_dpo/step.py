@@ -16,7 +16,8 @@ import torch
 from hf_dpo.columns import LABEL_COLUMN
 from hf_dpo.layouts import input_token_counts
 from hf_dpo.logprobs import CompletionScores, sequence_scores
-from hf_dpo.losses import as_loss_types, dpo_loss, kto_kl_estimate, kto_loss, wpo_weights
+from hf_dpo.losses import as_loss_types, dpo_loss, wpo_weights
+from hf_dpo.losses_unpaired import kto_kl_estimate, kto_loss
 from hf_dpo.metrics import AUX_LOSS, LOSS
 
 ReferenceFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
