@@ -28,6 +28,14 @@ def is_unpaired(loss_type: str | list[str] | tuple[str, ...]) -> bool:
     return any(name.strip() in UNPAIRED_LOSS_TYPES for name in names)
 
 
+def reference_columns(unpaired: bool, with_kl: bool) -> tuple[str, ...]:
+    """The reference log-prob columns of a run's rows: chosen and rejected, or a completion and its KL
+    counterpart (without the counterpart when the loss needs no KL estimate)."""
+    if not unpaired:
+        return REF_COLUMNS
+    return UNPAIRED_REF_COLUMNS if with_kl else UNPAIRED_REF_COLUMNS[:1]
+
+
 # Every column the trainer reads from a tokenized row (kept whatever remove_unused_columns says).
 ALL_REF_COLUMNS = (*REF_COLUMNS, *UNPAIRED_REF_COLUMNS)
 TRAINER_COLUMNS = (*TOKEN_COLUMNS, LABEL_COLUMN, *ALL_REF_COLUMNS)

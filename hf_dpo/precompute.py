@@ -51,6 +51,17 @@ def compute_reference_logps(
     return torch.cat(values)
 
 
+def pass_settings(args: Any, use_cache: bool) -> dict[str, Any]:
+    """The pass's batch size, cache folder (``None``: no cache) and the definition of a sequence's log-prob (part
+    of the cache key), from the run's `DPOTrainingArguments`."""
+    use_cache = use_cache and args.ref_logps_cache
+    return {
+        "batch_size": args.precompute_ref_batch_size or args.per_device_eval_batch_size,
+        "cache_dir": (args.ref_logps_cache_dir or ref_cache.default_cache_dir()) if use_cache else None,
+        "definition": "sum" if args.ld_alpha is None else f"ld_alpha={args.ld_alpha}",
+    }
+
+
 def with_reference_columns(dataset: Dataset, values: torch.Tensor, columns: tuple[str, ...]) -> Dataset:
     """``dataset`` with the columns :class:`~hf_dpo.reference.PrecomputedReference` reads (replacing old ones)."""
     dataset = dataset.remove_columns([name for name in columns if name in dataset.column_names])

@@ -17,17 +17,9 @@ from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, set_seed
 from transformers.trainer_utils import EvalLoopOutput
 
-from hf_dpo import ref_cache
 from hf_dpo.callbacks import LossStateCallback, ReferenceSyncCallback
 from hf_dpo.collator import with_kl_completions
-from hf_dpo.columns import (
-    ALL_REF_COLUMNS,
-    LABEL_COLUMN,
-    REF_COLUMNS,
-    TRAINER_COLUMNS,
-    UNPAIRED_REF_COLUMNS,
-    is_unpaired,
-)
+from hf_dpo.columns import ALL_REF_COLUMNS, LABEL_COLUMN, TRAINER_COLUMNS, is_unpaired, reference_columns
 from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.data import DataStatsCallback, check_vocabulary, prepare_dataset
 from hf_dpo.engines import engine_name, precompute_model
@@ -45,7 +37,7 @@ from hf_dpo.model_utils import (
     saving_only_adapter,
     wrap_peft,
 )
-from hf_dpo.precompute import precompute_columns
+from hf_dpo.precompute import pass_settings, precompute_columns
 from hf_dpo.quantization import keep_4bit_layers_trainable
 from hf_dpo.quiet import PEFT_OFFLINE_BASE_CONFIG, silenced
 from hf_dpo.reference import PrecomputedReference, Reference, build_reference
@@ -189,32 +181,22 @@ class DPOTrainer(Trainer):
         self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
         self.eval_dataset = per_eval_split(self.eval_dataset, self._with_reference_logps)
         self.reference.release(self.model)
-        self.reference = PrecomputedReference(released=self.reference, columns=self._ref_columns)
+        columns = reference_columns(self._unpaired, self._with_kl)
+        self.reference = PrecomputedReference(released=self.reference, columns=columns)
 
     def _with_reference_logps(self, dataset: Any, split: str, reference: Reference | None = None) -> Any:
-        args = self.args
         reference = reference or self.reference
-        use_cache = args.ref_logps_cache and reference is self.reference
         return precompute_columns(
             dataset,
             split,
             reference=lambda model, inputs: self._reference_logps(model, inputs, reference),
             policy=getattr(self, "_precompute_policy", None) or self.model,
             collator=self.data_collator,
-            batch_size=args.precompute_ref_batch_size or args.per_device_eval_batch_size,
             accelerator=self.accelerator,
-            cache_dir=(args.ref_logps_cache_dir or ref_cache.default_cache_dir()) if use_cache else None,
             fingerprint=reference.fingerprint,
-            definition="sum" if args.ld_alpha is None else f"ld_alpha={args.ld_alpha}",
-            columns=self._ref_columns,
+            columns=reference_columns(self._unpaired, self._with_kl),
+            **pass_settings(self.args, use_cache=reference is self.reference),
         )
-
-    @property
-    def _ref_columns(self) -> tuple[str, ...]:
-        """The reference columns of this run's rows: chosen and rejected, or a completion and its KL counterpart."""
-        if not self._unpaired:
-            return REF_COLUMNS
-        return UNPAIRED_REF_COLUMNS if self._with_kl else UNPAIRED_REF_COLUMNS[:1]
 
     def _prepare_late(self, dataset: Any, split: str) -> Any:
         """A dataset handed to evaluate()/predict(): tokenized, with reference columns when the run reads them
