@@ -3,6 +3,8 @@
 Every loss sees a :class:`PairLogps`: the summed completion log-probs of the policy and of the reference for the
 chosen (``y_w``) and the rejected (``y_l``) completion of each pair, each a float tensor of shape ``[B]``, and the
 completion lengths (tokens) for losses on length-normalised log-probs. It returns the per-pair losses ``[B]``.
+``PairLogps``, the f-divergence scores, the implicit rewards and WPO's pair weights are in :mod:`hf_dpo.pair_logps`,
+and importable from here too.
 
 Notation used in the docstrings, per pair:
 
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,135 +40,20 @@ from hf_dpo.columns import UNPAIRED_LOSS_TYPES
 from hf_dpo.losses_unpaired import kto_kl_estimate as kto_kl_estimate  # handed on: the step and tests import it here
 from hf_dpo.losses_unpaired import kto_loss as kto_loss
 
+# handed on: the log-probs' dataclass and what is read off them live in pair_logps.py; callers import them here
+from hf_dpo.pair_logps import F_DIVERGENCES as F_DIVERGENCES
+from hf_dpo.pair_logps import PairLogps as PairLogps
+from hf_dpo.pair_logps import f_divergence_score as f_divergence_score
+from hf_dpo.pair_logps import logratio_rewards as logratio_rewards
+from hf_dpo.pair_logps import mean_logps_rewards as mean_logps_rewards
+from hf_dpo.pair_logps import mean_logratio_rewards as mean_logratio_rewards
+from hf_dpo.pair_logps import wpo_weights as wpo_weights
+
 # Default ε where a loss is undefined at ε = 0 (EXO's KL to a one-hot label).
 EXO_DEFAULT_EPSILON = 1e-3
 
-
-@dataclass(frozen=True)
-class PairLogps:
-    """Log-probs of one batch of pairs; every tensor has shape ``[B]``."""
-
-    chosen: torch.Tensor
-    rejected: torch.Tensor
-    ref_chosen: torch.Tensor
-    ref_rejected: torch.Tensor
-    chosen_lengths: torch.Tensor | None = None
-    rejected_lengths: torch.Tensor | None = None
-    f_divergence: str = "reverse_kl"
-    f_alpha: float = 0.5
-
-    @property
-    def chosen_logratios(self) -> torch.Tensor:
-        return self.chosen - self.ref_chosen
-
-    @property
-    def rejected_logratios(self) -> torch.Tensor:
-        return self.rejected - self.ref_rejected
-
-    def scores(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(f'(π/π_ref) of y_w, of y_l)``: the log-ratios as the f-divergence regulariser sees them (f-DPO,
-        Wang et al. 2023, as TRL computes them); the log-ratios themselves for the reverse KL of plain DPO."""
-        return f_divergence_score(self.chosen_logratios, self.f_divergence, self.f_alpha), f_divergence_score(
-            self.rejected_logratios, self.f_divergence, self.f_alpha
-        )
-
-    @property
-    def score_margin(self) -> torch.Tensor:
-        """``h``, or its f-divergence form ``f'(y_w) - f'(y_l)``."""
-        chosen, rejected = self.scores()
-        return chosen - rejected
-
-    def mean_score_margin(self) -> torch.Tensor:
-        """The same with each score divided by its completion's token count."""
-        chosen, rejected = self.scores()
-        chosen_lengths, rejected_lengths = self._lengths()
-        return chosen / chosen_lengths - rejected / rejected_lengths
-
-    def _lengths(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.chosen_lengths is None or self.rejected_lengths is None:
-            raise ValueError("this loss averages log-probs over tokens: pass chosen_lengths and rejected_lengths")
-        return (
-            self.chosen_lengths.clamp(min=1).to(self.chosen.dtype),
-            self.rejected_lengths.clamp(min=1).to(self.rejected.dtype),
-        )
-
-    def length_normalised(self) -> PairLogps:
-        """Every log-prob divided by its completion's token count (mean instead of sum)."""
-        chosen_lengths, rejected_lengths = self._lengths()
-        return replace(
-            self,
-            chosen=self.chosen / chosen_lengths,
-            rejected=self.rejected / rejected_lengths,
-            ref_chosen=self.ref_chosen / chosen_lengths,
-            ref_rejected=self.ref_rejected / rejected_lengths,
-        )
-
-
-F_DIVERGENCES = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
-# Losses built on the chosen-rejected score difference: the only ones a non-default f-divergence applies to (TRL).
-F_DIVERGENCE_LOSS_TYPES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust", "discopop", "sft")
-
-
-def f_divergence_score(logratio: torch.Tensor, divergence: str = "reverse_kl", alpha: float = 0.5) -> torch.Tensor:
-    """``f'(t)`` at ``t = π/π_ref = exp(logratio)`` for the f-divergences of f-DPO (Wang et al. 2023, table 1):
-
-    - ``reverse_kl``: ``log t`` (plain DPO);
-    - ``forward_kl``: ``1 - 1/t``;
-    - ``js_divergence``: ``log(2t / (t + 1)) = log 2 + log σ(log t)``;
-    - ``alpha_divergence``: ``(t^(α-1) - 1) / (α - 1)``, its ``log t`` limit at ``α = 1``; the exponent is clamped
-      at 80 (TRL's guard against overflow).
-
-    >>> f_divergence_score(torch.tensor([0.0]), "forward_kl"), f_divergence_score(torch.tensor([0.0]), "js_divergence")
-    (tensor([0.]), tensor([0.]))
-    """
-    if divergence == "reverse_kl" or (divergence == "alpha_divergence" and abs(alpha - 1.0) < 1e-6):
-        return logratio
-    if divergence == "forward_kl":
-        return 1.0 - torch.exp(-logratio)
-    if divergence == "js_divergence":
-        return math.log(2.0) + F.logsigmoid(logratio)
-    if divergence == "alpha_divergence":
-        exponent = torch.clamp(((alpha - 1.0) * logratio).float(), max=80.0)
-        return ((torch.exp(exponent) - 1.0) / (alpha - 1.0)).to(logratio.dtype)
-    raise ValueError(f"f_divergence_type={divergence!r} is not one of {', '.join(F_DIVERGENCES)}")
-
-
-def wpo_weights(
-    chosen_aligned_logps: torch.Tensor,
-    chosen_lengths: torch.Tensor,
-    rejected_aligned_logps: torch.Tensor,
-    rejected_lengths: torch.Tensor,
-) -> torch.Tensor:
-    """WPO's pair weights (Zhou et al. 2024, eq. 2, with TRL's aligned probabilities): the product over the two
-    completions of ``exp(mean_t [log p(y_t) - log Σ_v p(v)²])``, from sums over tokens; no gradient.
-
-    >>> wpo_weights(torch.tensor([-2.0]), torch.tensor([2]), torch.tensor([-3.0]), torch.tensor([3]))  # e^-1·e^-1
-    tensor([0.1353])
-    """
-    chosen = chosen_aligned_logps / chosen_lengths.clamp(min=1)
-    rejected = rejected_aligned_logps / rejected_lengths.clamp(min=1)
-    return torch.exp(chosen + rejected).detach()
-
-
 LossFn = Callable[..., torch.Tensor]
 RewardsFn = Callable[[PairLogps, float], tuple[torch.Tensor, torch.Tensor]]
-
-
-def logratio_rewards(pair: PairLogps, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(β·a, β·b)``: DPO's implicit rewards, from summed log-probs."""
-    return beta * pair.chosen_logratios, beta * pair.rejected_logratios
-
-
-def mean_logratio_rewards(pair: PairLogps, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(β·ā, β·b̄)``: the log-ratios per token, for losses on length-normalised log-ratios (IPO)."""
-    mean = pair.length_normalised()
-    return beta * mean.chosen_logratios, beta * mean.rejected_logratios
-
-
-def mean_logps_rewards(pair: PairLogps, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(β·p̄_w, β·p̄_l)``: mean log-probs per token, for reference-free losses on them (SimPO, ORPO)."""
-    mean = pair.length_normalised()
-    return beta * mean.chosen, beta * mean.rejected
 
 
 @dataclass(frozen=True)
@@ -414,6 +301,10 @@ def needs_reference(loss_type: str | Sequence[str]) -> bool:
     names = as_loss_types(loss_type)
     unpaired = any(name in UNPAIRED_LOSS_TYPES for name in names)  # both compare with a reference
     return unpaired or any(_REGISTRY[name].needs_reference for name in names if name in _REGISTRY)
+
+
+# Losses built on the chosen-rejected score difference: the only ones a non-default f-divergence applies to (TRL).
+F_DIVERGENCE_LOSS_TYPES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust", "discopop", "sft")
 
 
 def check_f_divergence(divergence: str, loss_types: Sequence[str]) -> None:

@@ -23,8 +23,8 @@ from hf_dpo.losses import (
     kto_kl_estimate,
     kto_loss,
     needs_reference,
-    wpo_weights,
 )
+from hf_dpo.pair_logps import wpo_weights
 
 LOG2 = math.log(2.0)
 BETA = 0.5
