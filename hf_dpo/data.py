@@ -209,6 +209,16 @@ def prepare_dataset(
     return tokenized.remove_columns(STATUS_COLUMN), stats
 
 
+def with_lengths(dataset: Any, column: str) -> Any:
+    """``dataset`` with each row's token count (prompt and completions) in ``column``, which Trainer's
+    ``train_sampling_strategy="group_by_length"`` reads to batch rows of similar lengths (less padding)."""
+    if not isinstance(dataset, Dataset) or column in dataset.column_names:
+        return dataset
+    id_columns = [name for name in TOKEN_COLUMNS if name in dataset.column_names]
+    lengths = [sum(map(len, parts)) for parts in zip(*(dataset[name] for name in id_columns))]
+    return dataset.add_column(column, lengths)
+
+
 def check_vocabulary(model: Any, tokenizer: Any, dataset: Any) -> None:
     """Token ids the model has no embedding for would index out of range deep inside the forward pass."""
     embeddings = model.get_input_embeddings().num_embeddings

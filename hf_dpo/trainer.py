@@ -21,7 +21,7 @@ from hf_dpo.callbacks import LossStateCallback, ReferenceSyncCallback
 from hf_dpo.collator import with_kl_completions
 from hf_dpo.columns import ALL_REF_COLUMNS, LABEL_COLUMN, TRAINER_COLUMNS, is_unpaired, reference_columns
 from hf_dpo.config import DPOTrainingArguments
-from hf_dpo.data import DataStatsCallback, check_vocabulary, prepare_dataset
+from hf_dpo.data import DataStatsCallback, check_vocabulary, prepare_dataset, with_lengths
 from hf_dpo.engines import engine_name, precompute_model
 from hf_dpo.guards import NonFiniteError, NonFiniteGradientGuard, SkippedBatch, all_finite, nonfinite_message
 from hf_dpo.hub import push_merged
@@ -167,9 +167,12 @@ class DPOTrainer(Trainer):
     def _prepare(self, dataset: Any, split: str, tokenizer: Any = None, args: Any = None) -> Any:
         if dataset is None:
             return None
-        prepared, stats = prepare_dataset(dataset, tokenizer or self.processing_class, args or self.args, split)
+        args = args or self.args
+        prepared, stats = prepare_dataset(dataset, tokenizer or self.processing_class, args, split)
         if stats is not None:
             self.dataset_stats[split] = stats.to_dict()
+        if args.train_sampling_strategy in ("group_by_length", "batch_rebalance"):  # the Trainer's samplers read it
+            prepared = with_lengths(prepared, args.length_column_name)
         return prepared
 
     def _precompute_reference(self) -> None:
@@ -216,7 +219,7 @@ class DPOTrainer(Trainer):
     def _set_signature_columns_if_needed(self) -> None:
         # The model's forward takes none of our columns; keep them even with remove_unused_columns=True.
         if self._signature_columns is None:
-            self._signature_columns = list(TRAINER_COLUMNS)
+            self._signature_columns = [*TRAINER_COLUMNS, self.args.length_column_name]
 
     # ---- the loss -----------------------------------------------------------------------------------------------
 

@@ -168,7 +168,7 @@ def test_models_that_cannot_read_the_mask_keep_padded_rows(tokenizer):
         logprobs.sequence_scores(model, SharedPromptCollator(0)(_rows(len(tokenizer))))
 
 
-def _trainer(tmp_path, tokenizer, model=None, **overrides):
+def _trainer(tmp_path, tokenizer, model=None, rows=16, **overrides):
     values = {
         "output_dir": str(tmp_path),
         "per_device_train_batch_size": 4,
@@ -183,7 +183,7 @@ def _trainer(tmp_path, tokenizer, model=None, **overrides):
         "ref_logps_cache": False,
     }
     args = DPOTrainingArguments(**{**values, **overrides})
-    rows = [{**row, "prompt": row["prompt"] * (1 + i % 3)} for i, row in enumerate(preference_rows(16))]
+    rows = [{**row, "prompt": row["prompt"] * (1 + i % 3)} for i, row in enumerate(preference_rows(rows))]
     return DPOTrainer(model or build_model(tokenizer), args=args, train_dataset=rows, processing_class=tokenizer)
 
 
@@ -218,3 +218,21 @@ def test_padding_free_without_a_mask_the_model_reads_warns_and_pads(tmp_path, to
         warnings.simplefilter("error")
         trainer = _trainer(tmp_path, tokenizer, model=model)  # the default layout falls back without a warning
     assert isinstance(trainer.data_collator, DPODataCollator)
+
+
+def test_group_by_length_batches_rows_of_similar_length(tmp_path, tokenizer):
+    overrides = {"train_sampling_strategy": "group_by_length", "remove_unused_columns": True, "max_steps": 2}
+    trainer = _trainer(tmp_path, tokenizer, rows=64, **overrides)  # megabatches of 16 rows sorted by length
+    lengths = trainer.train_dataset["length"]
+    prompt, chosen, rejected = (
+        trainer.train_dataset[f"{part}_input_ids"][0] for part in ("prompt", "chosen", "rejected")
+    )
+    assert lengths[0] == len(prompt) + len(chosen) + len(rejected)
+    grouped = [batch["length"].tolist() for batch in trainer.get_train_dataloader()]
+    in_order = [lengths[start : start + 4] for start in range(0, len(lengths), 4)]  # three prompt sizes, mixed
+
+    def spread(batches):  # the padding a batch needs grows with it
+        return sum(max(batch) - min(batch) for batch in batches)
+
+    assert sorted(n for batch in grouped for n in batch) == sorted(lengths) and spread(grouped) < spread(in_order) / 2
+    trainer.train()
