@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from typing import Any
 
 import yaml
 
-import hf_dpo
 from hf_dpo.data import DataStatsCallback
 from hf_dpo.loading import PACKAGED_MODELS, packaged_name
 from hf_dpo.tools.figures import card_sections
@@ -26,6 +26,16 @@ _KTO_CITATION = """@inproceedings{ethayarajh2024kto,
   booktitle = {Proceedings of the 41st International Conference on Machine Learning},
   year      = {2024}
 }"""
+
+
+def _hf_dpo_version() -> str:
+    """hf_dpo's version, from the installed metadata (read from ``hf_dpo/__init__.py`` at install time, where it is
+    written), so this module does not import the package top, which names the trainer above it."""
+    try:
+        return importlib.metadata.version("hf_dpo")
+    except importlib.metadata.PackageNotFoundError:  # a checkout on sys.path, never installed
+        return "(from source)"
+
 
 _REFERENCE_WORDS = {
     "model": "a frozen copy of the starting model",
@@ -137,7 +147,7 @@ def _intro(
         f"# {model_name}",
         "",
         f"This model is {kind}{base}, trained with {method} using "
-        f"[hf_dpo](https://pypi.org/project/hf-dpo/) {hf_dpo.__version__}{on_data}",
+        f"[hf_dpo](https://pypi.org/project/hf-dpo/) {_hf_dpo_version()}{on_data}",
     ]
     if packaged_copy in PACKAGED_MODELS:
         entry = PACKAGED_MODELS[packaged_copy]
