@@ -1,6 +1,6 @@
 """Where the reference log-probs ``log π_ref(y|x)`` come from; the one place that decides it.
 
-:func:`build_reference` picks one of these, each following the :class:`Reference` protocol:
+:func:`build_reference` picks one of these, each a :class:`Reference` (an abstract base class):
 
 - :class:`FrozenModelReference`: a separate, frozen model (an explicit ``ref_model`` or a copy of the policy).
 - :class:`DisabledAdapterReference`: the PEFT policy itself with its adapters switched off, so the base weights
@@ -18,6 +18,7 @@ checkpointing.
 
 from __future__ import annotations
 
+import abc
 import copy
 import logging
 from typing import Any
@@ -46,8 +47,9 @@ def _unwrap(policy: torch.nn.Module) -> torch.nn.Module:
     return getattr(policy, "module", policy)
 
 
-class Reference:
-    """The protocol every reference follows; the trainer talks to nothing else.
+class Reference(abc.ABC):
+    """What every reference is; the trainer talks to nothing else. A reference defines :meth:`__call__`; the rest
+    has defaults for a reference that holds nothing.
 
     Attributes:
         kind: a short name, written into the model card.
@@ -66,17 +68,24 @@ class Reference:
     copy_of_policy = False
     survives_release = False
 
+    @abc.abstractmethod
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise NotImplementedError
+        """The reference log-probs of every sequence of ``batch``: float32 ``[R]``, in its row order, no gradients."""
 
     def fingerprint(self, policy: torch.nn.Module) -> str:
-        """A hash of the weights that define this reference (the key of the precomputed log-prob cache)."""
-        raise NotImplementedError(f"a {self.kind!r} reference has no weights to fingerprint")
+        """A hash of the weights that define this reference (the key of the precomputed log-prob cache).
 
-    def prepare(self, accelerator: Any) -> None:
+        The references that run weights of their own (a frozen model, the base under disabled adapters, a frozen
+        adapter) define it; the others (none, precomputed columns, the policy itself) have nothing to hash, and
+        their log-probs are never cached.
+        """
+        raise TypeError(f"a {self.kind!r} reference runs no weights of its own, so it has no fingerprint to cache by")
+
+    # prepare and release are hooks, not abstract: a reference that holds no model has nothing to place or free
+    def prepare(self, accelerator: Any) -> None:  # noqa: B027
         """Place what this reference holds for ``accelerator``; called once the Trainer has built it."""
 
-    def release(self, policy: torch.nn.Module) -> None:
+    def release(self, policy: torch.nn.Module) -> None:  # noqa: B027
         """Free what only the reference needed, once its log-probs are precomputed and it never runs again."""
 
     def sync(self, policy: torch.nn.Module, alpha: float) -> None:
