@@ -2,7 +2,8 @@
 
     hf-dpo train recipes/demo.yaml        # dataset_name: hf_dpo:concise_qa
 
-``hf_dpo.cli`` imports this module only for an ``hf_dpo:`` dataset name.
+Within hf_dpo only :mod:`hf_dpo.tools.splits` imports this module, for an ``hf_dpo:`` dataset name (``hf-dpo
+train`` and the tools load their data through it); the core never does.
 """
 
 from __future__ import annotations
