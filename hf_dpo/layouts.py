@@ -137,14 +137,9 @@ def ld_token_weights(batch: dict[str, torch.Tensor], ld_alpha: float) -> torch.T
             [1.0000, 1.0000, 1.0000, 1.0000]])
     """
     labels = batch["labels"]
-    scored = (labels != IGNORE_INDEX).reshape(-1)
-    target = scored.nonzero().squeeze(1)
-    if is_shared_prompt(batch):
-        tokens = scored_tokens({**batch, "labels": labels})
-        target, sequence, num_sequences = tokens.target, tokens.sequence, tokens.num_sequences
-    else:
-        sequence, num_sequences = target // labels.shape[1], labels.shape[0]
-    lengths = torch.bincount(sequence, minlength=num_sequences)
+    tokens = scored_tokens(batch)
+    target, sequence, num_sequences = tokens.target, tokens.sequence, tokens.num_sequences
+    lengths = tokens.counts()
     chosen_lengths, rejected_lengths = lengths.chunk(2)
     shared = torch.minimum(chosen_lengths, rejected_lengths).repeat(2)
     # tokens of a sequence are contiguous and in order: rank = index - index of the sequence's first token

@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 _HIDDEN_STATES = contextvars.ContextVar("hf_dpo_hidden_state_scoring", default=True)
 _LOGGED: set[str] = set()
+_HEAD_MISMATCH = "from logits: its logits are not lm_head(hidden states) (checked on its first batch)"
 _HEAD_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # lm_head -> are the logits lm_head(h)?
 
 
@@ -202,12 +203,14 @@ def _hidden_state_scores(
     forward_kwargs: dict[str, Any],
 ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, Any, str]:
     """``((token_logps, token_stats), outputs, path)`` from the final hidden states, or ``(None, None, why not)``."""
-    found = decoder_and_head(base) if _HIDDEN_STATES.get() else "from logits (switched off)"
+    if not _HIDDEN_STATES.get():
+        return None, None, "from logits (switched off)"
+    found = decoder_and_head(base)
     if isinstance(found, str):
-        return None, None, found if found.startswith("from") else f"from logits: {found}"
+        return None, None, f"from logits: {found}"
     decoder, head = found
     if _HEAD_CHECKED.get(head) is False:
-        return None, None, "from logits: its logits are not lm_head(hidden states) (checked on its first batch)"
+        return None, None, _HEAD_MISMATCH
     model_inputs = _model_inputs(base, inputs)
     with captured_output(decoder) as captured:
         outputs = model(**model_inputs, use_cache=False, logits_to_keep=1, **forward_kwargs)
@@ -217,7 +220,7 @@ def _hidden_state_scores(
     if head not in _HEAD_CHECKED:
         _HEAD_CHECKED[head] = head_matches(head, hidden[:, -1].detach(), outputs.logits[:, -1], dtype)
         if not _HEAD_CHECKED[head]:
-            return None, None, "from logits: its logits are not lm_head(hidden states) (checked on its first batch)"
+            return None, None, _HEAD_MISMATCH
     rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, tokens.source)
     scored = ProjectedTokenLogProbs.apply(rows, head.weight, head.bias, tokens.labels, with_stats, dtype)
     return scored, outputs, "from the final hidden states (no logits tensor)"
