@@ -67,7 +67,7 @@ def default_collator(
     why_not = "prefix_sharing=False" if not args.prefix_sharing else None
     if router:
         why_not = why_not or "the router's load-balancing loss reads a 2D attention mask"
-    for model in models:
+    for model in filter(None, models):  # the policy, and the reference's own model when it has one
         why_not = why_not or shared_prompt_support(model)
     if why_not is None:
         logger.info("batches share each prompt between its completions%s", " in one row" * args.padding_free)

@@ -58,16 +58,7 @@ def preference_step(
         rejected_logps,
         ref_chosen_logps,
         ref_rejected_logps,
-        beta=args.beta,
-        loss_type=args.loss_type,
-        label_smoothing=args.label_smoothing,
-        loss_weights=args.loss_weights,
-        rpo_alpha=args.rpo_alpha,
-        simpo_gamma=args.simpo_gamma,
-        orpo_lambda=args.orpo_lambda,
-        discopop_tau=args.discopop_tau,
-        f_divergence_type=args.f_divergence_type,
-        f_alpha_divergence_coef=args.f_alpha_divergence_coef,
+        **loss_settings(args),
         pair_weights=pair_weights,
         chosen_lengths=chosen_lengths,
         rejected_lengths=rejected_lengths,
@@ -93,6 +84,13 @@ def preference_step(
         **token_values(scores, input_token_counts(inputs)),
     }
     return losses, {name: value.detach() for name, value in values.items()}
+
+
+def loss_settings(args: Any) -> dict[str, Any]:
+    """The `dpo_loss` keyword arguments a run's `DPOTrainingArguments` set (β, loss types, their parameters)."""
+    names = ("beta", "loss_type", "label_smoothing", "loss_weights", "rpo_alpha", "simpo_gamma", "orpo_lambda")
+    more = ("discopop_tau", "f_divergence_type", "f_alpha_divergence_coef")
+    return {name: getattr(args, name) for name in (*names, *more)}
 
 
 def token_values(scores: CompletionScores, input_tokens: torch.Tensor) -> dict[str, torch.Tensor]:

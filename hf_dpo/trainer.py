@@ -115,9 +115,8 @@ class DPOTrainer(Trainer):
         if self._unpaired:
             warn_if_unbalanced(self.dataset_stats.get("train"), args)
         if data_collator is None:
-            models = [model, *filter(None, [self.reference.model])]
             layout = (args, self._unpaired, self._with_kl, bool(self._aux_loss_coef))
-            data_collator = default_collator(models, processing_class.pad_token_id, *layout)
+            data_collator = default_collator([model, self.reference.model], processing_class.pad_token_id, *layout)
 
         super().__init__(
             model=model,
@@ -133,15 +132,19 @@ class DPOTrainer(Trainer):
         self._loss_state: dict[str, Any] = {}  # running statistics some losses keep across steps (bco_pair)
         self._skipped: dict[str, int] = {}  # batches left out by skip_nonfinite_batches
         self._saving_checkpoint = False
-        self.add_callback(DataStatsCallback(self.dataset_stats))
-        self.add_callback(LossStateCallback(self._loss_state))
-        self.add_callback(NonFiniteGradientGuard(self.accelerator, self._skipped))
-        if args.sync_ref_model:
-            self.add_callback(ReferenceSyncCallback(lambda: self.reference, self.accelerator))
-        add_tool_callbacks(self)  # the doctor, and samples at each evaluation when asked
+        self._add_own_callbacks()
         self.reference.prepare(self.accelerator)
         if args.precompute_ref_log_probs and self.reference.runs_model:
             self._precompute_reference()
+
+    def _add_own_callbacks(self) -> None:
+        """Callbacks that carry hf_dpo's state into checkpoints and logs, and the tools asked for."""
+        self.add_callback(DataStatsCallback(self.dataset_stats))
+        self.add_callback(LossStateCallback(self._loss_state))
+        self.add_callback(NonFiniteGradientGuard(self.accelerator, self._skipped))
+        if self.args.sync_ref_model:
+            self.add_callback(ReferenceSyncCallback(lambda: self.reference, self.accelerator))
+        add_tool_callbacks(self)  # the doctor, and samples at each evaluation when asked
 
     @property
     def ref_model(self) -> torch.nn.Module | None:
