@@ -163,7 +163,7 @@ def load_model(model_name: str, seed: int) -> tuple[Any, Any, Any, Any]:
     from peft import LoraConfig
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from hf_dpo.loading import load_causal_lm, load_tokenizer
+    from hf_dpo.models.loading import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(SMOLLM2)
     if model_name == "llama-lora":

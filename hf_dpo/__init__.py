@@ -10,15 +10,15 @@ __version__ = "0.1.0"
 # The public names are imported on first use, not with the package: `hf-dpo plot`, `hf-dpo train --help` and the
 # command's error messages need no trainer, and importing it pulls in torch, transformers and peft.
 _PUBLIC = {
-    "DPODataCollator": "hf_dpo.collator",
-    "DPOTrainer": "hf_dpo.trainer",
-    "DPOTrainingArguments": "hf_dpo.config",
+    "DPODataCollator": "hf_dpo.batch.padded",
+    "DPOTrainer": "hf_dpo.trainer.trainer",
+    "DPOTrainingArguments": "hf_dpo.config.training_arguments",
 }
 
 if TYPE_CHECKING:
-    from hf_dpo.collator import DPODataCollator
-    from hf_dpo.config import DPOTrainingArguments
-    from hf_dpo.trainer import DPOTrainer
+    from hf_dpo.batch.padded import DPODataCollator
+    from hf_dpo.config.training_arguments import DPOTrainingArguments
+    from hf_dpo.trainer.trainer import DPOTrainer
 
 __all__ = ["DPODataCollator", "DPOTrainer", "DPOTrainingArguments", "__version__"]
 

@@ -70,17 +70,12 @@ def eval_loss_check(tokenizer, output_dir):
 def bco_state_check(tokenizer, output_dir):
     trainer = DPOTrainer(
         build_model(tokenizer),
-        args=_args(output_dir, loss_type="bco_pair", max_steps=2),
+        args=_args(output_dir, loss_type="bco_pair", bco_pair_running_mean=True, max_steps=2),
         train_dataset=varied_rows(8),
         processing_class=tokenizer,
     )
     trainer.train()
-    state = trainer._loss_state
-    totals = (
-        state["bco_rewards"].tolist()
-        if "bco_rewards" in state
-        else [state["bco_reward_sum"], state["bco_reward_count"]]
-    )
+    totals = trainer.reward_mean.state_dict()["bco_rewards"]
     return {"bco_rewards_per_process": gather_object([totals])}
 
 

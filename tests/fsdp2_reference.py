@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 from tiny import build_model, build_tokenizer
 
-from hf_dpo.engines import shard_layers
-from hf_dpo.ref_cache import weights_fingerprint
+from hf_dpo.reference.cache import weights_fingerprint
+from hf_dpo.reference.engines import shard_layers
 
 
 def main() -> None:

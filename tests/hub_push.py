@@ -18,7 +18,7 @@ def push_from_the_command_line(output_dir: str) -> None:
     """hf-dpo train --push_to_hub --push_merged on a tiny Llama saved to disk and a JSONL file of pairs."""
     import json
 
-    from hf_dpo.cli import main as hf_dpo
+    from hf_dpo.cli.dispatch import main as hf_dpo
 
     tokenizer = build_tokenizer()
     model_dir, data_file = Path(output_dir) / "model", Path(output_dir) / "pairs.jsonl"

@@ -25,12 +25,10 @@ def test_ci_runs_the_readme_test_command():
     assert test_command in (ROOT / ".ci" / "run").read_text()
 
 
-def test_the_layout_lists_every_module_and_no_other():
-    """One line per module of hf_dpo/ and hf_dpo/demo/, one per other subpackage folder (hf_dpo/tools/)."""
+def test_the_layout_lists_every_folder_in_its_floor_order():
+    """One line per folder of hf_dpo/, in the order of the import rules' floors (bottom first)."""
+    from test_import_rules import FLOORS
+
     layout = README.split("## Layout", 1)[1].split("```")[1]
-    listed = {line.split()[0] for line in layout.splitlines() if line.startswith("hf_dpo/")}
-    package = ROOT / "hf_dpo"
-    modules = {f"hf_dpo/{path.relative_to(package).as_posix()}" for path in package.glob("*.py")}
-    modules |= {f"hf_dpo/{path.relative_to(package).as_posix()}" for path in (package / "demo").glob("*.py")}
-    folders = {f"hf_dpo/{path.parent.name}/" for path in package.glob("*/__init__.py") if path.parent.name != "demo"}
-    assert listed == modules | folders
+    listed = [line.split()[0] for line in layout.splitlines() if line.startswith("hf_dpo/")]
+    assert listed == [f"hf_dpo/{folder}/" for folder in FLOORS]

@@ -16,8 +16,8 @@ def main() -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1], RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
     import deepspeed
 
-    from hf_dpo.engines import deepspeed_inference_config
-    from hf_dpo.ref_cache import weights_fingerprint
+    from hf_dpo.reference.cache import weights_fingerprint
+    from hf_dpo.reference.engines import deepspeed_inference_config
 
     deepspeed.init_distributed(dist_backend="gloo")
     tokenizer = build_tokenizer()

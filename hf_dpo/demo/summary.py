@@ -2,7 +2,7 @@
 
     hf-dpo train            # recipes/demo.yaml: `task: concise_qa` adds these rows and writes demo_summary.json
 
-``hf_dpo.cli`` imports this module only when a recipe names a task.
+``hf_dpo.cli.dispatch`` imports this module only when a recipe names a task.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
+from hf_dpo.data.formats import is_conversation
 from hf_dpo.demo.make_data import is_correct
-from hf_dpo.formats import is_conversation
-from hf_dpo.model_utils import eval_mode
+from hf_dpo.models.facts import eval_mode
 
 Checker = Callable[[str, list[str]], bool]
 

@@ -3,8 +3,8 @@
     tokenized = tokenize_for_inspection(row, 0, tokenizer, args)   # args: DPOTrainingArguments (the limits)
     row_warnings(row, tokenized, tokenizer)                         # [(kind, message), ...]
 
-Rows go through :func:`hf_dpo.tokenization.tokenize_row` with the recipe's limits, the function
-:func:`hf_dpo.data.prepare_dataset` maps over a split (a test holds the two to the same ids), and once more without
+Rows go through :func:`hf_dpo.data.tokenization.tokenize_row` with the recipe's limits, the function
+:func:`hf_dpo.data.preparation.prepare_dataset` maps over a split (a test holds the two to the same ids), and once more without
 them, to see what was cut. The warnings are listed in :mod:`hf_dpo.tools.inspection`'s docstring.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hf_dpo.tokenization import STATUS_COLUMN, render, tokenize_row, tokenizer_adds_bos
+from hf_dpo.data.tokenization import STATUS_COLUMN, render, tokenize_row, tokenizer_adds_bos
 
 LIMIT_NAMES = ("max_length", "max_prompt_length", "max_completion_length")
 SIDES = ("chosen", "rejected")
@@ -135,7 +135,7 @@ def eos_warnings(tokenized: TokenizedRow, tokenizer: Any) -> list[tuple[str, str
 
 def template_suffix(row: dict[str, Any], index: int, tokenizer: Any) -> str | None:
     """Text a chat template writes after the assistant's answer, besides whitespace and special tokens."""
-    from hf_dpo.formats import is_conversation, normalise_row
+    from hf_dpo.data.formats import is_conversation, normalise_row
 
     normalised = normalise_row(dict(row), index)
     if not is_conversation(normalised["prompt"]):

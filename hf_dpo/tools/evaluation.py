@@ -12,8 +12,8 @@ started from, or ``--base``). The reference, unless ``--ref`` names one:
   no such name, so pass ``--ref`` (the model before training);
 - ``--ref none``: no reference (its log-probs count as 0, as with ``reference_free``).
 
-Pairs are tokenized and batched as training does (:func:`hf_dpo.data.prepare_dataset`, :class:`hf_dpo.DPODataCollator`)
-and scored by the training step itself (:func:`hf_dpo.step.preference_step`), with β, the loss type and the length
+Pairs are tokenized and batched as training does (:func:`hf_dpo.data.preparation.prepare_dataset`, :class:`hf_dpo.DPODataCollator`)
+and scored by the training step itself (:func:`hf_dpo.trainer.step.preference_step`), with β, the loss type and the length
 limits from the flags, else from the run's model card, else the defaults. Writes, in ``--output_dir`` (default:
 ``MODEL_OR_ADAPTER/eval`` for a local folder, else ``./eval``): ``metrics.json``, ``pairs.jsonl`` (one line per
 pair) and with ``--generate N`` ``samples.jsonl`` and ``samples.html``. Evaluating a run's folder into its default
@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 
-from hf_dpo.recipe import UserError
-from hf_dpo.tools import pair_metrics
-from hf_dpo.tools.generation import Generation, SamplingSettings, generate
+from hf_dpo.config.recipe import UserError
+from hf_dpo.monitor import pair_metrics
+from hf_dpo.monitor.generation import Generation, SamplingSettings, generate
 from hf_dpo.tools.trained_run import (
     CARD_FIELDS,
     Models,
@@ -51,9 +51,10 @@ def pair_records(
 ) -> list[dict[str, Any]]:
     """One record per held-out pair: policy and reference log-probs, implicit rewards, and which model ranks the
     pair right. ``dataset`` holds the raw rows with a ``row`` column (their index in the split)."""
-    from hf_dpo.collator import DPODataCollator
-    from hf_dpo.data import prepare_dataset
-    from hf_dpo.step import preference_step
+    from hf_dpo.batch.padded import DPODataCollator
+    from hf_dpo.data.preparation import prepare_dataset
+    from hf_dpo.losses import LossSettings
+    from hf_dpo.trainer.step import preference_step
 
     prepared, _ = prepare_dataset(dataset, tokenizer, args, "eval")
     rows = prepared["row"]
@@ -68,7 +69,7 @@ def pair_records(
             batch = {name: value.to(device) for name, value in batch.items()}
             ref_logps = models.reference(models.policy, batch)  # [2B]: chosen then rejected
             # the step's own reference call reads the log-probs above, so the reference runs once per batch
-            _, values = preference_step(models.policy, batch, _returning(ref_logps), args, loss_state={})
+            _, values = preference_step(models.policy, batch, _returning(ref_logps), LossSettings.from_args(args))
             ref_chosen, ref_rejected = ref_logps.float().cpu().chunk(2)
             for offset in range(len(ref_chosen)):
                 records.append(
@@ -119,7 +120,7 @@ def pair_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def generation_prompts(rows: list[dict[str, Any]], tokenizer: Any, args: Any) -> list[tuple[int, list[int]]]:
     """``(index, prompt ids)`` of rows, tokenized as training tokenizes them (rows with no room left out)."""
-    from hf_dpo.tokenization import DROPPED_NO_ROOM, STATUS_COLUMN, tokenize_row, tokenizer_adds_bos
+    from hf_dpo.data.tokenization import DROPPED_NO_ROOM, STATUS_COLUMN, tokenize_row, tokenizer_adds_bos
 
     limits = {name: getattr(args, name) for name in CARD_FIELDS[2:]}
     add_bos = tokenizer_adds_bos(tokenizer)
@@ -138,7 +139,7 @@ def prompt_words(prompt: Any) -> str:
     >>> prompt_words([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}])
     '2+2?'
     """
-    from hf_dpo.formats import is_conversation
+    from hf_dpo.data.formats import is_conversation
 
     if not is_conversation(prompt):
         return str(prompt).strip()
@@ -217,7 +218,7 @@ def default_output_dir(model: str) -> str:
 
 def load_rows(options: argparse.Namespace) -> Any:
     """The split to evaluate, with a ``row`` column (each row's index in the split) that survives tokenizing."""
-    from hf_dpo.arguments import DataArguments
+    from hf_dpo.config.run_arguments import DataArguments
     from hf_dpo.tools.splits import load_splits
 
     data_args = DataArguments(
@@ -269,7 +270,7 @@ def evaluate_run(options: argparse.Namespace) -> dict[str, Any]:
         (Path(output_dir) / "samples.html").write_text(samples_html(samples, metrics), encoding="utf-8")
     (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     if os.path.normpath(output_dir) == os.path.normpath(default_output_dir(options.model)):
-        from hf_dpo.tools.figures import update_card_eval
+        from hf_dpo.publish.card_sections import update_card_eval
 
         # the card was written when training ended; it carries the evaluation of the run it describes
         metrics["card_updated"] = update_card_eval(os.path.join(options.model, "README.md"), output_dir)

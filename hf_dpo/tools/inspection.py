@@ -24,8 +24,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from hf_dpo.recipe import UserError
-from hf_dpo.tokenization import KEPT, TRUNCATED
+from hf_dpo.config.recipe import UserError
+from hf_dpo.data.tokenization import KEPT, TRUNCATED
 from hf_dpo.tools.data_checks import LIMIT_NAMES, SIDES, TokenizedRow, row_warnings, tokenize_for_inspection
 
 STATUS_WORDS = {KEPT: "kept", TRUNCATED: "truncated", 2: "dropped: no room for a completion", 3: "dropped: identical"}
@@ -205,9 +205,9 @@ def load_target(options: argparse.Namespace) -> tuple[Any, Any, Any, str]:
     """``(tokenizer, DPOTrainingArguments, split, words)`` of a recipe, or of a dataset with ``--tokenizer``."""
     import torch
 
-    from hf_dpo.arguments import DataArguments, parse_train_args
-    from hf_dpo.config import DPOTrainingArguments
-    from hf_dpo.loading import load_tokenizer
+    from hf_dpo.config.run_arguments import DataArguments, parse_train_args
+    from hf_dpo.config.training_arguments import DPOTrainingArguments
+    from hf_dpo.models.loading import load_tokenizer
     from hf_dpo.tools.splits import load_splits
 
     overrides = {
@@ -234,7 +234,7 @@ def load_target(options: argparse.Namespace) -> tuple[Any, Any, Any, str]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     split, _ = load_splits(data_args)
-    from hf_dpo.formats import apply_column_mapping
+    from hf_dpo.data.formats import apply_column_mapping
 
     split = apply_column_mapping(split, args.column_mapping, split_name)
     return (

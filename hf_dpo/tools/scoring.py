@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from hf_dpo.formats import is_conversation
-from hf_dpo.recipe import UserError
+from hf_dpo.config.recipe import UserError
+from hf_dpo.data.formats import is_conversation
 
 Scorer = Callable[[str, dict[str, Any]], float]
 

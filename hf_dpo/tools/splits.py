@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from hf_dpo.arguments import DataArguments
-from hf_dpo.recipe import UserError
+from hf_dpo.config.recipe import UserError
+from hf_dpo.config.run_arguments import DataArguments
 
 PACKAGED_PREFIX = "hf_dpo:"  # names of models and data shipped with hf_dpo (the demo's)
 

@@ -6,7 +6,7 @@
 Every run is ``hf-dpo train RECIPE [flags]`` with ``--beta``/``--loss_type`` set, its own output folder
 ``SWEEP_DIR/<loss_type>-beta<value>``, and ``precompute_ref_log_probs=True`` with one ``ref_logps_cache_dir``
 (``SWEEP_DIR/ref_logps`` unless the recipe names one): β and the loss type change nothing the reference computes,
-so the first run's reference pass is cached and every later run loads it (see :mod:`hf_dpo.ref_cache`). Then
+so the first run's reference pass is cached and every later run loads it (see :mod:`hf_dpo.reference.cache`). Then
 ``SWEEP_DIR/sweep.png`` draws loss, reward accuracy, margin and KL per step, one line per run, and
 ``SWEEP_DIR/sweep.md`` (also printed) tables the final metrics. SWEEP_DIR is ``--output_dir``, else the recipe's
 ``output_dir`` with ``-sweep`` appended.
@@ -21,9 +21,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from hf_dpo.recipe import UserError
+from hf_dpo.config.recipe import UserError
 
-# hf-dpo train's work from its flags (a recipe first) to its summary: hf_dpo.cli.train_from_flags, which the CLI hands
+# hf-dpo train's work from its flags (a recipe first) to its summary: hf_dpo.cli.dispatch.train_from_flags, which the CLI hands
 # down (the tools sit below the CLI and the trainer, and import neither)
 TrainFromFlags = Callable[[list[str]], dict[str, Any]]
 
@@ -165,7 +165,7 @@ def sweep(
 ) -> dict[str, Any]:
     """Train once per point and return ``{"dir", "runs", "plot", "table"}``; each run is ``train(flags)``, the work
     of ``hf-dpo train`` itself."""
-    from hf_dpo.arguments import parse_train_args
+    from hf_dpo.config.run_arguments import parse_train_args
 
     train_flags = _cli_flags(train_flags)
     _, _, _, base_args = parse_train_args([recipe, *train_flags])  # fails early on a bad recipe or flag

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import yaml
 
-from hf_dpo.recipe import UserError
+from hf_dpo.config.recipe import UserError
 
 logger = logging.getLogger("hf_dpo.eval")
 
@@ -69,25 +69,27 @@ def adapter_base(path: str, base: str | None = None) -> str | None:
 def load_model_or_adapter(name: str, role: str, base: str | None = None, **init_kwargs: Any) -> tuple[Any, bool]:
     """A causal LM, or a PeftModel when ``name`` is an adapter folder (its base loaded first); and whether it is
     an adapter."""
-    from hf_dpo.loading import load_causal_lm
+    from hf_dpo.models.loading import load_causal_lm
 
     base_name = adapter_base(name, base)
     if base_name is None:
         return load_causal_lm(name, role=role, **init_kwargs), False
     from peft import PeftModel
 
-    from hf_dpo.quiet import PEFT_READS_DEPRECATED_CHECKPOINTING, silenced
+    from hf_dpo.models.upstream_noise import PEFT_READS_DEPRECATED_CHECKPOINTING, silenced
 
     model = load_causal_lm(base_name, role=f"{role} base", **init_kwargs)
     logger.info("%s adapter: %s", role, name)
-    with silenced(PEFT_READS_DEPRECATED_CHECKPOINTING):  # peft's own call, nothing a user can act on (hf_dpo.quiet)
+    with silenced(
+        PEFT_READS_DEPRECATED_CHECKPOINTING
+    ):  # peft's own call, nothing a user can act on (hf_dpo.models.upstream_noise)
         return PeftModel.from_pretrained(model, name), True
 
 
 def load_eval_tokenizer(name: str, base: str | None) -> Any:
     """The tokenizer saved with the run (the Trainer saves it next to the adapter), else the base model's; with a
     pad token (the EOS when it has none, as training does)."""
-    from hf_dpo.loading import load_tokenizer
+    from hf_dpo.models.loading import load_tokenizer
 
     saved = Path(name) / "tokenizer_config.json"
     tokenizer = load_tokenizer(name if saved.is_file() or base is None else base)
@@ -98,7 +100,7 @@ def load_eval_tokenizer(name: str, base: str | None) -> Any:
 
 @dataclass
 class Models:
-    """The policy, the reference (:class:`hf_dpo.reference.Reference`) and words for both."""
+    """The policy, the reference (:class:`hf_dpo.reference.kinds.Reference`) and words for both."""
 
     policy: Any
     reference: Any
@@ -108,7 +110,7 @@ class Models:
 
     def reference_context(self) -> Any:
         """Where the reference generates: its own model, or the policy with adapters disabled."""
-        from hf_dpo.reference import DisabledAdapterReference
+        from hf_dpo.reference.kinds import DisabledAdapterReference
 
         if isinstance(self.reference, DisabledAdapterReference):
             return self.policy.disable_adapter()
@@ -118,7 +120,7 @@ class Models:
 
     @property
     def generator_of_reference(self) -> Any:
-        from hf_dpo.reference import NoReference
+        from hf_dpo.reference.kinds import NoReference
 
         if isinstance(self.reference, NoReference):
             return None
@@ -127,7 +129,7 @@ class Models:
 
 def load_models(options: argparse.Namespace, device: torch.device) -> Models:
     """Policy and reference as the module docstring says (``options``: the parsed ``hf-dpo eval`` flags)."""
-    from hf_dpo.reference import DisabledAdapterReference, FrozenModelReference, NoReference
+    from hf_dpo.reference.kinds import DisabledAdapterReference, FrozenModelReference, NoReference
 
     init_kwargs = {"dtype": options.dtype} if options.dtype else {}
     policy, is_adapter = load_model_or_adapter(options.model, "policy", options.base, **init_kwargs)
@@ -152,7 +154,7 @@ def load_models(options: argparse.Namespace, device: torch.device) -> Models:
 
 def eval_arguments(options: argparse.Namespace, output_dir: str) -> Any:
     """`DPOTrainingArguments` for the step: flags, else the model card's values, else the defaults."""
-    from hf_dpo.config import DPOTrainingArguments
+    from hf_dpo.config.training_arguments import DPOTrainingArguments
 
     card = card_facts(options.model) if os.path.isdir(options.model) else {}
     values = {name: card[name] for name in CARD_FIELDS if name in card}

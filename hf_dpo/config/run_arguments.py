@@ -1,0 +1,192 @@
+"""What ``hf-dpo train`` takes: the model, data and run fields beside `DPOTrainingArguments`, and the parsing of a
+recipe and flags into the four argument classes.
+
+    hf-dpo train recipes/demo.yaml --beta 0.2     # parse_train_args(["recipes/demo.yaml", "--beta", "0.2"])
+
+Recipe keys and flags are checked against the classes' fields by :mod:`hf_dpo.config.recipe`; a field's own validation
+that fails (``__post_init__``) is a :class:`~hf_dpo.config.recipe.UserError` too, so ``hf-dpo`` reports it in one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hf_dpo.config.recipe import UserError, check_flags, check_recipe, field_types, read_recipe
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="HuggingFaceTB/SmolLM2-135M-Instruct",
+        metadata={
+            "help": "Hub id or local folder of the policy (a causal LM), or a copy shipped in a Python package, "
+            "named explicitly: 'hf_dpo:SmolLM2-135M-Instruct' (the demo's; see hf_dpo.models.loading)."
+        },
+    )
+    ref_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "A separate reference model, loaded like the policy (same dtype, quantisation, ...); default: "
+            "the policy with LoRA disabled, or a frozen copy."
+        },
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = field(
+        default=None, metadata={"help": "Weights dtype (None: the library default)."}
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention kernel, e.g. 'sdpa', 'eager', 'flash_attention_2'."}
+    )
+    load_in_4bit: bool = field(
+        default=False,
+        metadata={
+            "help": "QLoRA: load the policy in 4-bit NF4 with double quantisation (bitsandbytes); needs use_peft."
+        },
+    )
+    load_in_8bit: bool = field(
+        default=False, metadata={"help": "Load the policy in 8-bit (bitsandbytes); needs use_peft."}
+    )
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={
+            "help": "Module names to adapt (a YAML list, several flag values, or comma-separated), or 'all-linear'."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.load_in_4bit and self.load_in_8bit:
+            problems.append("load_in_4bit and load_in_8bit are exclusive; choose one")
+        if (self.load_in_4bit or self.load_in_8bit) and not self.use_peft:
+            problems.append("load_in_4bit/load_in_8bit need use_peft: a quantized model trains through LoRA adapters")
+        if self.lora_r <= 0:
+            problems.append(f"lora_r={self.lora_r} must be > 0")
+        if not self.target_modules():
+            problems.append("lora_target_modules is empty; name modules or give 'all-linear'")
+        if problems:
+            raise ValueError("Invalid ModelArguments: " + "; ".join(problems))
+
+    def target_modules(self) -> list[str] | str:
+        """``lora_target_modules`` as peft takes it: ``"all-linear"``, or the names, commas split."""
+        names = [name.strip() for item in self.lora_target_modules for name in item.split(",") if name.strip()]
+        return "all-linear" if names == ["all-linear"] else names
+
+    def init_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self.dtype is not None:
+            kwargs["dtype"] = self.dtype
+        if self.attn_implementation is not None:
+            kwargs["attn_implementation"] = self.attn_implementation
+        if self.load_in_4bit or self.load_in_8bit:
+            kwargs.update(load_in_4bit=self.load_in_4bit, load_in_8bit=self.load_in_8bit)
+        return kwargs
+
+    def peft_config(self) -> Any:
+        if not self.use_peft:
+            return None
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=self.target_modules(),
+            task_type="CAUSAL_LM",
+        )
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str = field(
+        default="hf_dpo:concise_qa",
+        metadata={
+            "help": "Hub id, local folder or data file (json/jsonl/csv/parquet) of a preference dataset, or "
+            "'hf_dpo:concise_qa', the demo data shipped in this package."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str | None = field(default="test", metadata={"help": "Split to evaluate on (None: none)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dataset_test_split, str) and self.dataset_test_split.lower() in ("", "none", "null"):
+            self.dataset_test_split = None  # a flag cannot spell YAML's null
+
+
+@dataclass
+class RunArguments:
+    task: str | None = field(
+        default=None,
+        metadata={
+            "help": "A built-in task whose checker scores greedy answers on the evaluation split before and after "
+            "training ('concise_qa' for the demo)."
+        },
+    )
+    task_max_new_tokens: int = field(default=32, metadata={"help": "Greedy answer length for the task check."})
+    plot: bool = field(default=True, metadata={"help": "Write OUTPUT_DIR/training.png after training."})
+    push_merged: bool = field(
+        default=False,
+        metadata={
+            "help": "With --push_to_hub: push the LoRA adapter merged into its base model (a plain model) instead "
+            "of the adapter."
+        },
+    )
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, RunArguments)
+
+
+def default_recipe() -> Path:
+    """recipes/demo.yaml: inside the installed wheel, or at the top of a source checkout."""
+    for candidate in (
+        Path(__file__).parents[1] / "recipes" / "demo.yaml",  # hf_dpo/recipes/ inside the wheel
+        Path(__file__).parents[2] / "recipes" / "demo.yaml",  # the top of a source checkout
+    ):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("recipes/demo.yaml is missing from this installation")
+
+
+def argument_parser() -> Any:
+    """The ``HfArgumentParser`` of every argument class, whose argparse errors are :class:`UserError`\\ s (one line,
+    no usage dump) and which takes no abbreviated flags (``--max_step`` is a typo, named as one, not ``--max_steps``)."""
+    from transformers import HfArgumentParser
+
+    from hf_dpo.config.training_arguments import DPOTrainingArguments
+
+    class Parser(HfArgumentParser):
+        def error(self, message: str) -> Any:  # argparse's own errors: a bad flag value, a missing one
+            raise UserError(message)
+
+    return Parser((*ARGUMENT_CLASSES, DPOTrainingArguments), prog="hf-dpo train", allow_abbrev=False)
+
+
+def parse_train_args(argv: list[str]) -> tuple[Any, ...]:
+    """``[RECIPE.yaml] [--field value ...]`` -> (ModelArguments, DataArguments, RunArguments, DPOTrainingArguments).
+
+    Recipe keys are checked and converted to their fields' types (:mod:`hf_dpo.config.recipe`), flags are checked for
+    unknown names, and a field's own validation (``__post_init__``) that fails is a :class:`UserError` too.
+    """
+    recipe = Path(argv[0]) if argv and not argv[0].startswith("-") else None
+    flags = argv[1:] if recipe else argv
+    if recipe is None and not flags:
+        recipe = default_recipe()
+    values = read_recipe(recipe) if recipe is not None else {}
+    parser = argument_parser()
+    values = check_recipe(values, parser.dataclass_types, source=str(recipe))
+    parser.set_defaults(**values)
+    _, leftover = parser.parse_known_args(flags)
+    check_flags(leftover, [f"--{name}" for name in field_types(parser.dataclass_types)])
+    try:
+        return parser.parse_args_into_dataclasses(args=flags, look_for_args_file=False)
+    except UserError:
+        raise
+    except ValueError as error:  # a field's validation in __post_init__: a bad setting
+        raise UserError(str(error)) from error

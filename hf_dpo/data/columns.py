@@ -1,0 +1,34 @@
+"""Column names of the tokenized-row contract, read by validation, tokenization, batching, caching and the trainer.
+
+A tokenized preference row holds the token ids of its prompt and of each completion (completions without the
+prompt); with a precomputed reference it also holds that reference's summed completion log-probs.
+"""
+
+IGNORE_INDEX = -100  # the label of a token no loss scores (prompt, padding), as in transformers
+ID_COLUMNS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids")
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+# Unpaired (KTO) rows: one completion per row and whether it is desirable.
+UNPAIRED_ID_COLUMNS = ("prompt_input_ids", "completion_input_ids")
+LABEL_COLUMN = "label"
+# Another row's completion (with a different prompt) for KTO's estimate of KL(π‖π_ref), fixed per row.
+KL_COMPLETION_COLUMN = "kl_completion_input_ids"
+UNPAIRED_REF_COLUMNS = ("ref_logps", "ref_kl_logps")  # TRL's ref_logps / ref_KL_logps
+TOKEN_COLUMNS = tuple(
+    dict.fromkeys(
+        (*("prompt_input_ids", "chosen_input_ids", "rejected_input_ids"), *UNPAIRED_ID_COLUMNS, KL_COMPLETION_COLUMN)
+    )
+)
+
+
+def reference_columns(unpaired: bool, with_kl: bool) -> tuple[str, ...]:
+    """The reference log-prob columns of a run's rows: chosen and rejected, or a completion and its KL
+    counterpart (without the counterpart when the loss needs no KL estimate)."""
+    if not unpaired:
+        return REF_COLUMNS
+    return UNPAIRED_REF_COLUMNS if with_kl else UNPAIRED_REF_COLUMNS[:1]
+
+
+# Every column the trainer reads from a tokenized row (kept whatever remove_unused_columns says).
+ALL_REF_COLUMNS = (*REF_COLUMNS, *UNPAIRED_REF_COLUMNS)
+TRAINER_COLUMNS = (*TOKEN_COLUMNS, LABEL_COLUMN, *ALL_REF_COLUMNS)

@@ -1,0 +1,247 @@
+"""Preference rows -> tokenized rows: validation, counted drops, and the unrolling of pairs for unpaired losses.
+
+A row has ``prompt``, ``chosen`` and ``rejected``, either as strings or as chat messages (see :mod:`hf_dpo.data.formats`
+for every accepted shape); how one row becomes token ids (chat templates, one EOS, one BOS, truncation) is in
+:mod:`hf_dpo.data.tokenization`. The output row holds ``prompt_input_ids``, ``chosen_input_ids`` and
+``rejected_input_ids``; the raw text columns are removed, other columns stay.
+
+For an unpaired loss (``loss_type="kto"`` or ``"apo_zero_unpaired"``, see :func:`hf_dpo.losses.is_unpaired`) a row
+has ``prompt``, ``completion`` and ``label`` (a bool: whether the completion is desirable) and becomes
+``prompt_input_ids``, ``completion_input_ids`` and ``label``. Pairs are taken too and unrolled as TRL's
+``unpair_preference_dataset`` does: within each run of 1000 pairs, their chosen completions (desirable) then their
+rejected ones (undesirable), each with its pair's prompt and other columns.
+
+Rows whose prompt leaves no room for a completion within ``max_length``, and pairs whose completions are identical
+(also after truncation; both rows, once unrolled), are dropped; the counts are logged and returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from datasets import Dataset, IterableDataset
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+
+from hf_dpo.data.columns import ID_COLUMNS, LABEL_COLUMN, REF_COLUMNS, TOKEN_COLUMNS, UNPAIRED_ID_COLUMNS
+from hf_dpo.data.formats import (
+    MESSAGE_COLUMNS,
+    DataFormatError,
+    apply_column_mapping,
+    check_columns,
+    is_paired,
+    rows_from_list,
+    select_split,
+)
+from hf_dpo.data.tokenization import (
+    DROPPED_IDENTICAL,
+    DROPPED_NO_ROOM,
+    KEPT,
+    STATUS_COLUMN,
+    TRUNCATED,
+    tokenize_row,
+    tokenize_unpaired_row,
+    tokenizer_adds_bos,
+)
+from hf_dpo.losses import is_unpaired
+
+logger = logging.getLogger(__name__)
+
+UNROLL_BATCH_SIZE = 1000  # TRL unpairs with datasets' default map batch: its chosen rows, then its rejected rows
+
+
+@dataclass
+class PreparationStats:
+    """What preparing one split did to its rows. For an unpaired run the counts are of unpaired rows (a pair
+    unrolled counts as two), and ``desirable``/``undesirable`` split the kept ones (None for a paired run)."""
+
+    split: str
+    rows_in: int
+    kept: int
+    truncated: int
+    dropped_no_room: int
+    dropped_identical: int
+    desirable: int | None = None
+    undesirable: int | None = None
+    pairs_unrolled: int | None = None  # the pairs ``rows_in`` came from, when an unpaired run was given pairs
+
+    def summary(self) -> str:
+        source = f"{self.pairs_unrolled} pairs unrolled into {self.rows_in} rows; " if self.pairs_unrolled else ""
+        labels = f": {self.desirable} desirable, {self.undesirable} undesirable" if self.desirable is not None else ""
+        dropped = [f"{self.dropped_no_room} whose prompt leaves no room for a completion within max_length"]
+        if self.desirable is None or self.pairs_unrolled:  # rows given unpaired have no twin to be identical to
+            dropped.append(f"{self.dropped_identical} whose chosen and rejected completions are identical")
+        return (
+            f"{self.split} set: {source}{self.kept} of {self.rows_in} rows kept ({self.truncated} of them "
+            f"truncated){labels}; dropped {', '.join(dropped)}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _unroll_pairs(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """TRL's ``_unpair_row`` on tokenized pairs: the batch's chosen rows (desirable), then its rejected rows
+    (undesirable), every other column repeated."""
+    chosen, rejected = batch["chosen_input_ids"], batch["rejected_input_ids"]
+    rows = {name: [*values, *values] for name, values in batch.items() if name not in ID_COLUMNS[1:]}
+    rows["completion_input_ids"] = [*chosen, *rejected]
+    rows[LABEL_COLUMN] = [True] * len(chosen) + [False] * len(rejected)
+    return rows
+
+
+def _unrolled(pairs: Dataset | IterableDataset, split: str) -> Dataset | IterableDataset:
+    """Tokenized pairs as unpaired rows (see :func:`_unroll_pairs`)."""
+    ref_columns = [name for name in REF_COLUMNS if name in (pairs.column_names or ())]
+    if ref_columns:
+        raise DataFormatError(
+            f"the {split} dataset holds tokenized pairs with reference log-probs {ref_columns}, which an unpaired "
+            "loss cannot use; drop those columns (the reference is computed again for the unrolled rows)"
+        )
+    logger.info(
+        "%s set: preference pairs unrolled into unpaired rows, as TRL's KTOTrainer does: each pair's prompt with its "
+        "chosen completion (desirable) and with its rejected one (undesirable)",
+        split,
+    )
+    kwargs = {"desc": f"Unrolling {split} pairs"} if isinstance(pairs, Dataset) else {}
+    return pairs.map(
+        _unroll_pairs, batched=True, batch_size=UNROLL_BATCH_SIZE, remove_columns=list(ID_COLUMNS[1:]), **kwargs
+    )
+
+
+def _keep_streamed_row(row: dict[str, Any], index: int, split: str) -> bool:
+    status = row[STATUS_COLUMN]
+    if status in (DROPPED_NO_ROOM, DROPPED_IDENTICAL):
+        reason = "no room for a completion within max_length" if status == DROPPED_NO_ROOM else "identical pair"
+        logger.warning("%s set: dropped streamed row %d (%s)", split, index, reason)
+    return status in (KEPT, TRUNCATED)
+
+
+def _renamed(dataset: Any, args: Any, split: str) -> tuple[Dataset | IterableDataset, list[str]]:
+    """The split's rows as a Dataset or IterableDataset with ``column_mapping`` applied, and its column names."""
+    column_mapping = getattr(args, "column_mapping", None)
+    if isinstance(dataset, list):
+        dataset = rows_from_list(dataset, split, column_mapping)
+    else:
+        dataset = apply_column_mapping(select_split(dataset, split), column_mapping, split)
+    columns = dataset.column_names
+    if columns is None and isinstance(dataset, IterableDataset):
+        columns = list(next(iter(dataset), {}))  # a stream without declared features: look at its first row
+    return dataset, list(columns or ())
+
+
+def _counted(tokenized: Dataset, split: str, unpaired: bool, pairs_unrolled: int | None) -> PreparationStats:
+    statuses = list(tokenized[STATUS_COLUMN])
+    kept = [status in (KEPT, TRUNCATED) for status in statuses]
+    desirable = undesirable = None
+    if unpaired:
+        labels = list(tokenized[LABEL_COLUMN])
+        desirable = sum(keep and label for keep, label in zip(kept, labels, strict=True))
+        undesirable = sum(kept) - desirable
+    return PreparationStats(
+        split=split,
+        rows_in=len(statuses),
+        kept=sum(kept),
+        truncated=statuses.count(TRUNCATED),
+        dropped_no_room=statuses.count(DROPPED_NO_ROOM),
+        dropped_identical=statuses.count(DROPPED_IDENTICAL),
+        desirable=desirable,
+        undesirable=undesirable,
+        pairs_unrolled=pairs_unrolled,
+    )
+
+
+def prepare_dataset(
+    dataset: Dataset | IterableDataset | list[dict[str, Any]],
+    tokenizer: Any,
+    args: Any,
+    split: str = "train",
+) -> tuple[Dataset | IterableDataset, PreparationStats | None]:
+    """Tokenize a preference dataset for :class:`~hf_dpo.DPODataCollator`, or for an unpaired loss (``args.loss_type``
+    in :data:`~hf_dpo.losses.UNPAIRED_LOSS_TYPES`) into unpaired rows (see the module docstring and
+    :mod:`hf_dpo.data.formats` for the accepted shapes).
+
+    Already tokenized datasets (with ``prompt_input_ids``, ``chosen_input_ids``, ``rejected_input_ids``, or for an
+    unpaired loss ``prompt_input_ids``, ``completion_input_ids``, ``label``) pass through unchanged (tokenized pairs
+    are unrolled for an unpaired loss). Returns the dataset and its :class:`PreparationStats` (``None`` for a
+    streamed or already tokenized dataset, whose rows are not counted).
+    """
+    dataset, columns = _renamed(dataset, args, split)
+    unpaired = is_unpaired(args.loss_type)
+    unroll = unpaired and is_paired(columns)
+    if unpaired and {*UNPAIRED_ID_COLUMNS, LABEL_COLUMN} <= set(columns):
+        return dataset, None
+    if set(ID_COLUMNS) <= set(columns):
+        return (_unrolled(dataset, split) if unroll else dataset), None
+    check_columns(columns, split, unpaired)
+    if isinstance(dataset, Dataset) and len(dataset) == 0:
+        raise DataFormatError(f"the {split} dataset has no rows")
+    if tokenizer.eos_token_id is None:
+        raise DataFormatError("the tokenizer has no eos_token: set tokenizer.eos_token so completions can end")
+
+    fn_kwargs = {
+        "tokenizer": tokenizer,
+        "add_bos": tokenizer_adds_bos(tokenizer),
+        "max_length": args.max_length,
+        "max_prompt_length": args.max_prompt_length,
+        "max_completion_length": args.max_completion_length,
+        "truncation_mode": args.truncation_mode,
+    }
+    tokenize = tokenize_unpaired_row if unpaired and not unroll else tokenize_row
+    text_columns = [name for name in MESSAGE_COLUMNS if name in columns]
+    map_kwargs: dict[str, Any] = {"fn_kwargs": fn_kwargs, "with_indices": True, "remove_columns": text_columns}
+    if isinstance(dataset, IterableDataset):
+        tokenized = dataset.map(tokenize, **map_kwargs)
+        # A stream has no end to count at, so each dropped row is logged as it passes.
+        tokenized = tokenized.filter(_keep_streamed_row, with_indices=True, fn_kwargs={"split": split})
+        tokenized = _unrolled(tokenized, split) if unroll else tokenized
+        return tokenized.remove_columns(STATUS_COLUMN), None
+
+    tokenized = dataset.map(tokenize, num_proc=args.dataset_num_proc, desc=f"Tokenizing {split} set", **map_kwargs)
+    tokenized = _unrolled(tokenized, split) if unroll else tokenized
+    stats = _counted(tokenized, split, unpaired, len(dataset) if unroll else None)
+    if stats.kept < stats.rows_in:
+        tokenized = tokenized.filter(lambda status: status in (KEPT, TRUNCATED), input_columns=STATUS_COLUMN)
+    (logger.warning if stats.kept < stats.rows_in or stats.truncated else logger.info)(stats.summary())
+    if stats.kept == 0:
+        raise DataFormatError(f"no usable rows in the {split} set: {stats.summary()}")
+    return tokenized.remove_columns(STATUS_COLUMN), stats
+
+
+def with_lengths(dataset: Any, column: str) -> Any:
+    """``dataset`` with each row's token count (prompt and completions) in ``column``, which Trainer's
+    ``train_sampling_strategy="group_by_length"`` reads to batch rows of similar lengths (less padding)."""
+    if not isinstance(dataset, Dataset) or column in dataset.column_names:
+        return dataset
+    id_columns = [name for name in TOKEN_COLUMNS if name in dataset.column_names]
+    lengths = [sum(map(len, parts)) for parts in zip(*(dataset[name] for name in id_columns))]
+    return dataset.add_column(column, lengths)
+
+
+def check_vocabulary(model: Any, tokenizer: Any, dataset: Any) -> None:
+    """Token ids the model has no embedding for would index out of range deep inside the forward pass."""
+    embeddings = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) <= embeddings or not isinstance(dataset, Dataset):
+        return
+    id_columns = [name for name in TOKEN_COLUMNS if name in dataset.column_names]  # pairs or unpaired rows
+    for index, row in enumerate(dataset.select_columns(id_columns)):
+        for name in id_columns:
+            if row[name] and max(row[name]) >= embeddings:
+                raise ValueError(
+                    f"row {index}, field {name!r}: token id {max(row[name])} is past the model's {embeddings} "
+                    f"embeddings (the tokenizer has {len(tokenizer)} tokens); call "
+                    "model.resize_token_embeddings(len(tokenizer)) before training"
+                )
+
+
+class DataStatsCallback(TrainerCallback, ExportableState):
+    """Carries the data-preparation counts into trainer_state.json (under ``stateful_callbacks``), where they
+    survive checkpoints and the model card can find them."""
+
+    def __init__(self, stats: dict[str, dict[str, Any]]):
+        self.stats = stats
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"stats": self.stats}, "attributes": {}}

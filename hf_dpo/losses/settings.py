@@ -1,0 +1,89 @@
+"""The settings of a run's loss as one frozen value, built once from the run's arguments and checked there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from hf_dpo.losses.pair_logps import F_DIVERGENCES
+from hf_dpo.losses.registry import as_loss_types, check_names, is_unpaired
+
+# Losses built on the chosen-rejected score difference: the only ones a non-default f-divergence applies to (TRL).
+F_DIVERGENCE_LOSS_TYPES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust", "discopop", "sft")
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """What the losses read, with the names of `DPOTrainingArguments` where they come from it.
+
+    Attributes:
+        loss_types: the loss names (several are summed with ``loss_weights``, MPO style).
+        loss_weights: one weight per loss type.
+        beta: β, the KL strength.
+        label_smoothing: ε (cDPO, rDPO, EXO, AOT, SimPO).
+        rpo_alpha: RPO's weight of the chosen NLL per token; ``None``: off.
+        simpo_gamma, orpo_lambda, discopop_tau: the hyper-parameters of single losses.
+        f_divergence_type, f_alpha_divergence_coef: f-DPO's divergence and its α.
+        use_weighting: WPO's pair weights.
+        bco_pair_running_mean: ``bco_pair``'s δ is the running mean of the rewards (the paper) instead of 0 (TRL).
+        desirable_weight, undesirable_weight: KTO's λ_D and λ_U.
+    """
+
+    loss_types: tuple[str, ...] = ("sigmoid",)
+    loss_weights: tuple[float, ...] | None = None
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+    rpo_alpha: float | None = None
+    simpo_gamma: float = 0.5
+    orpo_lambda: float = 0.1
+    discopop_tau: float = 0.05
+    f_divergence_type: str = "reverse_kl"
+    f_alpha_divergence_coef: float = 0.5
+    use_weighting: bool = False
+    bco_pair_running_mean: bool = False
+    desirable_weight: float = 1.0
+    undesirable_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "loss_types", tuple(as_loss_types(self.loss_types)))
+        check_names(self.loss_types)
+        if self.loss_weights is not None:
+            object.__setattr__(self, "loss_weights", tuple(self.loss_weights))
+            if len(self.loss_weights) != len(self.loss_types):
+                raise ValueError(
+                    f"loss_weights={list(self.loss_weights)} must give one weight per loss type in "
+                    f"{list(self.loss_types)}"
+                )
+        check_f_divergence(self.f_divergence_type or "reverse_kl", self.loss_types)
+
+    @classmethod
+    def from_args(cls, args: Any) -> LossSettings:
+        """The settings a run's `DPOTrainingArguments` (or any object with those attributes) give."""
+        values = {field.name: getattr(args, field.name) for field in fields(cls) if hasattr(args, field.name)}
+        return cls(**{**values, "loss_types": tuple(as_loss_types(args.loss_type))})
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return self.loss_weights or (1.0,) * len(self.loss_types)
+
+    @property
+    def unpaired(self) -> bool:
+        """KTO: rows of one completion and a label."""
+        return is_unpaired(self.loss_types)
+
+    @property
+    def kl_estimate(self) -> bool:
+        """KTO's reference point needs each row's mismatched KL counterpart (``apo_zero_unpaired`` needs none)."""
+        return "kto" in self.loss_types
+
+
+def check_f_divergence(divergence: str, loss_types: Any) -> None:
+    """A non-default f-divergence only for the losses built on the chosen-rejected score difference (as TRL)."""
+    if divergence not in F_DIVERGENCES:
+        raise ValueError(f"f_divergence_type={divergence!r} is not one of {', '.join(F_DIVERGENCES)}")
+    others = [name for name in loss_types if name not in F_DIVERGENCE_LOSS_TYPES]
+    if divergence != "reverse_kl" and others:
+        raise ValueError(
+            f"f_divergence_type={divergence!r} applies only to loss types {', '.join(F_DIVERGENCE_LOSS_TYPES)}; "
+            f"{others} use the log-ratios themselves: use f_divergence_type='reverse_kl' with them"
+        )

@@ -1,0 +1,1 @@
+"""What watches a run from below the trainer: the doctor, samples, generation, pair metrics."""

@@ -1,0 +1,311 @@
+"""Where the reference log-probs ``log π_ref(y|x)`` come from; the one place that decides it.
+
+:func:`build_reference` picks one of these, each a :class:`Reference` (an abstract base class):
+
+- :class:`FrozenModelReference`: a separate, frozen model (an explicit ``ref_model`` or a copy of the policy).
+- :class:`DisabledAdapterReference`: the PEFT policy itself with its adapters switched off, so the base weights
+  are held once.
+- :class:`AdapterReference`: a frozen adapter of the PEFT policy (the SFT LoRA a run starts from) while a copy of
+  it, or another named adapter, trains.
+- :class:`PrecomputedReference`: columns ``ref_chosen_logps`` / ``ref_rejected_logps`` already in the batch.
+- :class:`NoReference`: zeros, for reference-free losses (nothing is built or run).
+
+Each is called as ``reference(policy, batch) -> ref_logps``: float32 ``[R]``, the summed completion log-probs of
+every sequence of the batch in its row order (``[chosen; rejected]`` for pairs, ``[completions; KL counterparts]``
+for unpaired rows), without gradients. Reference passes run in eval mode, which turns off dropout and gradient
+checkpointing.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import logging
+from typing import Any
+
+import torch
+
+from hf_dpo.batch.shared_prompt import num_sequences
+from hf_dpo.data.columns import REF_COLUMNS
+from hf_dpo.logprobs.scoring import sequence_scores
+from hf_dpo.losses import needs_reference
+from hf_dpo.models.facts import eval_mode, freeze, is_peft_model
+from hf_dpo.models.loading import load_causal_lm
+from hf_dpo.reference.cache import weights_fingerprint
+from hf_dpo.reference.engines import engine_name, prepare_reference_model
+
+logger = logging.getLogger(__name__)
+
+
+def _batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    scores, _ = sequence_scores(model, batch, batch.get("token_weights"), with_stats=False)
+    return scores.logps
+
+
+def _unwrap(policy: torch.nn.Module) -> torch.nn.Module:
+    """The PeftModel inside a DDP/FSDP/DeepSpeed wrapper (they expose it as ``.module``)."""
+    return getattr(policy, "module", policy)
+
+
+class Reference(abc.ABC):
+    """What every reference is; the trainer talks to nothing else. A reference defines :meth:`__call__`; the rest
+    has defaults for a reference that holds nothing.
+
+    Attributes:
+        kind: a short name, written into the model card.
+        model: the separate model this reference holds, or ``None`` when it holds none (``trainer.ref_model``).
+        runs_model: whether a call runs a forward pass (``False``: nothing to precompute).
+        batch_columns: columns a call reads from the batch besides the collator's ``input_ids``/``labels``
+            (and ``token_weights``, LD-DPO's weights, when the trainer adds them).
+        copy_of_policy: it starts equal to the policy (a copy of it, or of its starting adapter).
+        survives_release: it can still run after :meth:`release` (nothing of it was freed).
+    """
+
+    kind = ""
+    model: torch.nn.Module | None = None
+    runs_model = True
+    batch_columns: tuple[str, ...] = ()
+    copy_of_policy = False
+    survives_release = False
+
+    @abc.abstractmethod
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The reference log-probs of every sequence of ``batch``: float32 ``[R]``, in its row order, no gradients."""
+
+    def fingerprint(self, policy: torch.nn.Module) -> str:
+        """A hash of the weights that define this reference (the key of the precomputed log-prob cache).
+
+        The references that run weights of their own (a frozen model, the base under disabled adapters, a frozen
+        adapter) define it; the others (none, precomputed columns, the policy itself) have nothing to hash, and
+        their log-probs are never cached.
+        """
+        raise TypeError(f"a {self.kind!r} reference runs no weights of its own, so it has no fingerprint to cache by")
+
+    # prepare and release are hooks, not abstract: a reference that holds no model has nothing to place or free
+    def prepare(self, accelerator: Any) -> None:  # noqa: B027
+        """Place what this reference holds for ``accelerator``; called once the Trainer has built it."""
+
+    def release(self, policy: torch.nn.Module) -> None:  # noqa: B027
+        """Free what only the reference needed, once its log-probs are precomputed and it never runs again."""
+
+    def sync(self, policy: torch.nn.Module, alpha: float) -> None:
+        """TR-DPO: move the reference to ``alpha·policy + (1 - alpha)·reference``."""
+        raise ValueError(f"sync_ref_model=True cannot move a {self.kind!r} reference")
+
+
+def _mix_(reference: torch.Tensor, policy: torch.Tensor, alpha: float) -> None:
+    reference.data.mul_(1.0 - alpha).add_(policy.data.to(reference.dtype), alpha=alpha)
+
+
+class NoReference(Reference):
+    """Reference-free: ``log π_ref`` is taken as 0."""
+
+    kind = "none"
+    runs_model = False
+
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.zeros(num_sequences(batch), dtype=torch.float32, device=batch["input_ids"].device)
+
+
+class FrozenModelReference(Reference):
+    """A separate model, frozen, placed on the policy's device."""
+
+    kind = "model"
+
+    def __init__(self, model: torch.nn.Module, copy_of_policy: bool = False):
+        self.model = freeze(model)
+        self.copy_of_policy = copy_of_policy
+
+    @torch.no_grad()
+    def sync(self, policy: torch.nn.Module, alpha: float) -> None:
+        if getattr(self, "engine", "ddp") != "ddp":
+            raise ValueError(
+                f"sync_ref_model=True with a separate reference under {self.engine}: the sharded weights cannot be "
+                "mixed in place; train a PEFT model (its reference adapter moves) or turn sync_ref_model off"
+            )
+        policy_parameters = dict(_unwrap(policy).named_parameters())
+        reference_parameters = dict(self.model.named_parameters())
+        if policy_parameters.keys() != reference_parameters.keys():
+            raise ValueError(
+                "sync_ref_model=True mixes the policy into the reference parameter by parameter, but their "
+                "parameters differ (a PEFT policy with a separate ref_model?); leave ref_model None"
+            )
+        for name, parameter in reference_parameters.items():
+            _mix_(parameter, policy_parameters[name], alpha)
+
+    def fingerprint(self, policy: torch.nn.Module) -> str:
+        return weights_fingerprint(self.model)
+
+    def prepare(self, accelerator: Any) -> None:
+        # Sharded like the policy under ZeRO-3 and FSDP2, replicated otherwise (see hf_dpo/reference/engines.py)
+        self.engine = engine_name(accelerator)
+        self.model = prepare_reference_model(self.model, accelerator)
+
+    def release(self, policy: torch.nn.Module) -> None:
+        self.model = None
+
+    @torch.no_grad()
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return _batch_logps(self.model, batch)
+
+
+class DisabledAdapterReference(Reference):
+    """The PEFT policy with its adapters disabled: the base model, without a second copy of its weights.
+
+    The forward goes through the (possibly DDP/FSDP/DeepSpeed-wrapped) policy so a sharded model gathers its
+    weights as it does for the policy's own forward.
+    """
+
+    kind = "peft_disabled"
+    survives_release = True  # nothing is held: disabling the adapters works at any time
+
+    def fingerprint(self, policy: torch.nn.Module) -> str:
+        return weights_fingerprint(_unwrap(policy), skip=lambda name: "lora_" in name)
+
+    @torch.no_grad()
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with _unwrap(policy).disable_adapter(), eval_mode(policy):
+            return _batch_logps(policy, batch)
+
+
+class AdapterReference(Reference):
+    """A frozen adapter of the PEFT policy (typically the SFT LoRA the run starts from) while another adapter
+    trains: the base weights are held once, the reference is the SFT model and not the bare base.
+
+    Args:
+        ref_adapter, train_adapter: the adapters' names in the PeftModel.
+        owned: the reference adapter was added by :func:`add_reference_adapter` (a copy), so it may be deleted
+            once it is no longer needed; an adapter the user loaded is left alone.
+    """
+
+    kind = "adapter"
+
+    def __init__(self, ref_adapter: str, train_adapter: str, owned: bool = False):
+        self.ref_adapter, self.train_adapter, self.owned = ref_adapter, train_adapter, owned
+        self.copy_of_policy = owned
+        self.survives_release = not owned
+
+    @torch.no_grad()
+    def sync(self, policy: torch.nn.Module, alpha: float) -> None:
+        """The reference adapter's A and B matrices each move towards the trained adapter's (with α = 1, a copy;
+        in between, the product B·A is not the mix of the two products: a soft update of the adapter)."""
+        parameters = dict(_unwrap(policy).named_parameters())
+        reference_part, trained_part = f".{self.ref_adapter}.", f".{self.train_adapter}."
+        for name, parameter in parameters.items():
+            if reference_part in name:
+                _mix_(parameter, parameters[name.replace(reference_part, trained_part)], alpha)
+
+    def fingerprint(self, policy: torch.nn.Module) -> str:
+        trained = f".{self.train_adapter}."
+        return weights_fingerprint(_unwrap(policy), skip=lambda name: trained in name)
+
+    def release(self, policy: torch.nn.Module) -> None:
+        if self.owned:
+            _unwrap(policy).delete_adapter(self.ref_adapter)
+
+    @torch.no_grad()
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        peft_model = _unwrap(policy)
+        peft_model.set_adapter(self.ref_adapter, inference_mode=True)  # stays frozen while active
+        try:
+            with eval_mode(policy):
+                return _batch_logps(policy, batch)
+        finally:
+            peft_model.set_adapter(self.train_adapter)  # trainable again
+
+
+def add_reference_adapter(
+    peft_model: torch.nn.Module, train_adapter: str, ref_adapter: str | None
+) -> AdapterReference:
+    """Freeze ``ref_adapter`` (default: a new copy of ``train_adapter`` named ``"reference"``) as the reference."""
+    owned = ref_adapter is None
+    if owned:
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+        ref_adapter = "reference"
+        while ref_adapter in peft_model.peft_config:
+            ref_adapter += "_"
+        peft_model.add_adapter(ref_adapter, copy.deepcopy(peft_model.peft_config[train_adapter]))
+        weights = get_peft_model_state_dict(peft_model, adapter_name=train_adapter)
+        set_peft_model_state_dict(peft_model, weights, adapter_name=ref_adapter)
+    for name in (train_adapter, ref_adapter):
+        if name not in peft_model.peft_config:
+            raise ValueError(f"adapter {name!r} is not loaded in the PeftModel; it has {list(peft_model.peft_config)}")
+    if ref_adapter == train_adapter:
+        raise ValueError(f"model_adapter_name and ref_adapter_name are both {train_adapter!r}; they must differ")
+    peft_model.set_adapter(train_adapter)  # trainable; every other adapter frozen
+    return AdapterReference(ref_adapter, train_adapter, owned=owned)
+
+
+class PolicyAsReference(Reference):
+    """The policy itself, scored in eval mode without gradients: the reference while the policy has not moved."""
+
+    kind = "policy"
+
+    @torch.no_grad()
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with eval_mode(policy):
+            return _batch_logps(policy, batch)
+
+
+class PrecomputedReference(Reference):
+    """Reference log-probs computed before training and carried in the batch by the collator.
+
+    ``released`` is the reference that computed them: data that arrives later is scored by it if it can still
+    run, or by the policy before training has moved it from a copy of itself (see :meth:`late_reference`).
+    """
+
+    kind = "precomputed"
+    runs_model = False
+
+    def __init__(self, released: Reference | None = None, columns: tuple[str, ...] = REF_COLUMNS):
+        self.released, self.batch_columns = released, columns
+
+    def late_reference(self, trained: bool) -> Reference | None:
+        """What can compute the reference columns of a dataset given after the precompute pass, or ``None``."""
+        if self.released is None:
+            return None
+        if self.released.survives_release:
+            return self.released
+        return PolicyAsReference() if self.released.copy_of_policy and not trained else None
+
+    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        missing = [name for name in self.batch_columns if name not in batch]
+        if missing:
+            raise KeyError(f"batch has no precomputed reference column(s) {missing}; it has {sorted(batch)}")
+        return torch.cat([batch[name].to(torch.float32) for name in self.batch_columns])
+
+
+def build_reference(
+    policy: torch.nn.Module,
+    ref_model: torch.nn.Module | str | None,
+    args: Any,
+    policy_came_as_peft: bool,
+) -> Reference:
+    """Decide the reference of a run.
+
+    In order: none when the loss needs none (or ``args.reference_free``); the given ``ref_model`` (a model, or a
+    name loaded like the policy, with ``args.model_init_kwargs``); for a PEFT policy, its own starting adapter
+    frozen (when it arrived as a PeftModel, e.g. an SFT LoRA, or ``args.ref_adapter_name`` names one, or
+    ``args.sync_ref_model`` needs a reference that can move) or else the base model with adapters disabled; for a
+    plain model, a frozen copy of it.
+    """
+    if args.reference_free or not needs_reference(args.loss_type):
+        return NoReference()
+    if ref_model is not None:
+        if ref_model is policy:
+            raise ValueError("ref_model is the policy model itself; pass a separate copy or leave it None")
+        if isinstance(ref_model, str):
+            remote_code = {"trust_remote_code": True} if args.trust_remote_code else {}
+            ref_model = load_causal_lm(
+                ref_model, role="reference", **{**remote_code, **(args.model_init_kwargs or {})}
+            )
+        return FrozenModelReference(ref_model)
+    if is_peft_model(policy):
+        # TR-DPO moves the reference: with PEFT that needs an adapter of its own (a copy of the trained one).
+        if policy_came_as_peft or args.ref_adapter_name or args.sync_ref_model:
+            # The PeftModel's adapter (an SFT LoRA, say) is what training starts from: it is the reference.
+            train_adapter = args.model_adapter_name or policy.active_adapter
+            return add_reference_adapter(policy, train_adapter, args.ref_adapter_name)
+        return DisabledAdapterReference()
+    return FrozenModelReference(copy.deepcopy(policy), copy_of_policy=True)

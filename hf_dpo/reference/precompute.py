@@ -1,0 +1,123 @@
+"""The reference pass before training: reference log-probs of a whole dataset as two columns.
+
+With ``precompute_ref_log_probs=True`` the trainer runs :func:`precompute_columns` once per split; each process
+scores a contiguous shard, the shards are gathered in order, and the result is read from / written to the disk
+cache of :mod:`hf_dpo.reference.cache`. Afterwards the batch carries the columns and the reference never runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import broadcast_object_list, gather_object
+from datasets import Dataset
+from tqdm.auto import tqdm
+
+from hf_dpo.data.columns import REF_COLUMNS
+from hf_dpo.reference import cache as ref_cache
+
+logger = logging.getLogger(__name__)
+
+
+ReferenceFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+
+
+@torch.no_grad()
+def compute_reference_logps(
+    reference: ReferenceFn,
+    policy: torch.nn.Module,
+    dataset: Dataset,
+    collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
+    batch_size: int,
+    device: torch.device,
+    description: str = "reference log-probs",
+    num_columns: int = 2,
+) -> torch.Tensor:
+    """One no-grad pass of ``reference`` over ``dataset``: float32 ``[N, num_columns]``, row ``n`` holding the
+    log-probs of the ``num_columns`` sequences the collator builds from dataset row ``n`` (its chosen and rejected
+    completions, or its completion and its KL counterpart)."""
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"precompute_ref_log_probs needs a map-style datasets.Dataset, got {type(dataset).__name__}")
+    values = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=description):
+        rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
+        batch = {name: value.to(device) for name, value in collator(list(rows)).items()}
+        logps = reference(policy, batch).float().cpu()  # [num_columns * B]: the collator's blocks, in order
+        values.append(logps.reshape(num_columns, -1).T)
+    return torch.cat(values)
+
+
+def pass_settings(args: Any, use_cache: bool) -> dict[str, Any]:
+    """The pass's batch size, cache folder (``None``: no cache) and the definition of a sequence's log-prob (part
+    of the cache key), from the run's `DPOTrainingArguments`."""
+    use_cache = use_cache and args.ref_logps_cache
+    return {
+        "batch_size": args.precompute_ref_batch_size or args.per_device_eval_batch_size,
+        "cache_dir": (args.ref_logps_cache_dir or ref_cache.default_cache_dir()) if use_cache else None,
+        "definition": "sum" if args.ld_alpha is None else f"ld_alpha={args.ld_alpha}",
+    }
+
+
+def with_reference_columns(dataset: Dataset, values: torch.Tensor, columns: tuple[str, ...]) -> Dataset:
+    """``dataset`` with the columns :class:`~hf_dpo.reference.kinds.PrecomputedReference` reads (replacing old ones)."""
+    dataset = dataset.remove_columns([name for name in columns if name in dataset.column_names])
+    for index, name in enumerate(columns):
+        dataset = dataset.add_column(name, values[:, index].tolist())
+    return dataset
+
+
+def precompute_columns(
+    dataset: Any,
+    split: str,
+    *,
+    reference: ReferenceFn,
+    policy: torch.nn.Module,
+    collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
+    batch_size: int,
+    accelerator: Any,
+    cache_dir: str | Path | None,
+    fingerprint: Callable[[torch.nn.Module], str],
+    definition: str = "sum",
+    columns: tuple[str, ...] = REF_COLUMNS,
+) -> Any:
+    """``dataset`` with reference log-prob ``columns`` (``definition`` names how a sequence's log-probs are summed,
+    part of the cache key): from the disk cache (see :mod:`hf_dpo.reference.cache`) when it has them, else computed
+    with each process scoring a contiguous shard, gathered in order, and cached by rank 0."""
+    if dataset is None or set(columns) <= set(dataset.column_names or ()):
+        return dataset
+    if not isinstance(dataset, Dataset):
+        raise ValueError(
+            f"precompute_ref_log_probs=True needs the {split} dataset in memory (a datasets.Dataset), got a "
+            f"{type(dataset).__name__}: load it without streaming, or set precompute_ref_log_probs=False (the "
+            "reference then runs at each step)"
+        )
+    cache_file, key = None, ""
+    if cache_dir is not None:
+        precision = f"{accelerator.mixed_precision}-{accelerator.device.type}"
+        data = ref_cache.dataset_fingerprint(dataset)
+        key = ref_cache.cache_key(fingerprint(policy), data, precision, f"{definition}:{','.join(columns)}")
+        cache_file = Path(cache_dir) / f"{key}.pt"
+    # The main process reads the cache and tells the others, so all take the same branch around the collectives.
+    cached = ref_cache.load(cache_file, key, len(dataset)) if cache_file and accelerator.is_main_process else None
+    if accelerator.num_processes > 1:
+        cached = broadcast_object_list([cached])[0]
+    if cached is not None:
+        logger.info("%s set: reference log-probs loaded from %s", split, cache_file)
+        return with_reference_columns(dataset, cached, columns)
+
+    processes, index = accelerator.num_processes, accelerator.process_index
+    shard = dataset.shard(processes, index, contiguous=True) if processes > 1 else dataset
+    values = compute_reference_logps(
+        reference, policy, shard, collator, batch_size, accelerator.device, split, len(columns)
+    )
+    if processes > 1:
+        shards = gather_object([values.tolist()])  # the rows of rank 0, 1, ...
+        values = torch.tensor([row for shard_rows in shards for row in shard_rows])
+    if cache_file is not None and accelerator.is_main_process:
+        ref_cache.save(cache_file, key, values)
+        logger.info("%s set: reference log-probs cached in %s", split, cache_file)
+    return with_reference_columns(dataset, values, columns)

@@ -1,0 +1,413 @@
+"""DPOTrainer: Direct Preference Optimization as a `transformers.Trainer` subclass.
+
+The trainer only wires things together: data preparation (`data.py`), batching (`collator.py`), the step
+(`step.py`: log-probs, reference, loss and metrics), the reference (`reference.py`) and the precompute pass
+(`precompute.py`). Each step runs the policy once on the ``[2B, T]`` batch of chosen and rejected sequences.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Any
+
+import torch
+from datasets import Dataset, IterableDataset
+from transformers import PreTrainedModel, Trainer, set_seed
+from transformers.trainer_utils import EvalLoopOutput
+
+from hf_dpo.batch.padded import with_kl_completions
+from hf_dpo.batch.shared_prompt import ld_token_weights
+from hf_dpo.config.training_arguments import DPOTrainingArguments
+from hf_dpo.data.columns import ALL_REF_COLUMNS, LABEL_COLUMN, TRAINER_COLUMNS, reference_columns
+from hf_dpo.data.preparation import DataStatsCallback, check_vocabulary, prepare_dataset, with_lengths
+from hf_dpo.logprobs.scoring import scoring_path
+from hf_dpo.losses import LossSettings, RewardMean
+from hf_dpo.models.facts import (
+    disable_dropout,
+    is_peft_model,
+    is_quantized,
+    offloading_activations,
+    saving_only_adapter,
+    wrap_peft,
+)
+from hf_dpo.models.quantization import keep_4bit_layers_trainable
+from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, silenced
+from hf_dpo.monitor.callbacks import add_tool_callbacks
+from hf_dpo.publish.hub import push_merged
+from hf_dpo.publish.model_card import write_model_card
+from hf_dpo.reference.engines import engine_name, precompute_model
+from hf_dpo.reference.kinds import PrecomputedReference, Reference, build_reference
+from hf_dpo.reference.precompute import pass_settings, precompute_columns
+from hf_dpo.trainer.callbacks import ReferenceSyncCallback, RewardMeanCallback
+from hf_dpo.trainer.guards import NonFiniteError, NonFiniteGradientGuard, SkippedBatch, all_finite, nonfinite_message
+from hf_dpo.trainer.metrics import LOSS, PAIRED, UNPAIRED, MetricWindows
+from hf_dpo.trainer.preparation import (
+    checked_args,
+    default_collator,
+    model_and_tokenizer,
+    per_eval_split,
+    router_aux_loss_coef,
+    warn_if_unbalanced,
+)
+from hf_dpo.trainer.step import preference_step, unpaired_step
+
+logger = logging.getLogger(__name__)
+
+
+class DPOTrainer(Trainer):
+    """Trains a causal LM on (prompt, chosen, rejected) pairs with a preference loss, or, with ``loss_type="kto"``,
+    on (prompt, completion, label) rows.
+
+    Args:
+        model: a `PreTrainedModel`, a `PeftModel`, or a name/path loaded with `args.model_init_kwargs`.
+        ref_model: the reference model (instance or name/path, loaded like `model`), frozen. Default: see
+            `hf_dpo.reference.kinds.build_reference` (adapters disabled or the starting adapter for a PEFT model, else a
+            frozen copy of `model`; nothing for reference-free losses).
+        args: `DPOTrainingArguments`.
+        train_dataset, eval_dataset: rows with `prompt`/`chosen`/`rejected` (strings or chat messages), or rows
+            already tokenized into `prompt_input_ids`/`chosen_input_ids`/`rejected_input_ids`.
+        processing_class: the tokenizer; loaded from `model`'s name when omitted.
+        peft_config: a `peft.PeftConfig`; the model is wrapped with `get_peft_model`.
+        Other arguments are `transformers.Trainer`'s.
+    """
+
+    # compute_loss returns a per-micro-batch mean; the Trainer divides it by the accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model: PreTrainedModel | torch.nn.Module | str | None = None,
+        ref_model: PreTrainedModel | torch.nn.Module | str | None = None,
+        args: DPOTrainingArguments | None = None,
+        data_collator: Any = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset | IterableDataset | dict[str, Dataset] | None = None,
+        processing_class: Any = None,
+        peft_config: Any = None,
+        **kwargs: Any,
+    ):
+        args = checked_args(model, args)
+        # Trainer seeds in its own __init__, after the adapters below are created: seed now so their random
+        # initialisation, and so the whole run, repeats exactly.
+        set_seed(args.seed)
+        model, processing_class = model_and_tokenizer(model, processing_class, args)
+        came_as_peft = is_peft_model(model)
+        checkpointing = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing  # <5.2x name
+        model = wrap_peft(model, peft_config, checkpointing)
+        self.reference: Reference = build_reference(model, ref_model, args, came_as_peft)
+        for module in filter(None, (model, self.reference.model)):
+            keep_4bit_layers_trainable(module)  # before any eval-mode forward (see hf_dpo/models/quantization.py)
+            if args.disable_dropout:
+                disable_dropout(module)
+        self._aux_loss_coef = router_aux_loss_coef(model, args)
+        self.loss_settings = LossSettings.from_args(args)
+        self._unpaired = self.loss_settings.unpaired  # KTO: rows of one completion and a label
+        self._with_kl = self.loss_settings.kl_estimate  # apo_zero_unpaired needs no KL estimate
+
+        self.dataset_stats: dict[str, dict[str, Any]] = {}
+        with args.main_process_first(desc="tokenizing preference data"):
+            train_dataset = self._prepare(train_dataset, "train", processing_class, args)
+            eval_dataset = per_eval_split(eval_dataset, self._prepare, processing_class, args)
+        check_vocabulary(model, processing_class, train_dataset)
+        if self._with_kl:  # each row's mismatched completion, fixed so its reference log-probs can be cached
+            train_dataset = with_kl_completions(train_dataset)
+            eval_dataset = per_eval_split(eval_dataset, lambda dataset, split: with_kl_completions(dataset))
+        if self._unpaired:
+            warn_if_unbalanced(self.dataset_stats.get("train"), args)
+        if data_collator is None:
+            layout = (args, self._unpaired, self._with_kl, bool(self._aux_loss_coef))
+            data_collator = default_collator([model, self.reference.model], processing_class.pad_token_id, *layout)
+
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
+        self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
+        self._windows = MetricWindows(UNPAIRED if self._unpaired else PAIRED, aux_loss=bool(self._aux_loss_coef))
+        # bco_pair's running δ over every process's rewards, when asked for (TRL's δ is 0)
+        self.reward_mean = RewardMean(self._sum_over_processes) if args.bco_pair_running_mean else None
+        self._skipped: dict[str, int] = {}  # batches left out by skip_nonfinite_batches
+        self._saving_checkpoint = False
+        self._add_own_callbacks()
+        self.reference.prepare(self.accelerator)
+        if args.precompute_ref_log_probs and self.reference.runs_model:
+            self._precompute_reference()
+
+    def _add_own_callbacks(self) -> None:
+        """Callbacks that carry hf_dpo's state into checkpoints and logs, and the tools asked for."""
+        self.add_callback(DataStatsCallback(self.dataset_stats))
+        if self.reward_mean is not None:
+            self.add_callback(RewardMeanCallback(self.reward_mean))
+        self.add_callback(NonFiniteGradientGuard(self.accelerator, self._skipped))
+        if self.args.sync_ref_model:
+            self.add_callback(ReferenceSyncCallback(lambda: self.reference, self.accelerator))
+        add_tool_callbacks(self)  # the doctor, and samples at each evaluation when asked
+
+    @property
+    def ref_model(self) -> torch.nn.Module | None:
+        """The separate frozen reference model, if the run has one (TRL's attribute)."""
+        return self.reference.model
+
+    # ---- set-up -------------------------------------------------------------------------------------------------
+
+    def _reference_logps(
+        self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], reference: Reference | None = None
+    ) -> torch.Tensor:
+        if self.args.ld_alpha is not None and "token_weights" not in inputs:
+            inputs = {**inputs, "token_weights": self._token_weights(inputs)}
+        # The policy's forward is autocast by accelerate; the reference must score under the same precision, or
+        # policy == reference no longer gives log 2 at step 0.
+        with self.accelerator.autocast(), scoring_path(self.args.fused_lm_head):
+            return (reference or self.reference)(model, inputs)
+
+    def _token_weights(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """LD-DPO's weights on the tokens past each pair's shorter completion (policy and reference alike)."""
+        return None if self.args.ld_alpha is None else ld_token_weights(inputs, self.args.ld_alpha)
+
+    def _prepare(self, dataset: Any, split: str, tokenizer: Any = None, args: Any = None) -> Any:
+        if dataset is None:
+            return None
+        args = args or self.args
+        prepared, stats = prepare_dataset(dataset, tokenizer or self.processing_class, args, split)
+        if stats is not None:
+            self.dataset_stats[split] = stats.to_dict()
+        if args.train_sampling_strategy in ("group_by_length", "batch_rebalance"):  # the Trainer's samplers read it
+            prepared = with_lengths(prepared, args.length_column_name)
+        return prepared
+
+    def _precompute_reference(self) -> None:
+        """Reference log-probs as dataset columns (from the disk cache when it has them), then release what only
+        the reference needed: training holds one model and runs one forward per step."""
+        if not is_quantized(self.model) and engine_name(self.accelerator) != "deepspeed":  # DeepSpeed places it
+            self.model.to(self.args.device)  # the pass runs before Trainer has placed the policy
+        self._precompute_policy = precompute_model(self.model, self.accelerator)
+        self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
+        self.eval_dataset = per_eval_split(self.eval_dataset, self._with_reference_logps)
+        self.reference.release(self.model)
+        columns = reference_columns(self._unpaired, self._with_kl)
+        self.reference = PrecomputedReference(released=self.reference, columns=columns)
+
+    def _with_reference_logps(self, dataset: Any, split: str, reference: Reference | None = None) -> Any:
+        reference = reference or self.reference
+        return precompute_columns(
+            dataset,
+            split,
+            reference=lambda model, inputs: self._reference_logps(model, inputs, reference),
+            policy=getattr(self, "_precompute_policy", None) or self.model,
+            collator=self.data_collator,
+            accelerator=self.accelerator,
+            fingerprint=reference.fingerprint,
+            columns=reference_columns(self._unpaired, self._with_kl),
+            **pass_settings(self.args, use_cache=reference is self.reference),
+        )
+
+    def _prepare_late(self, dataset: Any, split: str) -> Any:
+        """A dataset handed to evaluate()/predict(): tokenized, with reference columns when the run reads them
+        (computed by the reference if it can still run, or by the untrained policy, which equals it)."""
+        dataset = self._prepare(dataset, split)
+        if set(self.reference.batch_columns) <= set(dataset.column_names or ()):
+            return dataset
+        source = self.reference.late_reference(trained=self.state.global_step > 0)
+        if source is None:
+            raise ValueError(
+                f"the {split} dataset has no reference log-probs, and the reference was released after "
+                "precomputing and training moved the policy; pass it to DPOTrainer(eval_dataset=...) so they are "
+                "computed with the others"
+            )
+        return self._with_reference_logps(dataset, split, reference=source)
+
+    def _set_signature_columns_if_needed(self) -> None:
+        # The model's forward takes none of our columns; keep them even with remove_unused_columns=True.
+        if self._signature_columns is None:
+            self._signature_columns = [*TRAINER_COLUMNS, self.args.length_column_name]
+
+    # ---- the loss -----------------------------------------------------------------------------------------------
+
+    def _step(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        with scoring_path(self.args.fused_lm_head):
+            return self._loss_and_values(model, inputs)
+
+    def _loss_and_values(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        if self._unpaired:
+            return unpaired_step(
+                model,
+                inputs,
+                self._reference_logps,
+                self.loss_settings,
+                aux_loss_coef=self._aux_loss_coef,
+                all_reduce=self._sum_over_processes,
+            )
+        return preference_step(
+            model,
+            inputs,
+            self._reference_logps,
+            self.loss_settings,
+            token_weights=self._token_weights(inputs),
+            aux_loss_coef=self._aux_loss_coef,
+            reward_mean=self.reward_mean,
+        )
+
+    def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(tensor, reduction="sum") if self.accelerator.num_processes > 1 else tensor
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        losses, metrics = self._step(model, inputs)
+        if model.training and not all_finite([losses], self.accelerator):  # before backward touches the grads
+            if not self.args.skip_nonfinite_batches:
+                raise NonFiniteError(nonfinite_message("loss", self.state.global_step + 1, self.args))
+            raise SkippedBatch
+        self._windows.add("train" if model.training else "eval", metrics)
+        loss = losses.mean()
+        return (loss, metrics) if return_outputs else loss
+
+    def training_step(
+        self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
+        try:
+            return super().training_step(model, inputs, num_items_in_batch)
+        except SkippedBatch:  # no backward: this batch adds nothing to the gradients
+            self._skipped["skipped_batches"] = self._skipped.get("skipped_batches", 0) + 1
+            return torch.zeros((), device=self.args.device)
+
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        # Under DeepSpeed, Trainer casts every floating input to the engine's dtype: summed log-probs of -50..-750
+        # would lose up to 2 nats in bf16. Reference log-probs go to the device in float32, around that cast.
+        reference_columns = {name: inputs.pop(name) for name in ALL_REF_COLUMNS if name in inputs}
+        inputs = super()._prepare_inputs(inputs)
+        for name, value in reference_columns.items():
+            inputs[name] = value.to(self.args.device, torch.float32)
+        return inputs
+
+    def compute_loss_context_manager(self) -> Any:
+        context = super().compute_loss_context_manager()
+        offload = self.args.activation_offloading and self.model.training
+        return offloading_activations(context) if offload else context
+
+    def prediction_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            losses, metrics = self._step(model, inputs)
+        self._windows.add("eval", metrics, gather=self.accelerator.gather_for_metrics)
+        loss = losses.mean().detach()
+        if prediction_loss_only:
+            return loss, None, None
+        # "Predictions" for compute_metrics: the implicit rewards of each pair, [B, 2], with label 0 (the chosen
+        # completion, column 0, should win).
+        if self._unpaired:  # each row's implicit reward, and its label (1: desirable)
+            rewards = metrics["chosen_rewards_sum"] + metrics["rejected_rewards_sum"]
+            return loss, rewards, inputs[LABEL_COLUMN].long()
+        rewards = torch.stack([metrics["rewards/chosen"], metrics["rewards/rejected"]], dim=1)
+        return loss, rewards, torch.zeros(rewards.shape[0], dtype=torch.long, device=rewards.device)
+
+    # ---- metrics ------------------------------------------------------------------------------------------------
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        self._windows.clear("train")  # nothing left over from an earlier run
+        return super().train(*args, **kwargs)
+
+    def evaluate(self, eval_dataset: Any = None, *args: Any, **kwargs: Any) -> dict[str, float]:
+        # A dict of named sets goes to Trainer, which calls this method again for each one.
+        if eval_dataset is not None and not isinstance(eval_dataset, str | dict):
+            eval_dataset = self._prepare_late(eval_dataset, "eval")
+        return super().evaluate(eval_dataset, *args, **kwargs)
+
+    def predict(self, test_dataset: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().predict(self._prepare_late(test_dataset, "test"), *args, **kwargs)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log; evaluation metrics are added in evaluation_loop
+            means = self._windows.read("train", reduce=self._sum_over_processes, device=self.args.device)
+            pair_loss = means.pop(LOSS, None)
+            logs.update(means)
+            if self.args.skip_nonfinite_batches:
+                # the Trainer averaged a zero in for each skipped batch: report the mean over the pairs that trained
+                logs["skipped_batches"] = self._skipped.get("skipped_batches", 0)
+                if pair_loss is None:
+                    del logs["loss"]  # every batch of the window was skipped: there is no loss to report
+                else:
+                    logs["loss"] = round(pair_loss, 4)
+        super().log(logs, start_time)
+
+    def evaluation_loop(
+        self,
+        dataloader: Any,
+        description: str,
+        prediction_loss_only: bool | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> EvalLoopOutput:
+        self._windows.clear("eval")
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        # Every metric, the loss included, is the exact mean over the real pairs: the Trainer's own eval_loss
+        # weights each batch mean by the batch's 2B rows, which the trimming of repeated samples miscounts.
+        metrics = self._windows.read("eval")
+        for name, value in metrics.items():
+            output.metrics[f"{metric_key_prefix}_{name}"] = value
+        return output
+
+    # ---- saving -------------------------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        self._saving_checkpoint = True  # a checkpoint keeps every adapter: resuming needs the reference's too
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._saving_checkpoint = False
+
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, Any] | None = None) -> None:
+        """What a run saves and pushes is the trained adapter alone, at the root of the folder."""
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        only_adapter = not self._saving_checkpoint and is_peft_model(model) and list(model.peft_config) != ["default"]
+        # peft looks the base model's config up on the Hub when it saves; offline it warns for nothing
+        with (
+            silenced(PEFT_OFFLINE_BASE_CONFIG),
+            saving_only_adapter(model, model.active_adapter) if only_adapter else contextlib.nullcontext(),
+        ):
+            return super()._save(output_dir, state_dict)
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        merge_adapter: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Trainer's push of what the run saved (for LoRA, the trained adapter alone); ``merge_adapter=True``
+        pushes the adapter merged into its base model instead, loadable with plain ``AutoModelForCausalLM``."""
+        if merge_adapter:
+            return push_merged(self, commit_message, token, revision, private, **kwargs)
+        return super().push_to_hub(commit_message, blocking, token, revision, private, **kwargs)
+
+    # ---- model card ---------------------------------------------------------------------------------------------
+
+    def create_model_card(self, model_name: str | None = None, **kwargs: Any) -> None:
+        if not self.is_world_process_zero():
+            return
+        write_model_card(
+            os.path.join(self.args.output_dir, "README.md"),
+            trainer=self,
+            model_name=model_name or os.path.basename(os.path.normpath(self.args.output_dir)),
+            **kwargs,
+        )
