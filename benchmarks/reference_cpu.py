@@ -30,8 +30,9 @@ def run_one(trainer_name: str, precompute: bool, steps: int, pairs: int) -> dict
 
     from peft import LoraConfig
 
-    from hf_dpo.cli.dispatch import DataArguments, load_splits
+    from hf_dpo.config.run_arguments import DataArguments
     from hf_dpo.models.loading import load_causal_lm, load_tokenizer
+    from hf_dpo.tools.splits import load_splits
 
     model_id = "hf_dpo:SmolLM2-135M-Instruct"  # the packaged Q4_1 copy: no network (the Hub id means the Hub's)
     tokenizer, model = load_tokenizer(model_id), load_causal_lm(model_id)

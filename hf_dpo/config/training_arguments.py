@@ -13,7 +13,6 @@ Defaults that differ from `TrainingArguments`, and why:
 
 from __future__ import annotations
 
-import copy
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -21,13 +20,13 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from hf_dpo.losses import LOSS_TYPES, as_loss_types, check_f_divergence, is_unpaired, registered_loss_types
-
-TRUNCATION_MODES = ("keep_end", "keep_start")
+from hf_dpo.config.secrets import TokensRedacted
+from hf_dpo.config.validation import check_arguments
+from hf_dpo.losses import LOSS_TYPES
 
 
 @dataclass
-class DPOTrainingArguments(TrainingArguments):
+class DPOTrainingArguments(TokensRedacted, TrainingArguments):
     """`TrainingArguments` plus the fields of Direct Preference Optimization; see each field's ``help``."""
 
     # ---- the loss ----
@@ -323,6 +322,8 @@ class DPOTrainingArguments(TrainingArguments):
         },
     )
 
+    __repr__ = TokensRedacted.__str__  # @dataclass would write its own repr, with the tokens in it
+
     def __post_init__(self) -> None:
         for name in ("model_init_kwargs", "column_mapping"):
             value = getattr(self, name)
@@ -339,171 +340,13 @@ class DPOTrainingArguments(TrainingArguments):
                 FutureWarning,
                 stacklevel=3,
             )
-        self._validate_dpo_fields()
-        self._validate_trl_fields()
+        check_arguments(self)
         super().__post_init__()
         if self.pad_to_multiple_of == "auto":  # Neuron compiles once per input shape: few shapes
             self.pad_to_multiple_of = 128 if self.device.type == "neuron" else None
-
-    def _validate_trl_fields(self) -> None:
-        """The fields TRL 1.16's DPOConfig and KTOConfig add to ours (WPO, LD-DPO, f-DPO, TR-DPO, KTO)."""
-        problems = []
-        loss_types = as_loss_types(self.loss_type)
-        if is_unpaired(loss_types):
-            problems += _unpaired_problems(self, loss_types)
-        try:
-            check_f_divergence(self.f_divergence_type, loss_types)
-        except ValueError as error:
-            problems.append(str(error))
-        if self.use_weighting and {"aot", "aot_unpaired", "aot_pair"} & set(loss_types):
-            problems.append(
-                "use_weighting=True (WPO) with aot losses, which sort the batch: pair weights do not apply"
-            )
-        if self.ld_alpha is not None and not 0.0 <= self.ld_alpha <= 1.0:
-            problems.append(f"ld_alpha={self.ld_alpha!r} must be in [0, 1] or None")
-        if not 0.0 <= self.ref_model_mixup_alpha <= 1.0:
-            problems.append(f"ref_model_mixup_alpha={self.ref_model_mixup_alpha!r} must be in [0, 1]")
-        if not (isinstance(self.ref_model_sync_steps, int) and self.ref_model_sync_steps >= 1):
-            problems.append(f"ref_model_sync_steps={self.ref_model_sync_steps!r} must be a positive integer")
-        if self.sync_ref_model and self.precompute_ref_log_probs:
-            problems.append(
-                "sync_ref_model=True moves the reference during training, so precomputed reference log-probs "
-                "would go stale: use one or the other"
-            )
-        if self.sync_ref_model and self.reference_free:
-            problems.append("sync_ref_model=True needs a reference; reference_free=True has none")
-        if not (isinstance(self.generate_samples, int) and self.generate_samples >= 0):
-            problems.append(f"generate_samples={self.generate_samples!r} must be an integer >= 0 (0: off)")
-        if not (isinstance(self.samples_max_new_tokens, int) and self.samples_max_new_tokens >= 1):
-            problems.append(f"samples_max_new_tokens={self.samples_max_new_tokens!r} must be an integer >= 1")
-        if problems:
-            raise ValueError("Invalid DPOTrainingArguments: " + "; ".join(problems))
-
-    # ---- secrets: a pickle of the arguments (training_args.bin, written with every save and pushed to the Hub)
-    # never holds a token; copies in memory keep it, so push_to_hub still authenticates.
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for name in [key for key in state if key.endswith("_token")]:
-            state[name] = None
-        if isinstance(state.get("model_init_kwargs"), dict):
-            state["model_init_kwargs"] = _without_tokens(state["model_init_kwargs"])
-        return state
-
-    def __copy__(self) -> DPOTrainingArguments:
-        clone = object.__new__(type(self))
-        clone.__dict__.update(self.__dict__)
-        return clone
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> DPOTrainingArguments:
-        clone = object.__new__(type(self))
-        memo[id(self)] = clone
-        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
-        return clone
-
-    def to_dict(self) -> dict[str, Any]:
-        """As `TrainingArguments.to_dict` (which hides `*_token` fields), hiding a token in `model_init_kwargs` too."""
-        values = super().to_dict()
-        if isinstance(values.get("model_init_kwargs"), dict):
-            values["model_init_kwargs"] = _without_tokens(values["model_init_kwargs"], "<TOKEN>")
-        return values
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        token = (self.model_init_kwargs or {}).get("token") if isinstance(self.model_init_kwargs, dict) else None
-        return text.replace(token, "<TOKEN>") if isinstance(token, str) and token else text
-
-    __repr__ = __str__
-
-    def _validate_dpo_fields(self) -> None:
-        problems = []
-        if not self.beta > 0:
-            problems.append(f"beta={self.beta!r} must be > 0")
-        loss_types = as_loss_types(self.loss_type)
-        known = registered_loss_types()
-        for name in loss_types:
-            if name not in known:
-                problems.append(f"loss_type={name!r} must be one of {', '.join(known)}")
-        absolute_targets = sorted(set(loss_types) & {"sppo_hard", "apo_zero", "apo_down"})
-        if self.reference_free and absolute_targets:
-            problems.append(
-                f"reference_free=True with loss_type {absolute_targets}: these losses pull each log-ratio towards a "
-                "fixed target, which a bare log-prob (reference 0) cannot reach; use a reference"
-            )
-        if self.loss_weights is not None and len(self.loss_weights) != len(loss_types):
-            problems.append(f"loss_weights={self.loss_weights!r} must have one weight per loss type in {loss_types}")
-        if self.rpo_alpha is not None and not self.rpo_alpha >= 0:
-            problems.append(f"rpo_alpha={self.rpo_alpha!r} must be >= 0 or None")
-        if not self.orpo_lambda >= 0:
-            problems.append(f"orpo_lambda={self.orpo_lambda!r} must be >= 0")
-        if not self.discopop_tau > 0:
-            problems.append(f"discopop_tau={self.discopop_tau!r} must be > 0")
-        if not 0.0 <= self.label_smoothing < 0.5:
-            problems.append(f"label_smoothing={self.label_smoothing!r} must be in [0, 0.5)")
-        for name in (
-            "max_length",
-            "max_prompt_length",
-            "max_completion_length",
-            "pad_to_multiple_of",
-            "precompute_ref_batch_size",
-        ):
-            value = getattr(self, name)
-            if name == "pad_to_multiple_of" and value == "auto":
-                continue
-            if value is not None and (not isinstance(value, int) or value < 1):
-                problems.append(f"{name}={value!r} must be a positive integer or None")
-        if (
-            isinstance(self.max_length, int)
-            and isinstance(self.max_prompt_length, int)
-            and self.max_prompt_length >= self.max_length
-        ):
-            problems.append(
-                f"max_prompt_length={self.max_prompt_length} must be < max_length={self.max_length}, "
-                "or no completion token fits"
-            )
-        if self.truncation_mode not in TRUNCATION_MODES:
-            problems.append(f"truncation_mode={self.truncation_mode!r} must be one of {', '.join(TRUNCATION_MODES)}")
-        for name in ("model_init_kwargs", "column_mapping"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, dict):
-                problems.append(f"{name}={value!r} must be a dict, a JSON string or None")
-        if problems:
-            raise ValueError("Invalid DPOTrainingArguments: " + "; ".join(problems))
-
-
-def _unpaired_problems(args: DPOTrainingArguments, loss_types: list[str]) -> list[str]:
-    """KTO's losses take unpaired rows one at a time: they combine with no paired loss and none of its options."""
-    problems = []
-    if len(loss_types) > 1:
-        problems.append(
-            f"loss_type {loss_types}: kto and apo_zero_unpaired train on unpaired rows, one loss at a time"
-        )
-    paired_options = {
-        "reference_free": args.reference_free,
-        "use_weighting": args.use_weighting,
-        "ld_alpha": args.ld_alpha is not None,
-        "rpo_alpha": args.rpo_alpha is not None,
-        "f_divergence_type": args.f_divergence_type != "reverse_kl",
-    }
-    for name, used in paired_options.items():
-        if used:
-            problems.append(f"{name} applies to paired losses, not to loss_type {loss_types[0]!r}")
-    for name in ("desirable_weight", "undesirable_weight"):
-        if not getattr(args, name) > 0:
-            problems.append(f"{name}={getattr(args, name)!r} must be > 0")
-    return problems
 
 
 def _cuda_has_bf16() -> bool:
     import torch
 
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
-def _without_tokens(kwargs: dict[str, Any], placeholder: str | None = None) -> dict[str, Any]:
-    """``kwargs`` without the value of its ``token`` key (how ``from_pretrained`` takes a Hub token): the key
-    dropped, or its value replaced by ``placeholder``."""
-    cleaned = {key: value for key, value in kwargs.items() if key != "token"}
-    if placeholder is not None and "token" in kwargs:
-        cleaned["token"] = placeholder
-    return cleaned

@@ -26,15 +26,9 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from hf_dpo.data.columns import ID_COLUMNS, LABEL_COLUMN, REF_COLUMNS, TOKEN_COLUMNS, UNPAIRED_ID_COLUMNS
-from hf_dpo.data.formats import (
-    MESSAGE_COLUMNS,
-    DataFormatError,
-    apply_column_mapping,
-    check_columns,
-    is_paired,
-    rows_from_list,
-    select_split,
-)
+from hf_dpo.data.dataset_checks import apply_column_mapping, check_columns, is_paired, rows_from_list, select_split
+from hf_dpo.data.errors import DataFormatError
+from hf_dpo.data.formats import MESSAGE_COLUMNS
 from hf_dpo.data.tokenization import (
     DROPPED_IDENTICAL,
     DROPPED_NO_ROOM,

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from hf_dpo.data.columns import LABEL_COLUMN
-from hf_dpo.data.formats import DataFormatError, is_conversation, normalise_row, normalise_unpaired_row
+from hf_dpo.data.errors import DataFormatError
+from hf_dpo.data.formats import is_conversation, normalise_row, normalise_unpaired_row
 
 KEPT, TRUNCATED, DROPPED_NO_ROOM, DROPPED_IDENTICAL = 0, 1, 2, 3
 STATUS_COLUMN = "_hf_dpo_status"

@@ -234,7 +234,7 @@ def load_target(options: argparse.Namespace) -> tuple[Any, Any, Any, str]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     split, _ = load_splits(data_args)
-    from hf_dpo.data.formats import apply_column_mapping
+    from hf_dpo.data.dataset_checks import apply_column_mapping
 
     split = apply_column_mapping(split, args.column_mapping, split_name)
     return (

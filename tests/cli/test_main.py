@@ -9,11 +9,15 @@ import torch
 import yaml
 from tiny import build_model, build_tokenizer, preference_rows
 
-from hf_dpo.cli import dispatch as cli
-from hf_dpo.cli.build_trainer import fold_model_init_kwargs
+import hf_dpo.cli.train as cli_train
+from hf_dpo.cli.build_trainer import build_trainer, fold_model_init_kwargs
+from hf_dpo.cli.dispatch import main
+from hf_dpo.cli.summary import print_summary
+from hf_dpo.cli.train import check_inputs, train
 from hf_dpo.config.recipe import UserError
-from hf_dpo.config.run_arguments import default_recipe
+from hf_dpo.config.run_arguments import DataArguments, ModelArguments, default_recipe, parse_train_args
 from hf_dpo.config.training_arguments import DPOTrainingArguments
+from hf_dpo.tools.splits import load_splits
 
 # Training recipes; recipes/accelerate/ holds accelerate's own configs (tests/test_recipes_accelerate.py).
 RECIPES = sorted(
@@ -29,16 +33,16 @@ def test_there_are_recipes():
 def test_every_recipe_parses_into_the_argument_classes(recipe):
     # GPU recipes ask for bf16, which TrainingArguments refuses on a machine without a GPU unless use_cpu is set
     on_cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
-    model_args, data_args, _, args = cli.parse_train_args([str(recipe), *on_cpu])
+    model_args, data_args, _, args = parse_train_args([str(recipe), *on_cpu])
     assert isinstance(args, DPOTrainingArguments)
     assert model_args.model_name_or_path and data_args.dataset_name
     assert recipe.read_text().startswith("#"), "a recipe starts with a header comment"
 
 
 def test_default_recipe_is_the_demo_and_flags_override_it():
-    model_args, _, _, args = cli.parse_train_args(["--beta", "0.25", "--use_peft", "false"])
+    model_args, _, _, args = parse_train_args(["--beta", "0.25", "--use_peft", "false"])
     assert (args.beta, model_args.use_peft) == (0.25, False)  # flags alone: dataclass defaults, no recipe
-    model_args, _, run_args, args = cli.parse_train_args([str(default_recipe()), "--beta", "0.25"])
+    model_args, _, run_args, args = parse_train_args([str(default_recipe()), "--beta", "0.25"])
     assert args.beta == 0.25 and model_args.use_peft is True and run_args.task == "concise_qa"
 
 
@@ -46,16 +50,16 @@ def test_unknown_recipe_key_is_named_with_the_closest_field(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("beta: 0.1\nbetta: 0.2\n")
     with pytest.raises(UserError, match=r"bad.yaml: unknown key 'betta' \(did you mean 'beta'\?\)$"):
-        cli.parse_train_args([str(recipe)])
+        parse_train_args([str(recipe)])
 
 
 def test_unknown_or_abbreviated_flag_is_named_with_the_closest_field():
     with pytest.raises(UserError, match=r"^--betta: did you mean --beta\?$"):
-        cli.parse_train_args(["--betta", "0.2"])
+        parse_train_args(["--betta", "0.2"])
     with pytest.raises(UserError, match=r"^--max_step: did you mean --max_steps\?$"):  # no argparse prefix matching
-        cli.parse_train_args(["--max_step", "3"])
+        parse_train_args(["--max_step", "3"])
     with pytest.raises(UserError, match=r"unexpected argument 'extra\.yaml'"):
-        cli.parse_train_args(["--beta", "0.2", "extra.yaml"])
+        parse_train_args(["--beta", "0.2", "extra.yaml"])
 
 
 def test_recipe_values_take_the_types_the_fields_declare(tmp_path):
@@ -65,7 +69,7 @@ def test_recipe_values_take_the_types_the_fields_declare(tmp_path):
         "use_peft: true\nlora_target_modules: [q_proj, v_proj]\nloss_type: [sigmoid, sft]\nloss_weights: [1, 0.5]\n"
         "report_to: [none]\nlearning_rate: 1e-4\nmax_length: '64'\nsave_strategy: 'no'\noutput_dir: out\n"
     )
-    model_args, _, _, args = cli.parse_train_args([str(recipe)])
+    model_args, _, _, args = parse_train_args([str(recipe)])
     assert model_args.target_modules() == ["q_proj", "v_proj"]
     assert model_args.peft_config().target_modules == {"q_proj", "v_proj"}
     assert (args.loss_type, args.loss_weights, args.learning_rate, args.max_length) == (
@@ -76,7 +80,7 @@ def test_recipe_values_take_the_types_the_fields_declare(tmp_path):
     )
     recipe.write_text("lora_r: sixteen\n")
     with pytest.raises(UserError, match=r"typed.yaml: lora_r: expected an integer, got sixteen \(a string\)$"):
-        cli.parse_train_args([str(recipe)])
+        parse_train_args([str(recipe)])
 
 
 def test_a_user_error_is_a_value_error_for_python_callers():
@@ -84,13 +88,13 @@ def test_a_user_error_is_a_value_error_for_python_callers():
 
 
 def test_test_split_can_be_switched_off_from_a_flag_and_single_files_say_so(tmp_path):
-    _, data_args, _, _ = cli.parse_train_args(["--dataset_test_split", "none", "--output_dir", str(tmp_path)])
+    _, data_args, _, _ = parse_train_args(["--dataset_test_split", "none", "--output_dir", str(tmp_path)])
     assert data_args.dataset_test_split is None
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
     with pytest.raises(UserError, match="is a single file, which holds only the train split"):
-        cli.load_splits(cli.DataArguments(dataset_name=str(data)))
-    train, test = cli.load_splits(cli.DataArguments(dataset_name=str(data), dataset_test_split=None))
+        load_splits(DataArguments(dataset_name=str(data)))
+    train, test = load_splits(DataArguments(dataset_name=str(data), dataset_test_split=None))
     assert len(train) == 1 and test is None
 
 
@@ -98,10 +102,10 @@ def test_bad_value_in_recipe_names_the_field(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("beta: -1\noutput_dir: out\n")
     with pytest.raises(UserError, match="beta=-1"):  # DPOTrainingArguments.__post_init__'s ValueError, as a UserError
-        cli.parse_train_args([str(recipe)])
+        parse_train_args([str(recipe)])
     recipe.write_text("load_in_4bit: true\noutput_dir: out\n")
     with pytest.raises(UserError, match="load_in_4bit/load_in_8bit need use_peft"):
-        cli.parse_train_args([str(recipe)])
+        parse_train_args([str(recipe)])
 
 
 def test_train_end_to_end_on_a_local_model_and_jsonl(tmp_path, capsys):
@@ -118,7 +122,7 @@ def test_train_end_to_end_on_a_local_model_and_jsonl(tmp_path, capsys):
         "logging_steps: 1\nreport_to: none\nuse_cpu: true\nsave_strategy: 'no'\nuse_peft: true\nlora_r: 4\n"
         "lora_target_modules: q_proj,v_proj\n"
     )
-    assert cli.main(["train", str(recipe)]) == 0
+    assert main(["train", str(recipe)]) == 0
     out = tmp_path / "out"
     for name in ("adapter_model.safetensors", "trainer_state.json", "README.md", "training.png", "summary.json"):
         assert (out / name).is_file(), name
@@ -131,12 +135,12 @@ def test_train_end_to_end_on_a_local_model_and_jsonl(tmp_path, capsys):
     )
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["seconds"]) == ["loading", "training"] and summary["last_train_log"]["step"] == 3
-    assert cli.main(["plot", str(out)]) == 0
+    assert main(["plot", str(out)]) == 0
 
 
 def test_the_summary_says_something_when_no_step_was_logged(capsys):
     summary = {"train_loss": 0.6931, "seconds": {"loading": 1.0, "training": 2.0}, "wall_seconds": 3.0}
-    cli.print_summary(summary | {"train_steps": 1, "seconds_per_step": 2.0, "last_train_log": {}}, "out")
+    print_summary(summary | {"train_steps": 1, "seconds_per_step": 2.0, "last_train_log": {}}, "out")
     printed = capsys.readouterr().out
     assert "training: mean loss over the run 0.6931" in printed
     assert "time: loading 1 s, training 2 s (1 step at 2.00 s/step); 3 s in all" in printed
@@ -162,7 +166,7 @@ def _tiny_run(tmp_path, **overrides):
         **overrides,
     }
     (tmp_path / "tiny.yaml").write_text("# tiny\n" + yaml.safe_dump(recipe))
-    return cli.parse_train_args([str(tmp_path / "tiny.yaml")])
+    return parse_train_args([str(tmp_path / "tiny.yaml")])
 
 
 def _reference_model(trainer):
@@ -170,7 +174,7 @@ def _reference_model(trainer):
 
 
 def test_model_arguments_reach_model_init_kwargs_where_the_users_own_win():
-    model_args = cli.ModelArguments(dtype="bfloat16", attn_implementation="eager", load_in_4bit=True, use_peft=True)
+    model_args = ModelArguments(dtype="bfloat16", attn_implementation="eager", load_in_4bit=True, use_peft=True)
     args = DPOTrainingArguments(output_dir="out", model_init_kwargs={"dtype": "float32", "device_map": "cpu"})
     assert fold_model_init_kwargs(model_args, args) == {
         "dtype": "float32",  # model_init_kwargs, given explicitly, win over ModelArguments.dtype
@@ -186,7 +190,7 @@ def test_a_named_reference_gets_the_policys_dtype(tmp_path):
     model_args, data_args, _, args = _tiny_run(
         tmp_path, ref_model_name_or_path=str(tmp_path / "model"), dtype="bfloat16", attn_implementation="eager"
     )
-    trainer = cli.build_trainer(model_args, args, *cli.load_splits(data_args))
+    trainer = build_trainer(model_args, args, *load_splits(data_args))
     reference = _reference_model(trainer)
     assert reference is not trainer.model
     assert trainer.model.dtype == reference.dtype == torch.bfloat16
@@ -203,7 +207,7 @@ def test_a_named_reference_is_quantized_like_a_qlora_policy(tmp_path):
         use_peft=True,
         lora_r=4,
     )
-    trainer = cli.build_trainer(model_args, args, *cli.load_splits(data_args))
+    trainer = build_trainer(model_args, args, *load_splits(data_args))
     reference = _reference_model(trainer)
     assert reference.is_loaded_in_4bit and trainer.model.get_base_model().is_loaded_in_4bit
     assert isinstance(reference.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
@@ -225,7 +229,7 @@ def test_a_task_run_writes_the_demo_summary(tmp_path, capsys):
         task_max_new_tokens=2,
         plot=False,
     )
-    summary = cli.train(model_args, data_args, run_args, args)
+    summary = train(model_args, data_args, run_args, args)
     assert summary["task_accuracy_before"] == 0 and "task_accuracy_after" in summary  # a random model answers nonsense
     assert len(summary["examples_after"]) == 4 and summary["reward_accuracy_before"] == 0
     written = json.loads((tmp_path / "out" / "demo_summary.json").read_text())
@@ -236,25 +240,21 @@ def test_a_task_run_writes_the_demo_summary(tmp_path, capsys):
 
 def test_an_unknown_task_or_packaged_dataset_fails_before_loading_a_model(tmp_path, monkeypatch):
     model_args, data_args, run_args, args = _tiny_run(tmp_path, task="nope")
-    monkeypatch.setattr(cli, "build_trainer", lambda *_: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(cli_train, "build_trainer", lambda *_: pytest.fail("a model was loaded"))
     with pytest.raises(ValueError, match="task='nope' is not one of concise_qa"):
-        cli.train(model_args, data_args, run_args, args)
+        train(model_args, data_args, run_args, args)
     with pytest.raises(ValueError, match="'hf_dpo:nope' is not a packaged dataset; hf_dpo ships: hf_dpo:concise_qa"):
-        cli.load_splits(cli.DataArguments(dataset_name="hf_dpo:nope"))
+        load_splits(DataArguments(dataset_name="hf_dpo:nope"))
 
 
 def test_missing_local_inputs_are_named_before_anything_loads(tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
     with pytest.raises(UserError, match=r"^model_name_or_path='\./no_model': no such folder$"):
-        cli.check_inputs(
-            cli.ModelArguments(model_name_or_path="./no_model"), cli.DataArguments(dataset_name=str(data))
-        )
+        check_inputs(ModelArguments(model_name_or_path="./no_model"), DataArguments(dataset_name=str(data)))
     with pytest.raises(UserError, match=r"^ref_model_name_or_path='/no/ref': no such folder$"):
-        cli.check_inputs(
-            cli.ModelArguments(ref_model_name_or_path="/no/ref"), cli.DataArguments(dataset_name=str(data))
-        )
+        check_inputs(ModelArguments(ref_model_name_or_path="/no/ref"), DataArguments(dataset_name=str(data)))
     for name in ("missing.parquet", "./data_folder"):
         with pytest.raises(UserError, match=rf"^dataset_name='{re.escape(name)}': no such file or folder$"):
-            cli.check_inputs(cli.ModelArguments(), cli.DataArguments(dataset_name=name))
-    cli.check_inputs(cli.ModelArguments(), cli.DataArguments(dataset_name="org/hub-dataset"))  # a Hub id: not checked
+            check_inputs(ModelArguments(), DataArguments(dataset_name=name))
+    check_inputs(ModelArguments(), DataArguments(dataset_name="org/hub-dataset"))  # a Hub id: not checked

@@ -8,7 +8,8 @@ from datasets import Dataset, DatasetDict
 from tiny import CHATML, build_model, build_tokenizer
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
-from hf_dpo.data.formats import DataFormatError, normalise_row
+from hf_dpo.data.errors import DataFormatError
+from hf_dpo.data.formats import normalise_row
 from hf_dpo.data.preparation import prepare_dataset
 
 

@@ -9,7 +9,8 @@ from datasets import Dataset
 from tiny import build_model, build_tokenizer
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
-from hf_dpo.data.formats import DataFormatError, normalise_row
+from hf_dpo.data.errors import DataFormatError
+from hf_dpo.data.formats import normalise_row
 from hf_dpo.data.preparation import prepare_dataset
 
 # ChatML that writes the tools and each tool call as JSON, so a test can spell out the exact text.

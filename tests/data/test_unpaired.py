@@ -11,7 +11,7 @@ from tiny import CHATML, build_model, build_tokenizer
 
 import hf_dpo.data.preparation
 from hf_dpo import DPOTrainingArguments
-from hf_dpo.data.formats import DataFormatError
+from hf_dpo.data.errors import DataFormatError
 from hf_dpo.data.preparation import check_vocabulary, prepare_dataset
 from hf_dpo.publish.model_card import render_model_card
 

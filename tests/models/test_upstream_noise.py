@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from hf_dpo.cli import dispatch as cli
+from hf_dpo.cli.build_trainer import needs_bitsandbytes
 from hf_dpo.config.run_arguments import ModelArguments
 from hf_dpo.config.training_arguments import DPOTrainingArguments
 from hf_dpo.models.upstream_noise import (
@@ -57,11 +57,11 @@ def test_bitsandbytes_is_held_back_until_released(monkeypatch):
 def test_what_needs_bitsandbytes(tmp_path):
     args = DPOTrainingArguments(output_dir=str(tmp_path), report_to="none")
     plain = ModelArguments(model_name_or_path="hf_dpo:SmolLM2-135M-Instruct")
-    assert not cli.needs_bitsandbytes(plain, args)
-    assert cli.needs_bitsandbytes(ModelArguments(load_in_4bit=True, use_peft=True), args)
-    assert cli.needs_bitsandbytes(plain, DPOTrainingArguments(output_dir=str(tmp_path), optim="paged_adamw_8bit"))
+    assert not needs_bitsandbytes(plain, args)
+    assert needs_bitsandbytes(ModelArguments(load_in_4bit=True, use_peft=True), args)
+    assert needs_bitsandbytes(plain, DPOTrainingArguments(output_dir=str(tmp_path), optim="paged_adamw_8bit"))
     kwargs = DPOTrainingArguments(output_dir=str(tmp_path), model_init_kwargs={"quantization_config": {}})
-    assert cli.needs_bitsandbytes(plain, kwargs)
+    assert needs_bitsandbytes(plain, kwargs)
     (tmp_path / "saved_4bit").mkdir()  # a checkpoint saved quantized: its config.json says so
     (tmp_path / "saved_4bit" / "config.json").write_text('{"quantization_config": {"quant_method": "bitsandbytes"}}')
-    assert cli.needs_bitsandbytes(ModelArguments(model_name_or_path=str(tmp_path / "saved_4bit")), args)
+    assert needs_bitsandbytes(ModelArguments(model_name_or_path=str(tmp_path / "saved_4bit")), args)

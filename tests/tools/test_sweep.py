@@ -9,7 +9,7 @@ from tiny import build_model, build_tokenizer, preference_rows
 
 import hf_dpo.reference.precompute
 from hf_dpo.cli.commands import add_commands
-from hf_dpo.cli.dispatch import train_from_flags
+from hf_dpo.cli.train import train_from_flags
 from hf_dpo.tools.sweep import final_metrics, run_name, sweep_points, sweep_table
 
 

@@ -1,0 +1,143 @@
+"""``hf-dpo train``: check the inputs before anything loads, score the held-out split, train, score again, and
+write and print the run's summary (:mod:`hf_dpo.cli.summary`).
+
+    hf-dpo train [RECIPE.yaml] [--field value ...]   # no recipe: the embedded CPU demo (recipes/demo.yaml)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hf_dpo.cli.build_trainer import build_trainer
+from hf_dpo.cli.summary import Stopwatch, last_train_log, print_summary, write_outputs
+from hf_dpo.config.recipe import UserError
+from hf_dpo.config.run_arguments import DataArguments, ModelArguments, RunArguments, argument_parser, parse_train_args
+from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, silenced
+from hf_dpo.tools.splits import PACKAGED_PREFIX, load_splits
+
+# A name written as a path, or a dataset_name ending so, is local: a missing one is a mistake, not a Hub id to look up.
+PATH_PREFIXES = ("/", "./", "../")
+
+
+DATA_FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".arrow", ".txt")
+
+
+def check_inputs(model_args: ModelArguments, data_args: DataArguments) -> None:
+    """Fail before anything loads when a model or data file named by path does not exist, or a packaged model's
+    package is not installed (the error says what to pip install)."""
+    from hf_dpo.models.loading import packaged_file
+
+    for role, name in (
+        ("model_name_or_path", model_args.model_name_or_path),
+        ("ref_model_name_or_path", model_args.ref_model_name_or_path),
+    ):
+        if name is None:
+            continue
+        if name.startswith(PACKAGED_PREFIX):
+            try:
+                packaged_file(name)
+            except (ValueError, ImportError, FileNotFoundError) as error:  # unknown name, package or file missing
+                raise UserError(str(error)) from error
+        elif name.startswith(PATH_PREFIXES) and not os.path.isdir(name):
+            raise UserError(f"{role}={name!r}: no such folder")
+    name = data_args.dataset_name
+    looks_local = name.lower().endswith(DATA_FILE_SUFFIXES) or name.startswith(PATH_PREFIXES)
+    if looks_local and not os.path.exists(os.path.expanduser(name)):
+        raise UserError(f"dataset_name={name!r}: no such file or folder")
+
+
+def check_task(run_args: RunArguments, eval_split: Any) -> None:
+    """Fail before any model loads if the task is unknown or has nothing to score."""
+    if run_args.task is None:
+        return
+    from hf_dpo.demo.tasks import get_checker  # the demo's tasks; the core never needs them
+
+    try:
+        get_checker(run_args.task)
+    except ValueError as error:  # not a task name; the message lists them
+        raise UserError(str(error)) from error
+    if eval_split is None:
+        raise UserError("task scoring needs an evaluation split (dataset_test_split)")
+
+
+def held_out_scores(trainer: Any, eval_split: Any, run_args: RunArguments, stage: str) -> dict[str, Any]:
+    """Reward accuracy (and, after training, margin) on the evaluation split, plus the task's accuracy if any;
+    ``stage`` is "before" or "after" and ends each key."""
+    if eval_split is None:
+        return {}
+    metrics = trainer.evaluate()
+    scores: dict[str, Any] = {f"reward_accuracy_{stage}": metrics["eval_rewards/accuracies"]}
+    if stage == "after":
+        scores["reward_margin_after"] = metrics["eval_rewards/margins"]
+    if run_args.task is not None:
+        from hf_dpo.demo.summary import task_scores
+
+        model, tokenizer = trainer.model, trainer.processing_class
+        bf16 = trainer.args.bf16  # generate under the precision training used
+        scores |= task_scores(stage, run_args.task, model, tokenizer, eval_split, run_args.task_max_new_tokens, bf16)
+    return scores
+
+
+def fit(trainer: Any) -> dict[str, Any]:
+    """Train (resuming if asked), save the model and trainer state, and return the timings and the training
+    figures of the last logged step (see :func:`last_train_log`)."""
+    with silenced(PEFT_OFFLINE_BASE_CONFIG):  # peft's save_pretrained, at every checkpoint and the final save
+        result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
+        trainer.save_model(_internal_call=True)  # not pushed yet: the push waits for the card and the plot
+    trainer.save_state()
+    seconds = result.metrics["train_runtime"]  # the loop, evaluations at eval_steps included
+    history = trainer.state.log_history
+    evaluating = sum(entry.get("eval_runtime", 0.0) for entry in history)
+    steps = trainer.state.global_step
+    return {
+        "train_seconds": seconds,
+        "train_steps": steps,
+        "seconds_per_step": max(seconds - evaluating, 0.0) / max(steps, 1),  # the optimizer steps alone
+        "eval_seconds_during_training": evaluating,
+        "train_loss": result.metrics["train_loss"],
+        "last_train_log": last_train_log(history),
+    }
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, args: Any) -> dict[str, Any]:
+    """Score, train, score again; write the model, card, plot and summary; print the summary and return it.
+
+    ``summary["seconds"]`` holds the wall-clock seconds of each part a user waits through: loading (data, model,
+    tokenizing), scoring before, training (evaluations during training and saving included), scoring after.
+    """
+    clock = Stopwatch()
+    with clock.part("loading"):
+        check_inputs(model_args, data_args)
+        train_split, eval_split = load_splits(data_args)
+        check_task(run_args, eval_split)
+        trainer = build_trainer(model_args, args, train_split, eval_split)
+    summary: dict[str, Any] = {"model": model_args.model_name_or_path, "train_rows": len(train_split)}
+    if eval_split is not None:
+        with clock.part("scoring_before"):
+            summary |= held_out_scores(trainer, eval_split, run_args, "before")
+    with clock.part("training"):
+        summary |= fit(trainer)
+    if eval_split is not None:
+        with clock.part("scoring_after"):
+            summary |= held_out_scores(trainer, eval_split, run_args, "after")
+    if trainer.is_world_process_zero():
+        summary["seconds"] = clock.seconds
+        summary["wall_seconds"] = clock.total()
+        write_outputs(trainer, summary, data_args.dataset_name, run_args)
+    if args.push_to_hub:  # every process: Trainer's push saves on all of them
+        trainer.push_to_hub(merge_adapter=run_args.push_merged, dataset=data_args.dataset_name)
+        summary["pushed_to"] = trainer.hub_model_id
+    if trainer.is_world_process_zero():
+        print_summary(summary, args.output_dir)
+    return summary
+
+
+def train_from_flags(argv: list[str]) -> dict[str, Any]:
+    """``hf-dpo train ARGV`` (``[RECIPE.yaml] [--field value ...]``) from Python; returns its summary. ``hf-dpo
+    sweep`` runs it once per point."""
+    return train(*parse_train_args(argv))
+
+
+def print_train_help() -> None:
+    argument_parser().print_help()
