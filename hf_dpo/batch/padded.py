@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from datasets import Dataset
 
 from hf_dpo.data.columns import ID_COLUMNS, IGNORE_INDEX, KL_COMPLETION_COLUMN, LABEL_COLUMN, UNPAIRED_ID_COLUMNS
+from hf_dpo.data.unpaired import kl_partners
 
 
 @dataclass
@@ -96,25 +96,6 @@ def number_columns(rows: list[dict[str, Any]], skip: Sequence[str]) -> dict[str,
     return columns
 
 
-def kl_partners(prompts: list[Sequence[int]]) -> list[int]:
-    """For each row, the index of the next row (cyclically) whose prompt differs: its completion is the row's
-    mismatched KL counterpart. Unrolled pairs put two rows with the same prompt side by side, so "the next row"
-    alone would often pair a prompt with its own other answer. With a single distinct prompt, the next row.
-
-    >>> kl_partners([[1], [1], [2], [3], [3]])
-    [2, 2, 3, 0, 0]
-    """
-    count = len(prompts)
-    partners = []
-    for index, prompt in enumerate(prompts):
-        offsets = range(1, count)
-        partner = next(
-            ((index + k) % count for k in offsets if list(prompts[(index + k) % count]) != list(prompt)), None
-        )
-        partners.append(partner if partner is not None else (index + 1) % count)
-    return partners
-
-
 @dataclass
 class UnpairedDataCollator:
     """Pads unpaired (KTO) rows into one batch: the ``N`` sequences ``prompt + completion`` and then, when
@@ -170,15 +151,3 @@ def unpaired_sequences(rows: list[dict[str, Any]], with_kl: bool) -> list[tuple[
             kl_completions = [rows[partner]["completion_input_ids"] for partner in kl_partners(prompts)]
         sequences += list(zip(prompts, kl_completions))
     return sequences
-
-
-def with_kl_completions(dataset: Any) -> Any:
-    """``dataset`` (tokenized unpaired rows, map-style) with each row's KL counterpart fixed as a column: the
-    completion of the next row with another prompt (:func:`kl_partners`), so the reference log-probs of the
-    counterparts can be precomputed and cached like the rest. A stream (or nothing) is returned as it is: its
-    batches take counterparts within themselves."""
-    if not isinstance(dataset, Dataset) or KL_COMPLETION_COLUMN in dataset.column_names:
-        return dataset
-    completions = dataset["completion_input_ids"]
-    partners = kl_partners(dataset["prompt_input_ids"])
-    return dataset.add_column(KL_COMPLETION_COLUMN, [completions[partner] for partner in partners])

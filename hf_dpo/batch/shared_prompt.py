@@ -23,7 +23,6 @@ layout (:func:`shared_prompt_support` says why).
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,6 @@ from hf_dpo.data.columns import ID_COLUMNS, IGNORE_INDEX, KL_COMPLETION_COLUMN, 
 
 GROUP_COLUMN = "group_ids"  # per token: its group's index in the batch, -1 on padding
 SEGMENT_COLUMN = "segment_ids"  # per token: 0 prompt, k the k-th completion of its group, -1 padding
-MASKED_ATTENTION = ("sdpa", "eager")  # attention implementations that apply a 4D mask as given
 
 
 @dataclass
@@ -162,7 +160,7 @@ def model_inputs(batch: dict[str, torch.Tensor], attention: str, dtype: torch.dt
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if not is_shared_prompt(batch):
         return inputs
-    if attention not in MASKED_ATTENTION:
+    if attention not in ("sdpa", "eager"):  # the attention implementations that apply a 4D mask as given
         raise ValueError(
             f"this batch shares each prompt between its completions, which needs a 4D attention mask; the model's "
             f"attention implementation {attention!r} does not take one (use 'sdpa' or 'eager', or the padded "
@@ -194,29 +192,6 @@ def attention_allowed(groups: torch.Tensor, segments: torch.Tensor) -> torch.Ten
     visible = (segments[:, None, :] == 0) | (segments[:, :, None] == segments[:, None, :])
     itself = torch.eye(width, dtype=torch.bool, device=groups.device)
     return ((same_group & visible & causal) | itself)[:, None]
-
-
-def shared_prompt_support(model: torch.nn.Module) -> str | None:
-    """``None`` when ``model`` (maybe DDP- and PEFT-wrapped) reads the shared-prompt layout exactly, else why not."""
-    model = base_model(model)
-    config = getattr(model, "config", None)
-    attention = getattr(config, "_attn_implementation", None)
-    if attention not in MASKED_ATTENTION:
-        return f"attention implementation {attention!r} takes no 4D mask (sdpa and eager do)"
-    if "position_ids" not in inspect.signature(model.forward).parameters:
-        return f"{type(model).__name__}.forward takes no position_ids"
-    layer_types = set(getattr(config, "layer_types", None) or ())
-    if layer_types - {"full_attention"}:
-        return f"its layers are not all full attention ({', '.join(sorted(layer_types))})"
-    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
-        return "sliding-window attention would ignore the 4D mask's window"
-    return None
-
-
-def base_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The transformers model inside DDP/DeepSpeed (``.module``) and PEFT wrappers."""
-    model = getattr(model, "module", model)
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 # ---- batching ------------------------------------------------------------------------------------------------

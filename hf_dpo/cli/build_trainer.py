@@ -9,12 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from hf_dpo.config.run_arguments import ModelArguments
-from hf_dpo.models.upstream_noise import (
-    PEFT_READS_DEPRECATED_CHECKPOINTING,
-    bitsandbytes_is_held_back,
-    release_bitsandbytes,
-    silenced,
-)
+from hf_dpo.models.loading import remote_code
+from hf_dpo.models.quantization import bitsandbytes_is_held_back, release_bitsandbytes
+from hf_dpo.models.upstream_noise import PEFT_READS_DEPRECATED_CHECKPOINTING, silenced
 
 # Optimizers that never use bitsandbytes; any other name (8-bit, paged, lion, ademamix, ...) may.
 PLAIN_OPTIMIZER_PREFIXES = ("adamw_torch", "adafactor", "sgd", "adagrad")
@@ -28,8 +25,7 @@ def fold_model_init_kwargs(model_args: ModelArguments, args: Any) -> dict[str, A
     ``args.model_init_kwargs``: with one set of kwargs both go through the same ``load_causal_lm`` call, so a QLoRA
     recipe's named reference is 4-bit too.
     """
-    remote_code = {"trust_remote_code": True} if args.trust_remote_code else {}  # a DPOTrainingArguments field (TRL's)
-    args.model_init_kwargs = {**remote_code, **model_args.init_kwargs(), **(args.model_init_kwargs or {})}
+    args.model_init_kwargs = {**remote_code(args), **model_args.init_kwargs(), **(args.model_init_kwargs or {})}
     return args.model_init_kwargs
 
 

@@ -13,8 +13,9 @@ from hf_dpo.cli.build_trainer import build_trainer
 from hf_dpo.cli.summary import Stopwatch, last_train_log, print_summary, write_outputs
 from hf_dpo.config.recipe import UserError
 from hf_dpo.config.run_arguments import DataArguments, ModelArguments, RunArguments, argument_parser, parse_train_args
+from hf_dpo.models.loading import PACKAGED_PREFIX
 from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, silenced
-from hf_dpo.tools.splits import PACKAGED_PREFIX, load_splits
+from hf_dpo.tools.splits import load_splits
 
 # A name written as a path, or a dataset_name ending so, is local: a missing one is a mistake, not a Hub id to look up.
 PATH_PREFIXES = ("/", "./", "../")

@@ -25,7 +25,7 @@ from datasets import Dataset, IterableDataset
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from hf_dpo.data.columns import ID_COLUMNS, LABEL_COLUMN, REF_COLUMNS, TOKEN_COLUMNS, UNPAIRED_ID_COLUMNS
+from hf_dpo.data.columns import ID_COLUMNS, LABEL_COLUMN, TOKEN_COLUMNS, UNPAIRED_ID_COLUMNS
 from hf_dpo.data.dataset_checks import apply_column_mapping, check_columns, is_paired, rows_from_list, select_split
 from hf_dpo.data.errors import DataFormatError
 from hf_dpo.data.formats import MESSAGE_COLUMNS
@@ -39,11 +39,10 @@ from hf_dpo.data.tokenization import (
     tokenize_unpaired_row,
     tokenizer_adds_bos,
 )
+from hf_dpo.data.unpaired import unrolled_pairs
 from hf_dpo.losses import is_unpaired
 
 logger = logging.getLogger(__name__)
-
-UNROLL_BATCH_SIZE = 1000  # TRL unpairs with datasets' default map batch: its chosen rows, then its rejected rows
 
 
 @dataclass
@@ -74,35 +73,6 @@ class PreparationStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _unroll_pairs(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """TRL's ``_unpair_row`` on tokenized pairs: the batch's chosen rows (desirable), then its rejected rows
-    (undesirable), every other column repeated."""
-    chosen, rejected = batch["chosen_input_ids"], batch["rejected_input_ids"]
-    rows = {name: [*values, *values] for name, values in batch.items() if name not in ID_COLUMNS[1:]}
-    rows["completion_input_ids"] = [*chosen, *rejected]
-    rows[LABEL_COLUMN] = [True] * len(chosen) + [False] * len(rejected)
-    return rows
-
-
-def _unrolled(pairs: Dataset | IterableDataset, split: str) -> Dataset | IterableDataset:
-    """Tokenized pairs as unpaired rows (see :func:`_unroll_pairs`)."""
-    ref_columns = [name for name in REF_COLUMNS if name in (pairs.column_names or ())]
-    if ref_columns:
-        raise DataFormatError(
-            f"the {split} dataset holds tokenized pairs with reference log-probs {ref_columns}, which an unpaired "
-            "loss cannot use; drop those columns (the reference is computed again for the unrolled rows)"
-        )
-    logger.info(
-        "%s set: preference pairs unrolled into unpaired rows, as TRL's KTOTrainer does: each pair's prompt with its "
-        "chosen completion (desirable) and with its rejected one (undesirable)",
-        split,
-    )
-    kwargs = {"desc": f"Unrolling {split} pairs"} if isinstance(pairs, Dataset) else {}
-    return pairs.map(
-        _unroll_pairs, batched=True, batch_size=UNROLL_BATCH_SIZE, remove_columns=list(ID_COLUMNS[1:]), **kwargs
-    )
 
 
 def _keep_streamed_row(row: dict[str, Any], index: int, split: str) -> bool:
@@ -168,7 +138,7 @@ def prepare_dataset(
     if unpaired and {*UNPAIRED_ID_COLUMNS, LABEL_COLUMN} <= set(columns):
         return dataset, None
     if set(ID_COLUMNS) <= set(columns):
-        return (_unrolled(dataset, split) if unroll else dataset), None
+        return (unrolled_pairs(dataset, split) if unroll else dataset), None
     check_columns(columns, split, unpaired)
     if isinstance(dataset, Dataset) and len(dataset) == 0:
         raise DataFormatError(f"the {split} dataset has no rows")
@@ -190,11 +160,11 @@ def prepare_dataset(
         tokenized = dataset.map(tokenize, **map_kwargs)
         # A stream has no end to count at, so each dropped row is logged as it passes.
         tokenized = tokenized.filter(_keep_streamed_row, with_indices=True, fn_kwargs={"split": split})
-        tokenized = _unrolled(tokenized, split) if unroll else tokenized
+        tokenized = unrolled_pairs(tokenized, split) if unroll else tokenized
         return tokenized.remove_columns(STATUS_COLUMN), None
 
     tokenized = dataset.map(tokenize, num_proc=args.dataset_num_proc, desc=f"Tokenizing {split} set", **map_kwargs)
-    tokenized = _unrolled(tokenized, split) if unroll else tokenized
+    tokenized = unrolled_pairs(tokenized, split) if unroll else tokenized
     stats = _counted(tokenized, split, unpaired, len(dataset) if unroll else None)
     if stats.kept < stats.rows_in:
         tokenized = tokenized.filter(lambda status: status in (KEPT, TRUNCATED), input_columns=STATUS_COLUMN)

@@ -16,7 +16,7 @@ import torch
 
 from hf_dpo.data.formats import is_conversation
 from hf_dpo.demo.make_data import is_correct
-from hf_dpo.models.facts import eval_mode
+from hf_dpo.models.modes import eval_mode
 
 Checker = Callable[[str, list[str]], bool]
 

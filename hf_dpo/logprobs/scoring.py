@@ -44,6 +44,7 @@ from hf_dpo.logprobs.from_hidden import (
     score_grad,
 )
 from hf_dpo.logprobs.from_hidden import chunk_rows as _chunk_rows
+from hf_dpo.models.wrappers import base_model
 
 __all__ = ["IGNORE_INDEX", "STAT_NAMES", "CompletionScores", "completion_scores", "sequence_logps", "sequence_scores"]
 logger = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def ld_token_weights(labels: torch.Tensor, ld_alpha: float) -> torch.Tensor:
 
 def supports_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether the transformers model inside ``model`` (maybe DDP- and PEFT-wrapped) takes ``logits_to_keep``."""
-    return "logits_to_keep" in inspect.signature(layouts.base_model(model).forward).parameters
+    return "logits_to_keep" in inspect.signature(base_model(model).forward).parameters
 
 
 def _log_path(model: torch.nn.Module, path: str) -> None:
@@ -244,7 +245,7 @@ def sequence_scores(
         with_stats: also sum the per-token statistics of ``STAT_NAMES``.
         forward_kwargs: passed to the model (``output_router_logits``).
     """
-    base = layouts.base_model(model)
+    base = base_model(model)
     tokens = layouts.scored_tokens(inputs)
     scored, outputs, path = _hidden_state_scores(model, base, inputs, tokens, with_stats, forward_kwargs)
     _log_path(base, path)

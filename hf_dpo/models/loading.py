@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from hf_dpo.models.wrappers import base_model
+
 logger = logging.getLogger(__name__)
 
 PACKAGED_PREFIX = "hf_dpo:"
@@ -204,12 +206,23 @@ def load_tokenizer(name_or_path: str, **init_kwargs: Any) -> Any:
 
 def packaged_name(model: Any) -> str | None:
     """The ``hf_dpo:`` name ``model`` (or the base model under its adapters) was loaded from, if a packaged copy."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     return getattr(base, PACKAGED_ATTRIBUTE, None)
 
 
 def reload_name(model: Any) -> str:
     """The name that loads ``model``'s starting weights again: its ``hf_dpo:`` name for a packaged copy, else
     ``config.name_or_path`` (empty for a model built from a config)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     return packaged_name(base) or getattr(getattr(base, "config", None), "_name_or_path", "") or ""
+
+
+def remote_code(args: Any) -> dict[str, bool]:
+    """``{"trust_remote_code": True}`` when the run's arguments allow a model's own code, else nothing."""
+    return {"trust_remote_code": True} if getattr(args, "trust_remote_code", False) else {}
+
+
+def init_kwargs(args: Any) -> dict[str, Any]:
+    """The ``from_pretrained`` keyword arguments of a model named in a run: TRL's ``model_init_kwargs``, with
+    ``trust_remote_code`` from its own field (the kwargs win where both say)."""
+    return {**remote_code(args), **(args.model_init_kwargs or {})}

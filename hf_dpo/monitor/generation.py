@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from hf_dpo.models.facts import eval_mode
+from hf_dpo.models.modes import eval_mode
 
 
 @dataclass(frozen=True)

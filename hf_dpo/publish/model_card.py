@@ -10,6 +10,7 @@ import yaml
 
 from hf_dpo.data.preparation import DataStatsCallback
 from hf_dpo.models.loading import PACKAGED_MODELS, packaged_name
+from hf_dpo.models.wrappers import base_model
 from hf_dpo.publish.card_sections import card_sections
 
 _DPO_CITATION = """@inproceedings{rafailov2023direct,
@@ -257,7 +258,7 @@ def stored_dataset_stats(state: Any) -> dict[str, dict[str, Any]]:
 
 def _hub_base_model(model: Any) -> str | None:
     """The Hub id the model (under its adapters) was loaded from; a local path means nothing on the Hub."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     name = getattr(base.config, "_name_or_path", None) or None
     if name and (os.path.isabs(name) or os.path.exists(name) or name.count("/") != 1):
         return None

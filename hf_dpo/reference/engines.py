@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from hf_dpo.models.facts import freeze, is_quantized
+from hf_dpo.models.facts import is_quantized
+from hf_dpo.models.modes import freeze
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,10 @@ from hf_dpo.batch.shared_prompt import num_sequences
 from hf_dpo.data.columns import REF_COLUMNS
 from hf_dpo.logprobs.scoring import sequence_scores
 from hf_dpo.losses import needs_reference
-from hf_dpo.models.facts import eval_mode, freeze, is_peft_model
-from hf_dpo.models.loading import load_causal_lm
+from hf_dpo.models.facts import is_peft_model
+from hf_dpo.models.loading import init_kwargs, load_causal_lm
+from hf_dpo.models.modes import eval_mode, freeze
+from hf_dpo.models.wrappers import unwrapped
 from hf_dpo.reference.cache import weights_fingerprint
 from hf_dpo.reference.engines import engine_name, prepare_reference_model
 
@@ -40,11 +42,6 @@ logger = logging.getLogger(__name__)
 def _batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     scores, _ = sequence_scores(model, batch, batch.get("token_weights"), with_stats=False)
     return scores.logps
-
-
-def _unwrap(policy: torch.nn.Module) -> torch.nn.Module:
-    """The PeftModel inside a DDP/FSDP/DeepSpeed wrapper (they expose it as ``.module``)."""
-    return getattr(policy, "module", policy)
 
 
 class Reference(abc.ABC):
@@ -123,7 +120,7 @@ class FrozenModelReference(Reference):
                 f"sync_ref_model=True with a separate reference under {self.engine}: the sharded weights cannot be "
                 "mixed in place; train a PEFT model (its reference adapter moves) or turn sync_ref_model off"
             )
-        policy_parameters = dict(_unwrap(policy).named_parameters())
+        policy_parameters = dict(unwrapped(policy).named_parameters())
         reference_parameters = dict(self.model.named_parameters())
         if policy_parameters.keys() != reference_parameters.keys():
             raise ValueError(
@@ -160,11 +157,11 @@ class DisabledAdapterReference(Reference):
     survives_release = True  # nothing is held: disabling the adapters works at any time
 
     def fingerprint(self, policy: torch.nn.Module) -> str:
-        return weights_fingerprint(_unwrap(policy), skip=lambda name: "lora_" in name)
+        return weights_fingerprint(unwrapped(policy), skip=lambda name: "lora_" in name)
 
     @torch.no_grad()
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        with _unwrap(policy).disable_adapter(), eval_mode(policy):
+        with unwrapped(policy).disable_adapter(), eval_mode(policy):
             return _batch_logps(policy, batch)
 
 
@@ -189,7 +186,7 @@ class AdapterReference(Reference):
     def sync(self, policy: torch.nn.Module, alpha: float) -> None:
         """The reference adapter's A and B matrices each move towards the trained adapter's (with α = 1, a copy;
         in between, the product B·A is not the mix of the two products: a soft update of the adapter)."""
-        parameters = dict(_unwrap(policy).named_parameters())
+        parameters = dict(unwrapped(policy).named_parameters())
         reference_part, trained_part = f".{self.ref_adapter}.", f".{self.train_adapter}."
         for name, parameter in parameters.items():
             if reference_part in name:
@@ -197,15 +194,15 @@ class AdapterReference(Reference):
 
     def fingerprint(self, policy: torch.nn.Module) -> str:
         trained = f".{self.train_adapter}."
-        return weights_fingerprint(_unwrap(policy), skip=lambda name: trained in name)
+        return weights_fingerprint(unwrapped(policy), skip=lambda name: trained in name)
 
     def release(self, policy: torch.nn.Module) -> None:
         if self.owned:
-            _unwrap(policy).delete_adapter(self.ref_adapter)
+            unwrapped(policy).delete_adapter(self.ref_adapter)
 
     @torch.no_grad()
     def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        peft_model = _unwrap(policy)
+        peft_model = unwrapped(policy)
         peft_model.set_adapter(self.ref_adapter, inference_mode=True)  # stays frozen while active
         try:
             with eval_mode(policy):
@@ -296,10 +293,7 @@ def build_reference(
         if ref_model is policy:
             raise ValueError("ref_model is the policy model itself; pass a separate copy or leave it None")
         if isinstance(ref_model, str):
-            remote_code = {"trust_remote_code": True} if args.trust_remote_code else {}
-            ref_model = load_causal_lm(
-                ref_model, role="reference", **{**remote_code, **(args.model_init_kwargs or {})}
-            )
+            ref_model = load_causal_lm(ref_model, role="reference", **init_kwargs(args))
         return FrozenModelReference(ref_model)
     if is_peft_model(policy):
         # TR-DPO moves the reference: with PEFT that needs an adapter of its own (a copy of the trained one).

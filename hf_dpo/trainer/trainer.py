@@ -17,24 +17,21 @@ from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, set_seed
 from transformers.trainer_utils import EvalLoopOutput
 
-from hf_dpo.batch.padded import with_kl_completions
+from hf_dpo.batch.choice import default_collator
 from hf_dpo.batch.shared_prompt import ld_token_weights
 from hf_dpo.config.training_arguments import DPOTrainingArguments
 from hf_dpo.data.columns import ALL_REF_COLUMNS, LABEL_COLUMN, TRAINER_COLUMNS, reference_columns
 from hf_dpo.data.preparation import DataStatsCallback, check_vocabulary, prepare_dataset, with_lengths
+from hf_dpo.data.unpaired import warn_if_unbalanced, with_kl_completions
 from hf_dpo.logprobs.scoring import scoring_path
 from hf_dpo.losses import LossSettings, RewardMean
-from hf_dpo.models.facts import (
-    disable_dropout,
-    is_peft_model,
-    is_quantized,
-    offloading_activations,
-    saving_only_adapter,
-    wrap_peft,
-)
+from hf_dpo.models.adapters import saving_only_adapter, wrap_peft
+from hf_dpo.models.facts import is_peft_model, is_quantized, router_aux_loss_coef
+from hf_dpo.models.modes import disable_dropout, offloading_activations
+from hf_dpo.models.policy import model_and_tokenizer
 from hf_dpo.models.quantization import keep_4bit_layers_trainable
 from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, silenced
-from hf_dpo.monitor.callbacks import add_tool_callbacks
+from hf_dpo.monitor import add_tool_callbacks
 from hf_dpo.publish.hub import push_merged
 from hf_dpo.publish.model_card import write_model_card
 from hf_dpo.reference.engines import engine_name, precompute_model
@@ -43,14 +40,7 @@ from hf_dpo.reference.precompute import pass_settings, precompute_columns
 from hf_dpo.trainer.callbacks import ReferenceSyncCallback, RewardMeanCallback
 from hf_dpo.trainer.guards import NonFiniteError, NonFiniteGradientGuard, SkippedBatch, all_finite, nonfinite_message
 from hf_dpo.trainer.metrics import LOSS, PAIRED, UNPAIRED, MetricWindows
-from hf_dpo.trainer.preparation import (
-    checked_args,
-    default_collator,
-    model_and_tokenizer,
-    per_eval_split,
-    router_aux_loss_coef,
-    warn_if_unbalanced,
-)
+from hf_dpo.trainer.preparation import checked_args, per_eval_split
 from hf_dpo.trainer.step import preference_step, unpaired_step
 
 logger = logging.getLogger(__name__)

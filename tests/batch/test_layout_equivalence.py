@@ -11,8 +11,9 @@ from torch.testing import assert_close
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
 from hf_dpo.batch import shared_prompt as layouts
+from hf_dpo.batch.choice import shared_prompt_support
 from hf_dpo.batch.padded import DPODataCollator, UnpairedDataCollator
-from hf_dpo.batch.shared_prompt import SharedPromptCollator, attention_allowed, ld_token_weights, shared_prompt_support
+from hf_dpo.batch.shared_prompt import SharedPromptCollator, attention_allowed, ld_token_weights
 from hf_dpo.logprobs import scoring as logprobs
 
 # (prompt, chosen, rejected) lengths: mixed sizes, an empty prompt, a one-token completion

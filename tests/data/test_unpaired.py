@@ -9,7 +9,7 @@ import pytest
 from datasets import Dataset, IterableDataset
 from tiny import CHATML, build_model, build_tokenizer
 
-import hf_dpo.data.preparation
+import hf_dpo.data.unpaired
 from hf_dpo import DPOTrainingArguments
 from hf_dpo.data.errors import DataFormatError
 from hf_dpo.data.preparation import check_vocabulary, prepare_dataset
@@ -113,7 +113,7 @@ def test_truncated_and_dropped_rows_are_counted_and_logged(caplog):
         {"prompt": "a much longer prompt " * 20, "completion": " yes", "label": False},
         {"prompt": "short", "completion": " yes good " * 10, "label": False},
     ]
-    with caplog.at_level(logging.INFO, logger="hf_dpo.data.preparation"):
+    with caplog.at_level(logging.INFO, logger="hf_dpo.data"):
         dataset, stats = _prepare(rows, build_tokenizer(), max_length=24, max_prompt_length=None)
     assert (stats.rows_in, stats.kept, stats.truncated, stats.dropped_no_room) == (3, 2, 1, 1)
     assert (stats.dropped_identical, stats.desirable, stats.undesirable) == (0, 1, 1)
@@ -176,7 +176,7 @@ def test_pairs_unroll_into_the_chosen_rows_then_the_rejected_rows(caplog):
         {"chosen": "Question: fox? Answer: yes", "rejected": "Question: fox? Answer: no", "score": 1},
         {"chosen": "Question: dog? Answer: good", "rejected": "Question: dog? Answer: bad", "score": 2},
     ]
-    with caplog.at_level(logging.INFO, logger="hf_dpo.data.preparation"):
+    with caplog.at_level(logging.INFO, logger="hf_dpo.data"):
         dataset, stats = _prepare(rows, tokenizer)
     assert _decoded(dataset, tokenizer) == [
         ("Question: fox? Answer:", " yes</s>", True),
@@ -203,8 +203,8 @@ def test_chat_pairs_unroll():
 
 def test_unrolling_goes_batch_by_batch_as_trl_does(monkeypatch):
     """TRL's map batches are 1000 pairs; with batches of 2, five pairs give c0 c1 r0 r1 c2 c3 r2 r3 c4 r4."""
-    assert hf_dpo.data.preparation.UNROLL_BATCH_SIZE == 1000
-    monkeypatch.setattr(hf_dpo.data.preparation, "UNROLL_BATCH_SIZE", 2)
+    assert hf_dpo.data.unpaired.UNROLL_BATCH_SIZE == 1000
+    monkeypatch.setattr(hf_dpo.data.unpaired, "UNROLL_BATCH_SIZE", 2)
     tokenizer = build_tokenizer()
     rows = [{"prompt": f"Q{i}", "chosen": f" {i}", "rejected": f" {i}{i}"} for i in range(5)]
     dataset, _ = _prepare(rows, tokenizer)
@@ -228,7 +228,7 @@ def test_identical_pairs_and_pairs_without_room_drop_both_rows():
 
 def test_a_stream_of_pairs_unrolls_and_logs_the_pair_it_drops(caplog):
     rows = [{"prompt": "p", "chosen": " a", "rejected": " b"}, {"prompt": "p", "chosen": " a", "rejected": " a"}]
-    with caplog.at_level(logging.INFO, logger="hf_dpo.data.preparation"):
+    with caplog.at_level(logging.INFO, logger="hf_dpo.data"):
         prepared, _ = _prepare(Dataset.from_list(rows).to_iterable_dataset(), build_tokenizer())
         assert [row["label"] for row in prepared] == [True, False]
     assert "train set: preference pairs unrolled into unpaired rows, as TRL's KTOTrainer does" in caplog.text

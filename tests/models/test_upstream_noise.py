@@ -10,13 +10,8 @@ import pytest
 from hf_dpo.cli.build_trainer import needs_bitsandbytes
 from hf_dpo.config.run_arguments import ModelArguments
 from hf_dpo.config.training_arguments import DPOTrainingArguments
-from hf_dpo.models.upstream_noise import (
-    PEFT_OFFLINE_BASE_CONFIG,
-    PEFT_READS_DEPRECATED_CHECKPOINTING,
-    bitsandbytes_held_back,
-    release_bitsandbytes,
-    silenced,
-)
+from hf_dpo.models.quantization import bitsandbytes_held_back, release_bitsandbytes
+from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, PEFT_READS_DEPRECATED_CHECKPOINTING, silenced
 
 
 @pytest.mark.parametrize("known", [PEFT_READS_DEPRECATED_CHECKPOINTING, PEFT_OFFLINE_BASE_CONFIG])

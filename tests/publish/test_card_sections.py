@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from hf_dpo.monitor.callbacks import DoctorCallback
+from hf_dpo.monitor.doctor import DoctorCallback
 from hf_dpo.publish.card_sections import card_sections, draw_reward_panels, update_card_eval
 
 HISTORY = [

@@ -11,9 +11,10 @@ from tiny import build_model
 from torch.testing import assert_close
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
-from hf_dpo.batch.padded import UnpairedDataCollator, kl_partners, with_kl_completions
+from hf_dpo.batch.padded import UnpairedDataCollator
 from hf_dpo.batch.shared_prompt import num_sequences
 from hf_dpo.data.columns import KL_COMPLETION_COLUMN
+from hf_dpo.data.unpaired import kl_partners, with_kl_completions
 
 SUBJECTS = ["fox", "dog", "spider", "Paris", "France", "capital", "answer", "question"]
 

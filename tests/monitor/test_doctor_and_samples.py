@@ -10,7 +10,9 @@ from tiny import build_model, preference_rows
 from transformers import TrainerCallback
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
-from hf_dpo.monitor.callbacks import DoctorCallback, add_tool_callbacks, send_table
+from hf_dpo.monitor import add_tool_callbacks
+from hf_dpo.monitor.doctor import DoctorCallback
+from hf_dpo.monitor.trackers import send_table
 
 LOG_2 = math.log(2)
 
