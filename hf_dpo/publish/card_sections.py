@@ -3,7 +3,7 @@
 
     python -m pytest tests/test_tools_figures.py
 
-- :func:`draw_reward_panels`: chosen and rejected rewards on one axis, KL on another (train lines, eval markers);
+- :func:`draw_reward_panels`: chosen and rejected rewards on one axis, the mean log-ratio of policy and reference on another (train lines, eval markers);
 - :func:`card_sections`: Markdown for the card: the training plot, the last ``hf-dpo eval`` table, the doctor's
   warnings;
 - :func:`update_card_eval`: ``hf-dpo eval`` writes its table into the card of the run it evaluated (the card was
@@ -16,7 +16,7 @@ import json
 import os
 from typing import Any
 
-REWARD_PANEL_TITLES = ("chosen / rejected reward", "KL (policy - reference log-prob)")
+REWARD_PANEL_TITLES = ("chosen / rejected reward", "mean log-ratio (policy - reference)")
 EVAL_ROWS = (
     ("reward accuracy", "reward_accuracy", ".3f"),
     ("reward margin (mean)", "reward_margin", ".3f"),
@@ -32,7 +32,7 @@ def _series(log_history: list[dict[str, Any]], key: str) -> tuple[list[float], l
 
 
 def draw_reward_panels(axes: Any, log_history: list[dict[str, Any]]) -> None:
-    """On ``axes[0]`` the chosen and rejected rewards, on ``axes[1]`` the KL estimate, per step; training as
+    """On ``axes[0]`` the chosen and rejected rewards, on ``axes[1]`` the mean log-ratio, per step; training as
     lines, evaluations as markers. A reward curve tells what a margin hides: whether the margin grows because
     chosen rises or because rejected falls (both falling is the likelihood-displacement failure)."""
     reward_axis, kl_axis = axes
@@ -44,7 +44,7 @@ def draw_reward_panels(axes: Any, log_history: list[dict[str, Any]]) -> None:
                 reward_axis.plot(steps, values, style, color=color, label=label, markersize=4)
     reward_axis.axhline(0.0, color="grey", linewidth=0.8, linestyle=":")
     for prefix, style in (("", "-"), ("eval_", "o--")):
-        steps, values = _series(log_history, prefix + "kl")
+        steps, values = _series(log_history, prefix + "logps/mean_logratio")
         if steps:
             kl_axis.plot(steps, values, style, color="tab:purple", label="eval" if prefix else "train", markersize=4)
     for axis, title in zip(axes, REWARD_PANEL_TITLES):

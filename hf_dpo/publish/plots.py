@@ -1,4 +1,4 @@
-"""Training curves of a run: loss, reward accuracy, reward margin, chosen/rejected rewards and KL, train and eval,
+"""Training curves of a run: loss, reward accuracy, reward margin, chosen/rejected rewards and the mean log-ratio, train and eval,
 as one PNG.
 
 hf-dpo plot OUTPUT_DIR    # reads OUTPUT_DIR/trainer_state.json, writes OUTPUT_DIR/training.png
@@ -34,7 +34,7 @@ def plot_training(log_history: list[dict[str, Any]], path: str, loss_type: str =
 
     from hf_dpo.publish.card_sections import draw_reward_panels
 
-    extra = 2  # chosen/rejected rewards and KL: a margin hides which of the two moved
+    extra = 2  # chosen/rejected rewards and the mean log-ratio: a margin hides which of the two moved
     figure, axes = plt.subplots(1, len(PANELS) + extra, figsize=(4.2 * (len(PANELS) + extra), 3.4))
     for axis, (key, title) in zip(axes, PANELS):
         for prefix, style in (("", "-"), ("eval_", "o--")):

@@ -31,13 +31,13 @@ PANELS = (
     ("loss", "loss"),
     ("rewards/accuracies", "reward accuracy"),
     ("rewards/margins", "reward margin"),
-    ("kl", "KL (policy - reference log-prob)"),
+    ("logps/mean_logratio", "mean log-ratio (policy - reference)"),
 )
 FINAL_COLUMNS = (  # the last training log (and evaluations during training, if the recipe asks for them)
     ("loss", "loss"),
     ("rewards/accuracies", "reward acc"),
     ("rewards/margins", "margin"),
-    ("kl", "KL"),
+    ("logps/mean_logratio", "mean log-ratio"),
     ("eval_rewards/accuracies", "eval reward acc"),
     ("eval_rewards/margins", "eval margin"),
 )

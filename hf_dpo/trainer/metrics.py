@@ -23,9 +23,10 @@ METRIC_NAMES = (
     "logps/chosen",
     "logps/rejected",
     "logps/ref_margin",
-    "kl",
+    "logps/mean_logratio",
 )
 LOSS = "loss"  # the per-pair loss is kept beside the metrics: eval_loss is its exact mean
+MEAN_LOGRATIO = "logps/mean_logratio"  # pairs: mean log π - log π_ref over both completions (not a KL estimate)
 AUX_LOSS = "aux_loss"  # a mixture-of-experts router's load-balancing loss, when it is trained
 # Summed per pair, read as ratios (per token) or as a total (input tokens).
 TOKEN_COLUMNS = (

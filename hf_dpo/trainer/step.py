@@ -24,7 +24,7 @@ from hf_dpo.losses import (
     preference_losses,
     wpo_weights,
 )
-from hf_dpo.trainer.metrics import AUX_LOSS, LOSS
+from hf_dpo.trainer.metrics import AUX_LOSS, LOSS, MEAN_LOGRATIO
 
 ReferenceFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 
@@ -77,8 +77,9 @@ def preference_step(
         "logps/chosen": chosen_logps,
         "logps/rejected": rejected_logps,
         "logps/ref_margin": ref_chosen_logps - ref_rejected_logps,
-        # mean of log π - log π_ref over both completions: a per-sequence estimate of the drift
-        "kl": 0.5 * ((chosen_logps - ref_chosen_logps) + (rejected_logps - ref_rejected_logps)),
+        # the mean log-ratio log π - log π_ref over both completions of the data: how far the policy moved on
+        # them (a KL only in expectation over the policy's own samples, which these are not)
+        MEAN_LOGRATIO: 0.5 * ((chosen_logps - ref_chosen_logps) + (rejected_logps - ref_rejected_logps)),
         LOSS: losses,
         AUX_LOSS: (aux_loss if aux_loss is not None else losses.new_zeros(())).expand_as(losses),
         **token_values(scores, input_token_counts(inputs)),

@@ -34,8 +34,9 @@ from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, silenced
 from hf_dpo.monitor import add_tool_callbacks
 from hf_dpo.publish.hub import push_merged
 from hf_dpo.publish.model_card import write_model_card
+from hf_dpo.reference.choice import build_reference
 from hf_dpo.reference.engines import engine_name, precompute_model
-from hf_dpo.reference.kinds import PrecomputedReference, Reference, build_reference
+from hf_dpo.reference.kinds import PrecomputedReference, Reference
 from hf_dpo.reference.precompute import pass_settings, precompute_columns
 from hf_dpo.trainer.callbacks import ReferenceSyncCallback, RewardMeanCallback
 from hf_dpo.trainer.guards import NonFiniteError, NonFiniteGradientGuard, SkippedBatch, all_finite, nonfinite_message

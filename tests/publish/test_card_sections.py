@@ -12,10 +12,16 @@ from hf_dpo.monitor.doctor import DoctorCallback
 from hf_dpo.publish.card_sections import card_sections, draw_reward_panels, update_card_eval
 
 HISTORY = [
-    {"step": 1, "loss": 0.69, "rewards/chosen": 0.0, "rewards/rejected": 0.0, "kl": 0.0},
-    {"step": 2, "loss": 0.6, "rewards/chosen": 0.2, "rewards/rejected": -0.1, "kl": 0.4},
-    {"step": 2, "eval_loss": 0.62, "eval_rewards/chosen": 0.15, "eval_rewards/rejected": -0.05, "eval_kl": 0.3},
-    {"step": 3, "loss": 0.5, "rewards/chosen": 0.3, "rewards/rejected": -0.4, "kl": 0.9},
+    {"step": 1, "loss": 0.69, "rewards/chosen": 0.0, "rewards/rejected": 0.0, "logps/mean_logratio": 0.0},
+    {"step": 2, "loss": 0.6, "rewards/chosen": 0.2, "rewards/rejected": -0.1, "logps/mean_logratio": 0.4},
+    {
+        "step": 2,
+        "eval_loss": 0.62,
+        "eval_rewards/chosen": 0.15,
+        "eval_rewards/rejected": -0.05,
+        "eval_logps/mean_logratio": 0.3,
+    },
+    {"step": 3, "loss": 0.5, "rewards/chosen": 0.3, "rewards/rejected": -0.4, "logps/mean_logratio": 0.9},
 ]
 
 

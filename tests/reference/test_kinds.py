@@ -6,6 +6,7 @@ from peft import LoraConfig, get_peft_model
 from tiny import build_model, preference_rows
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
+from hf_dpo.reference.choice import build_reference
 from hf_dpo.reference.kinds import (
     AdapterReference,
     DisabledAdapterReference,
@@ -13,7 +14,6 @@ from hf_dpo.reference.kinds import (
     NoReference,
     PrecomputedReference,
     Reference,
-    build_reference,
 )
 
 LORA = {"r": 4, "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"}

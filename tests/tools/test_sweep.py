@@ -67,7 +67,7 @@ def test_a_beta_sweep_runs_the_reference_pass_once(tiny_recipe, tmp_path, monkey
     for name in ("beta0.01", "beta0.1", "beta0.5"):
         state = json.loads((sweep_dir / name / "trainer_state.json").read_text())
         assert state["global_step"] == 2
-        assert any("kl" in entry for entry in state["log_history"])
+        assert any("logps/mean_logratio" in entry for entry in state["log_history"])
     assert (sweep_dir / "sweep.png").stat().st_size > 10_000
     table = (sweep_dir / "sweep.md").read_text()
     assert "| beta0.01 |" in table and "held-out reward acc" in table
@@ -89,16 +89,16 @@ def test_sweep_points_and_names():
 
 def test_final_metrics_and_table_read_the_last_logs():
     history = [
-        {"step": 1, "loss": 0.69, "rewards/accuracies": 0.0, "kl": 0.0},
-        {"step": 2, "loss": 0.5, "rewards/accuracies": 0.75, "rewards/margins": 0.3, "kl": 0.1},
+        {"step": 1, "loss": 0.69, "rewards/accuracies": 0.0, "logps/mean_logratio": 0.0},
+        {"step": 2, "loss": 0.5, "rewards/accuracies": 0.75, "rewards/margins": 0.3, "logps/mean_logratio": 0.1},
         {"step": 2, "eval_rewards/accuracies": 1.0, "eval_loss": 0.4},
     ]
     final = final_metrics(history)
-    assert final == {"loss": 0.5, "rewards/accuracies": 0.75, "rewards/margins": 0.3, "kl": 0.1,
+    assert final == {"loss": 0.5, "rewards/accuracies": 0.75, "rewards/margins": 0.3, "logps/mean_logratio": 0.1,
                      "eval_rewards/accuracies": 1.0}  # fmt: skip
     summary = {"train_seconds": 3.21, "reward_accuracy_after": 0.5}
     table = sweep_table([{"name": "beta0.1", "final": final, "summary": summary}])
-    header = "| run | loss | reward acc | margin | KL | eval reward acc | held-out reward acc | train s |"
+    header = "| run | loss | reward acc | margin | mean log-ratio | eval reward acc | held-out reward acc | train s |"
     assert table.splitlines()[0] == header
     assert table.splitlines()[2] == "| beta0.1 | 0.5 | 0.75 | 0.3 | 0.1 | 1 | 0.5 | 3.2 |"
 

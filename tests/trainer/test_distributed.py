@@ -70,7 +70,7 @@ def test_eval_loss_and_loss_state_do_not_depend_on_the_number_of_processes(tmp_p
 
     single = distributed_checks.kto_trainer(build_tokenizer(), str(tmp_path / "kto_single"), per_device_batch=4)
     single.train()
-    first_log = next(entry for entry in single.state.log_history if "kl" in entry)
+    first_log = next(entry for entry in single.state.log_history if "kl" in entry)  # KTO: TRL's z0 estimate
     metrics = single.evaluate(eval_dataset=distributed_checks.kto_rows(8, offset=100))
     assert result["kto_first_kl"] == pytest.approx(first_log["kl"], abs=1e-6)
     assert result["kto_loss"] == pytest.approx(first_log["loss"], abs=1e-5)

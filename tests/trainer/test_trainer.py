@@ -24,7 +24,7 @@ METRICS = (
     "logps/chosen",
     "logps/rejected",
     "logps/ref_margin",
-    "kl",
+    "logps/mean_logratio",
 )
 
 
@@ -74,7 +74,11 @@ def test_step_zero_is_log2_then_loss_falls_and_accuracy_rises(tmp_path, tokenize
     trainer = _trainer(tmp_path, tokenizer, max_steps=24)
     before = trainer.evaluate()
     assert before["eval_loss"] == pytest.approx(math.log(2), abs=1e-6)
-    assert before["eval_rewards/margins"] == 0 and before["eval_kl"] == 0 and before["eval_rewards/accuracies"] == 0
+    assert (
+        before["eval_rewards/margins"] == 0
+        and before["eval_logps/mean_logratio"] == 0
+        and before["eval_rewards/accuracies"] == 0
+    )
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logs) == 6 and all(name in logs[0] for name in METRICS)
