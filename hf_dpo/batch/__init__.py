@@ -1,1 +1,27 @@
-"""Tokenized rows into the batch of one step: every layout and its collator, and the layout choice."""
+"""Tokenized rows into the batch of one step: every layout and its collator, the layout choice, and the per-step
+batch object the policy's scoring, the reference and the metrics all read.
+
+- :mod:`~hf_dpo.batch.padded`: :class:`DPODataCollator` (pairs as ``[chosen; rejected]`` rows) and
+  :class:`UnpairedDataCollator` (KTO's ``[completions; KL counterparts]``);
+- :mod:`~hf_dpo.batch.shared_prompt`: :class:`SharedPromptCollator`, each prompt held once per group;
+- :mod:`~hf_dpo.batch.choice`: which layout a run uses, and why (:func:`default_collator`);
+- :mod:`~hf_dpo.batch.scored_tokens`: which position scores which token of which sequence;
+- :mod:`~hf_dpo.batch.scored_batch`: :class:`ScoredBatch`, one step's batch as one object;
+- :mod:`~hf_dpo.batch.attention`: how a model reads the shared-prompt layout.
+"""
+
+from hf_dpo.batch.choice import default_collator, shared_prompt_support
+from hf_dpo.batch.padded import DPODataCollator, UnpairedDataCollator
+from hf_dpo.batch.scored_batch import ScoredBatch
+from hf_dpo.batch.scored_tokens import ScoredTokens
+from hf_dpo.batch.shared_prompt import SharedPromptCollator
+
+__all__ = [
+    "DPODataCollator",
+    "ScoredBatch",
+    "ScoredTokens",
+    "SharedPromptCollator",
+    "UnpairedDataCollator",
+    "default_collator",
+    "shared_prompt_support",
+]

@@ -10,14 +10,12 @@ from typing import Any
 
 import torch
 
+from hf_dpo.batch.attention import MASKED_ATTENTION
 from hf_dpo.batch.padded import DPODataCollator, UnpairedDataCollator
 from hf_dpo.batch.shared_prompt import SharedPromptCollator
 from hf_dpo.models.wrappers import base_model
 
 logger = logging.getLogger(__name__)
-
-
-MASKED_ATTENTION = ("sdpa", "eager")  # attention implementations that apply a 4D mask as given
 
 
 def shared_prompt_support(model: torch.nn.Module) -> str | None:

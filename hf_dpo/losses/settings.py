@@ -27,6 +27,8 @@ class LossSettings:
         use_weighting: WPO's pair weights.
         bco_pair_running_mean: ``bco_pair``'s δ is the running mean of the rewards (the paper) instead of 0 (TRL).
         desirable_weight, undesirable_weight: KTO's λ_D and λ_U.
+        router_aux_loss_coef: the weight of a mixture-of-experts router's load-balancing loss (0: none); resolved
+            for the model by the trainer (``None`` in the arguments means the model config's own).
     """
 
     loss_types: tuple[str, ...] = ("sigmoid",)
@@ -43,6 +45,7 @@ class LossSettings:
     bco_pair_running_mean: bool = False
     desirable_weight: float = 1.0
     undesirable_weight: float = 1.0
+    router_aux_loss_coef: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "loss_types", tuple(as_loss_types(self.loss_types)))
@@ -57,10 +60,12 @@ class LossSettings:
         check_f_divergence(self.f_divergence_type or "reverse_kl", self.loss_types)
 
     @classmethod
-    def from_args(cls, args: Any) -> LossSettings:
-        """The settings a run's `DPOTrainingArguments` (or any object with those attributes) give."""
+    def from_args(cls, args: Any, **resolved: Any) -> LossSettings:
+        """The settings a run's `DPOTrainingArguments` (or any object with those attributes) give; ``resolved``:
+        values settled elsewhere (the router's coefficient, which depends on the model)."""
         values = {field.name: getattr(args, field.name) for field in fields(cls) if hasattr(args, field.name)}
-        return cls(**{**values, "loss_types": tuple(as_loss_types(args.loss_type))})
+        values = {**values, "router_aux_loss_coef": 0.0, "loss_types": tuple(as_loss_types(args.loss_type))}
+        return cls(**{**values, **resolved})
 
     @property
     def weights(self) -> tuple[float, ...]:

@@ -49,6 +49,18 @@ def build_reference(
     args: Any,
     policy_came_as_peft: bool,
 ) -> Reference:
+    """The reference of a run (see :func:`chosen_reference`), scoring as the policy scores (``fused_lm_head``)."""
+    reference = chosen_reference(policy, ref_model, args, policy_came_as_peft)
+    reference.hidden_states = args.fused_lm_head
+    return reference
+
+
+def chosen_reference(
+    policy: torch.nn.Module,
+    ref_model: torch.nn.Module | str | None,
+    args: Any,
+    policy_came_as_peft: bool,
+) -> Reference:
     """Decide the reference of a run.
 
     In order: none when the loss needs none (or ``args.reference_free``); the given ``ref_model`` (a model, or a

@@ -24,20 +24,15 @@ from typing import Any
 
 import torch
 
-from hf_dpo.batch.shared_prompt import num_sequences
+from hf_dpo.batch import ScoredBatch
 from hf_dpo.data.columns import REF_COLUMNS
-from hf_dpo.logprobs.scoring import sequence_scores
+from hf_dpo.logprobs import sequence_logps
 from hf_dpo.models.modes import eval_mode, freeze
 from hf_dpo.models.wrappers import unwrapped
 from hf_dpo.reference.cache import weights_fingerprint
 from hf_dpo.reference.engines import engine_name, prepare_reference_model
 
 logger = logging.getLogger(__name__)
-
-
-def _batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    scores, _ = sequence_scores(model, batch, batch.get("token_weights"), with_stats=False)
-    return scores.logps
 
 
 class Reference(abc.ABC):
@@ -48,8 +43,9 @@ class Reference(abc.ABC):
         kind: a short name, written into the model card.
         model: the separate model this reference holds, or ``None`` when it holds none (``trainer.ref_model``).
         runs_model: whether a call runs a forward pass (``False``: nothing to precompute).
-        batch_columns: columns a call reads from the batch besides the collator's ``input_ids``/``labels``
-            (and ``token_weights``, LD-DPO's weights, when the trainer adds them).
+        batch_columns: columns a call reads from the batch besides the tokens (precomputed log-probs).
+        hidden_states: score from the final hidden states where the model allows it (the run's
+            ``fused_lm_head``; the policy's log-probs are computed the same way, so step 0 gives log 2).
         copy_of_policy: it starts equal to the policy (a copy of it, or of its starting adapter).
         survives_release: it can still run after :meth:`release` (nothing of it was freed).
     """
@@ -57,12 +53,13 @@ class Reference(abc.ABC):
     kind = ""
     model: torch.nn.Module | None = None
     runs_model = True
+    hidden_states = True
     batch_columns: tuple[str, ...] = ()
     copy_of_policy = False
     survives_release = False
 
     @abc.abstractmethod
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def __call__(self, policy: torch.nn.Module, batch: ScoredBatch) -> torch.Tensor:
         """The reference log-probs of every sequence of ``batch``: float32 ``[R]``, in its row order, no gradients."""
 
     def fingerprint(self, policy: torch.nn.Module) -> str:
@@ -96,8 +93,8 @@ class NoReference(Reference):
     kind = "none"
     runs_model = False
 
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.zeros(num_sequences(batch), dtype=torch.float32, device=batch["input_ids"].device)
+    def __call__(self, policy: torch.nn.Module, batch: ScoredBatch) -> torch.Tensor:
+        return torch.zeros(batch.num_sequences, dtype=torch.float32, device=batch.device)
 
 
 class FrozenModelReference(Reference):
@@ -138,8 +135,8 @@ class FrozenModelReference(Reference):
         self.model = None
 
     @torch.no_grad()
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return _batch_logps(self.model, batch)
+    def __call__(self, policy: torch.nn.Module, batch: ScoredBatch) -> torch.Tensor:
+        return sequence_logps(self.model, batch, self.hidden_states)
 
 
 class DisabledAdapterReference(Reference):
@@ -156,9 +153,9 @@ class DisabledAdapterReference(Reference):
         return weights_fingerprint(unwrapped(policy), skip=lambda name: "lora_" in name)
 
     @torch.no_grad()
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def __call__(self, policy: torch.nn.Module, batch: ScoredBatch) -> torch.Tensor:
         with unwrapped(policy).disable_adapter(), eval_mode(policy):
-            return _batch_logps(policy, batch)
+            return sequence_logps(policy, batch, self.hidden_states)
 
 
 class AdapterReference(Reference):
@@ -197,12 +194,12 @@ class AdapterReference(Reference):
             unwrapped(policy).delete_adapter(self.ref_adapter)
 
     @torch.no_grad()
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def __call__(self, policy: torch.nn.Module, batch: ScoredBatch) -> torch.Tensor:
         peft_model = unwrapped(policy)
         peft_model.set_adapter(self.ref_adapter, inference_mode=True)  # stays frozen while active
         try:
             with eval_mode(policy):
-                return _batch_logps(policy, batch)
+                return sequence_logps(policy, batch, self.hidden_states)
         finally:
             peft_model.set_adapter(self.train_adapter)  # trainable again
 
@@ -213,9 +210,9 @@ class PolicyAsReference(Reference):
     kind = "policy"
 
     @torch.no_grad()
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def __call__(self, policy: torch.nn.Module, batch: ScoredBatch) -> torch.Tensor:
         with eval_mode(policy):
-            return _batch_logps(policy, batch)
+            return sequence_logps(policy, batch, self.hidden_states)
 
 
 class PrecomputedReference(Reference):
@@ -239,8 +236,5 @@ class PrecomputedReference(Reference):
             return self.released
         return PolicyAsReference() if self.released.copy_of_policy and not trained else None
 
-    def __call__(self, policy: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        missing = [name for name in self.batch_columns if name not in batch]
-        if missing:
-            raise KeyError(f"batch has no precomputed reference column(s) {missing}; it has {sorted(batch)}")
-        return torch.cat([batch[name].to(torch.float32) for name in self.batch_columns])
+    def __call__(self, policy: torch.nn.Module, batch: ScoredBatch) -> torch.Tensor:
+        return torch.cat([batch.column(name).to(torch.float32) for name in self.batch_columns])

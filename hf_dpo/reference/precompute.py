@@ -7,6 +7,7 @@ cache of :mod:`hf_dpo.reference.cache`. Afterwards the batch carries the columns
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -17,13 +18,14 @@ from accelerate.utils import broadcast_object_list, gather_object
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from hf_dpo.batch import ScoredBatch
 from hf_dpo.data.columns import REF_COLUMNS
 from hf_dpo.reference import cache as ref_cache
 
 logger = logging.getLogger(__name__)
 
 
-ReferenceFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+ReferenceFn = Callable[[torch.nn.Module, ScoredBatch], torch.Tensor]
 
 
 @torch.no_grad()
@@ -36,29 +38,33 @@ def compute_reference_logps(
     device: torch.device,
     description: str = "reference log-probs",
     num_columns: int = 2,
+    ld_alpha: float | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> torch.Tensor:
     """One no-grad pass of ``reference`` over ``dataset``: float32 ``[N, num_columns]``, row ``n`` holding the
     log-probs of the ``num_columns`` sequences the collator builds from dataset row ``n`` (its chosen and rejected
-    completions, or its completion and its KL counterpart)."""
+    completions, or its completion and its KL counterpart). ``ld_alpha``: LD-DPO's token weights, as the step
+    weighs them; ``autocast``: the precision the policy runs at, so the reference scores as it does."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"precompute_ref_log_probs needs a map-style datasets.Dataset, got {type(dataset).__name__}")
     values = []
     for start in tqdm(range(0, len(dataset), batch_size), desc=description):
         rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
-        batch = {name: value.to(device) for name, value in collator(list(rows)).items()}
-        logps = reference(policy, batch).float().cpu()  # [num_columns * B]: the collator's blocks, in order
-        values.append(logps.reshape(num_columns, -1).T)
+        columns = {name: value.to(device) for name, value in collator(list(rows)).items()}
+        with autocast():
+            logps = reference(policy, ScoredBatch.from_collated(columns, ld_alpha)).float().cpu()
+        values.append(logps.reshape(num_columns, -1).T)  # [num_columns * B]: the collator's blocks, in order
     return torch.cat(values)
 
 
 def pass_settings(args: Any, use_cache: bool) -> dict[str, Any]:
-    """The pass's batch size, cache folder (``None``: no cache) and the definition of a sequence's log-prob (part
-    of the cache key), from the run's `DPOTrainingArguments`."""
+    """The pass's batch size, cache folder (``None``: no cache) and LD-DPO's ``ld_alpha`` (it changes a sequence's
+    log-prob, so it is part of the cache key), from the run's `DPOTrainingArguments`."""
     use_cache = use_cache and args.ref_logps_cache
     return {
         "batch_size": args.precompute_ref_batch_size or args.per_device_eval_batch_size,
         "cache_dir": (args.ref_logps_cache_dir or ref_cache.default_cache_dir()) if use_cache else None,
-        "definition": "sum" if args.ld_alpha is None else f"ld_alpha={args.ld_alpha}",
+        "ld_alpha": args.ld_alpha,
     }
 
 
@@ -81,11 +87,12 @@ def precompute_columns(
     accelerator: Any,
     cache_dir: str | Path | None,
     fingerprint: Callable[[torch.nn.Module], str],
-    definition: str = "sum",
+    ld_alpha: float | None = None,
     columns: tuple[str, ...] = REF_COLUMNS,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> Any:
-    """``dataset`` with reference log-prob ``columns`` (``definition`` names how a sequence's log-probs are summed,
-    part of the cache key): from the disk cache (see :mod:`hf_dpo.reference.cache`) when it has them, else computed
+    """``dataset`` with reference log-prob ``columns`` (``ld_alpha`` weighs the tokens as the step does, and is part
+    of the cache key; ``autocast`` is the precision the policy runs at): from the disk cache (see :mod:`hf_dpo.reference.cache`) when it has them, else computed
     with each process scoring a contiguous shard, gathered in order, and cached by rank 0."""
     if dataset is None or set(columns) <= set(dataset.column_names or ()):
         return dataset
@@ -99,7 +106,12 @@ def precompute_columns(
     if cache_dir is not None:
         precision = f"{accelerator.mixed_precision}-{accelerator.device.type}"
         data = ref_cache.dataset_fingerprint(dataset)
-        key = ref_cache.cache_key(fingerprint(policy), data, precision, f"{definition}:{','.join(columns)}")
+        key = ref_cache.cache_key(
+            fingerprint(policy),
+            data,
+            precision,
+            f"{'sum' if ld_alpha is None else f'ld_alpha={ld_alpha}'}:{','.join(columns)}",
+        )
         cache_file = Path(cache_dir) / f"{key}.pt"
     # The main process reads the cache and tells the others, so all take the same branch around the collectives.
     cached = ref_cache.load(cache_file, key, len(dataset)) if cache_file and accelerator.is_main_process else None
@@ -112,7 +124,7 @@ def precompute_columns(
     processes, index = accelerator.num_processes, accelerator.process_index
     shard = dataset.shard(processes, index, contiguous=True) if processes > 1 else dataset
     values = compute_reference_logps(
-        reference, policy, shard, collator, batch_size, accelerator.device, split, len(columns)
+        reference, policy, shard, collator, batch_size, accelerator.device, split, len(columns), ld_alpha, autocast
     )
     if processes > 1:
         shards = gather_object([values.tolist()])  # the rows of rank 0, 1, ...

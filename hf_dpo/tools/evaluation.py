@@ -13,7 +13,7 @@ started from, or ``--base``). The reference, unless ``--ref`` names one:
 - ``--ref none``: no reference (its log-probs count as 0, as with ``reference_free``).
 
 Pairs are tokenized and batched as training does (:func:`hf_dpo.data.preparation.prepare_dataset`, :class:`hf_dpo.DPODataCollator`)
-and scored by the training step itself (:func:`hf_dpo.trainer.step.preference_step`), with β, the loss type and the length
+and scored by the training step itself (:func:`hf_dpo.trainer.step.pair_loss`), with β, the loss type and the length
 limits from the flags, else from the run's model card, else the defaults. Writes, in ``--output_dir`` (default:
 ``MODEL_OR_ADAPTER/eval`` for a local folder, else ``./eval``): ``metrics.json``, ``pairs.jsonl`` (one line per
 pair) and with ``--generate N`` ``samples.jsonl`` and ``samples.html``. Evaluating a run's folder into its default
@@ -51,10 +51,12 @@ def pair_records(
 ) -> list[dict[str, Any]]:
     """One record per held-out pair: policy and reference log-probs, implicit rewards, and which model ranks the
     pair right. ``dataset`` holds the raw rows with a ``row`` column (their index in the split)."""
+    from hf_dpo.batch import ScoredBatch
     from hf_dpo.batch.padded import DPODataCollator
     from hf_dpo.data.preparation import prepare_dataset
+    from hf_dpo.logprobs import sequence_scores
     from hf_dpo.losses import LossSettings
-    from hf_dpo.trainer.step import preference_step
+    from hf_dpo.trainer.step import pair_loss
 
     prepared, _ = prepare_dataset(dataset, tokenizer, args, "eval")
     rows = prepared["row"]
@@ -62,25 +64,21 @@ def pair_records(
     collator = DPODataCollator(tokenizer.pad_token_id)
     device = next(models.policy.parameters()).device
     records = []
+    settings = LossSettings.from_args(args)
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     with torch.no_grad(), autocast:
         for start in range(0, len(prepared), batch_size):
-            batch = collator(list(prepared.select(range(start, min(start + batch_size, len(prepared))))))
-            batch = {name: value.to(device) for name, value in batch.items()}
+            columns = collator(list(prepared.select(range(start, min(start + batch_size, len(prepared))))))
+            batch = ScoredBatch.from_collated({name: value.to(device) for name, value in columns.items()})
             ref_logps = models.reference(models.policy, batch)  # [2B]: chosen then rejected
-            # the step's own reference call reads the log-probs above, so the reference runs once per batch
-            _, values = preference_step(models.policy, batch, _returning(ref_logps), LossSettings.from_args(args))
+            policy, _ = sequence_scores(models.policy, batch)
+            _, values = pair_loss(policy, ref_logps, batch, settings)
             ref_chosen, ref_rejected = ref_logps.float().cpu().chunk(2)
             for offset in range(len(ref_chosen)):
                 records.append(
                     _pair_record(rows[start + offset], values, offset, ref_chosen[offset], ref_rejected[offset])
                 )
     return records
-
-
-def _returning(ref_logps: torch.Tensor) -> Any:
-    """A reference function that hands back log-probs already computed for this batch."""
-    return lambda policy, inputs: ref_logps
 
 
 def _pair_record(row: int, values: dict[str, torch.Tensor], offset: int, ref_chosen: Any, ref_rejected: Any) -> dict:

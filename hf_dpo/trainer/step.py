@@ -1,9 +1,9 @@
-"""One training or evaluation step: the policy's single forward pass, the reference, the loss and the per-row values
-the metric windows average (:mod:`hf_dpo.trainer.metrics`); :func:`preference_step` on ``[chosen; rejected]`` pairs,
-:func:`unpaired_step` on KTO's ``[completions; KL counterparts]``.
+"""A step's loss and the per-row values the metric windows average (:mod:`hf_dpo.trainer.metrics`), from what the
+step's passes produced: the policy's :class:`~hf_dpo.logprobs.CompletionScores` and the reference's log-probs.
 
-The trainer calls :func:`preference_step` from ``compute_loss`` and ``prediction_step``; everything it needs is
-passed in, so the step reads top to bottom without the Trainer's state.
+:func:`pair_loss` reads a batch of ``[chosen; rejected]`` sequences, :func:`unpaired_loss` KTO's ``[completions;
+KL counterparts]``. Both are functions of tensors and settings: the trainer runs the passes (``DPOTrainer._step``:
+batch, policy, reference, loss) and hands their results here.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import torch
 
-from hf_dpo.batch.shared_prompt import input_token_counts
+from hf_dpo.batch import ScoredBatch
 from hf_dpo.data.columns import LABEL_COLUMN
-from hf_dpo.logprobs.scoring import CompletionScores, sequence_scores
+from hf_dpo.logprobs import CompletionScores
 from hf_dpo.losses import (
     LossSettings,
     RewardMean,
@@ -26,49 +26,44 @@ from hf_dpo.losses import (
 )
 from hf_dpo.trainer.metrics import AUX_LOSS, LOSS, MEAN_LOGRATIO
 
-ReferenceFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+Values = dict[str, torch.Tensor]
 
 
-def preference_step(
-    model: torch.nn.Module,
-    inputs: dict[str, torch.Tensor],
-    reference: ReferenceFn,
+def pair_loss(
+    policy: CompletionScores,
+    ref_logps: torch.Tensor,
+    batch: ScoredBatch,
     settings: LossSettings,
     *,
-    token_weights: torch.Tensor | None = None,
-    aux_loss_coef: float = 0.0,
+    aux_loss: torch.Tensor | None = None,
     reward_mean: RewardMean | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-pair losses ``[B]`` (the router's load-balancing loss included) and per-pair values ``{column: [B]}``.
+) -> tuple[torch.Tensor, Values]:
+    """Per-pair losses ``[B]`` and per-pair values ``{column: [B]}``.
 
     Args:
-        model: the policy; ``inputs`` the collator's batch (``input_ids``, ``attention_mask``, ``labels``, ...).
-        reference: ``reference(model, inputs) -> ref_logps``, ``[2B]`` in the batch's ``[chosen; rejected]`` order.
+        policy: the policy's scores of the batch's ``2B`` sequences, ``[chosen; rejected]``.
+        ref_logps: the reference's log-probs of the same sequences, ``[2B]``.
+        batch: the step's batch (its token counts feed the token-level metrics).
         settings: the run's loss settings.
-        token_weights: LD-DPO's weights per label position (``[2B, T]``), or ``None``.
-        aux_loss_coef: weight of a mixture-of-experts router's ``aux_loss``; 0: not requested.
-        reward_mean: ``bco_pair``'s running δ, or ``None`` (δ = 0).
+        aux_loss: a mixture-of-experts router's load-balancing loss; its weight is the settings'.
+        reward_mean: ``bco_pair``'s running δ (a frozen view in evaluation), or ``None`` (δ = 0).
     """
-    forward_kwargs = {"output_router_logits": True} if aux_loss_coef else {}
-    scores, outputs = sequence_scores(model, inputs, token_weights, **forward_kwargs)
-    chosen_logps, rejected_logps = scores.logps.chunk(2)  # the collator stacks [chosen; rejected]
-    chosen_lengths, rejected_lengths = scores.num_tokens.chunk(2)
-    ref_chosen_logps, ref_rejected_logps = reference(model, inputs).chunk(2)
+    chosen_logps, rejected_logps = policy.logps.chunk(2)
+    chosen_lengths, rejected_lengths = policy.num_tokens.chunk(2)
+    ref_chosen_logps, ref_rejected_logps = ref_logps.chunk(2)
     pair_weights = None
     if settings.use_weighting:
-        chosen_aligned, rejected_aligned = scores.stat("aligned_logps").chunk(2)
+        chosen_aligned, rejected_aligned = policy.stat("aligned_logps").chunk(2)
         pair_weights = wpo_weights(chosen_aligned, chosen_lengths, rejected_aligned, rejected_lengths)
     pair = pair_logps(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, settings, chosen_lengths, rejected_lengths
     )
-    if reward_mean is not None and not model.training:
-        reward_mean = reward_mean.frozen()  # evaluation reads the training statistics, never moves them
     losses, chosen_rewards, rejected_rewards = preference_losses(
         pair, settings, pair_weights=pair_weights, reward_mean=reward_mean
     )
-    aux_loss = outputs.aux_loss if aux_loss_coef else None
-    if aux_loss is not None:
-        losses = losses + aux_loss_coef * aux_loss  # the same scalar for every pair: the mean adds coef·aux
+    losses, aux_values = with_aux_loss(losses, aux_loss, settings.router_aux_loss_coef)
+    rows = chosen_logps.shape[0]
+    chosen, rejected = torch.arange(rows, device=losses.device), torch.arange(rows, 2 * rows, device=losses.device)
     values = {
         "rewards/chosen": chosen_rewards,
         "rewards/rejected": rejected_rewards,
@@ -81,55 +76,32 @@ def preference_step(
         # them (a KL only in expectation over the policy's own samples, which these are not)
         MEAN_LOGRATIO: 0.5 * ((chosen_logps - ref_chosen_logps) + (rejected_logps - ref_rejected_logps)),
         LOSS: losses,
-        AUX_LOSS: (aux_loss if aux_loss is not None else losses.new_zeros(())).expand_as(losses),
-        **token_values(scores, input_token_counts(inputs)),
+        AUX_LOSS: aux_values,
+        **token_values(policy, batch.input_tokens, chosen, rejected),
     }
     return losses, {name: value.detach() for name, value in values.items()}
 
 
-def token_values(scores: CompletionScores, input_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-pair sums behind the token-level metrics (see :data:`hf_dpo.trainer.metrics.RATIOS`); ``input_tokens``: each
-    sequence's prompt and completion tokens, ``[2B]``."""
-    chosen_logits, rejected_logits = scores.stat("mean_logits").chunk(2)
-    chosen_top1, _ = scores.stat("top1").chunk(2)
-    chosen_entropy, rejected_entropy = scores.stat("entropy").chunk(2)
-    chosen_tokens, rejected_tokens = scores.num_tokens.chunk(2)
-    chosen_inputs, rejected_inputs = input_tokens.chunk(2)
-    return {
-        "chosen_logits_sum": chosen_logits,
-        "rejected_logits_sum": rejected_logits,
-        "chosen_top1": chosen_top1,
-        "entropy_sum": chosen_entropy + rejected_entropy,
-        "chosen_tokens": chosen_tokens.float(),
-        "rejected_tokens": rejected_tokens.float(),
-        "input_tokens": (chosen_inputs + rejected_inputs).float(),
-    }
-
-
-def unpaired_step(
-    model: torch.nn.Module,
-    inputs: dict[str, torch.Tensor],
-    reference: ReferenceFn,
+def unpaired_loss(
+    policy: CompletionScores,
+    ref_logps: torch.Tensor,
+    batch: ScoredBatch,
     settings: LossSettings,
     *,
-    aux_loss_coef: float = 0.0,
-    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """KTO on a ``[completions; KL counterparts]`` batch (:class:`~hf_dpo.batch.padded.UnpairedDataCollator`): one
-    forward pass over both halves, per-row losses ``[N]`` and per-row values ``{column: [N]}``.
+    aux_loss: torch.Tensor | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, Values]:
+    """KTO on a ``[completions; KL counterparts]`` batch: per-row losses ``[N]`` and per-row values.
 
     The KL half gets no gradient: its log-probs only set the reference point ``z₀`` (summed over processes by
-    ``all_reduce``). ``apo_zero_unpaired`` batches have no KL half.
+    ``reduce``). ``apo_zero_unpaired`` batches have no KL half.
     """
-    desirable = inputs[LABEL_COLUMN]
+    desirable = batch.column(LABEL_COLUMN)
     rows = desirable.shape[0]
-    forward_kwargs = {"output_router_logits": True} if aux_loss_coef else {}
-    scores, outputs = sequence_scores(model, inputs, **forward_kwargs)
-    ref_logps = reference(model, inputs)
-    kl = scores.logps.new_zeros(())
-    if scores.logps.shape[0] == 2 * rows:  # the collator added the KL counterparts
-        kl = kto_kl_estimate(scores.logps[rows:], ref_logps[rows:], all_reduce)
-    logps = scores.logps[:rows]
+    kl = policy.logps.new_zeros(())
+    if policy.logps.shape[0] == 2 * rows:  # the collator added the KL counterparts
+        kl = kto_kl_estimate(policy.logps[rows:], ref_logps[rows:], reduce)
+    logps = policy.logps[:rows]
     losses, rewards = kto_loss(
         logps,
         ref_logps[:rows],
@@ -140,12 +112,11 @@ def unpaired_step(
         undesirable_weight=settings.undesirable_weight,
         loss_type=settings.loss_types[0],
     )
-    aux_loss = outputs.aux_loss if aux_loss_coef else None
-    if aux_loss is not None:
-        losses = losses + aux_loss_coef * aux_loss
+    losses, aux_values = with_aux_loss(losses, aux_loss, settings.router_aux_loss_coef)
     desirable_float, undesirable_float = desirable.float(), (~desirable.bool()).float()
     # the side of the reference point each completion's implied reward is on: above for desirable ones
     above = rewards > settings.beta * kl
+    own = torch.arange(rows, device=losses.device)
     values = {
         "rewards/accuracies": torch.where(desirable.bool(), above, ~above & (rewards < settings.beta * kl)).float(),
         "chosen_rewards_sum": rewards * desirable_float,
@@ -156,27 +127,47 @@ def unpaired_step(
         "count/undesirable": undesirable_float,
         "kl": kl.expand(rows),
         LOSS: losses,
-        AUX_LOSS: (aux_loss if aux_loss is not None else losses.new_zeros(())).expand(rows),
-        **unpaired_token_values(scores, input_token_counts(inputs), desirable),
+        AUX_LOSS: aux_values,
+        # desirable rows count as chosen, the others as rejected; the KL half is left out, as TRL leaves it out
+        **token_values(policy, batch.input_tokens, own, own, desirable_float, undesirable_float),
     }
     return losses, {name: value.detach() for name, value in values.items()}
 
 
-def unpaired_token_values(
-    scores: CompletionScores, input_tokens: torch.Tensor, desirable: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """Per-row sums behind the token-level metrics: ``chosen`` means the desirable rows, ``rejected`` the others
-    (the KL half is left out, as TRL leaves it out)."""
-    rows = desirable.shape[0]
-    chosen, rejected = desirable.float(), (~desirable.bool()).float()
-    tokens = scores.num_tokens[:rows].float()
-    logits, top1 = scores.stat("mean_logits")[:rows], scores.stat("top1")[:rows]
+def with_aux_loss(
+    losses: torch.Tensor, aux_loss: torch.Tensor | None, coef: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``losses`` plus ``coef`` times a router's load-balancing loss (the same scalar for every row, so the mean
+    adds it once), and the loss itself per row for the metrics (TRL logs it unweighted; 0 without one)."""
+    if aux_loss is None or not coef:
+        return losses, losses.new_zeros(()).expand_as(losses)
+    return losses + coef * aux_loss, aux_loss.expand_as(losses)
+
+
+def token_values(
+    scores: CompletionScores,
+    input_tokens: torch.Tensor,
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    chosen_weight: torch.Tensor | float = 1.0,
+    rejected_weight: torch.Tensor | float = 1.0,
+) -> Values:
+    """Per-row sums behind the token-level metrics (see :data:`hf_dpo.trainer.metrics.RATIOS`): each row's chosen
+    and rejected sequences (indices into the scored sequences), weighted (KTO: a row is one or the other)."""
+
+    def per_row(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return values[chosen] * chosen_weight, values[rejected] * rejected_weight
+
+    chosen_logits, rejected_logits = per_row(scores.stat("mean_logits"))
+    chosen_entropy, rejected_entropy = per_row(scores.stat("entropy"))
+    chosen_tokens, rejected_tokens = per_row(scores.num_tokens.float())
+    chosen_inputs, rejected_inputs = per_row(input_tokens.float())
     return {
-        "chosen_logits_sum": logits * chosen,
-        "rejected_logits_sum": logits * rejected,
-        "chosen_top1": top1 * chosen,
-        "entropy_sum": scores.stat("entropy")[:rows],
-        "chosen_tokens": tokens * chosen,
-        "rejected_tokens": tokens * rejected,
-        "input_tokens": input_tokens[:rows].float(),
+        "chosen_logits_sum": chosen_logits,
+        "rejected_logits_sum": rejected_logits,
+        "chosen_top1": per_row(scores.stat("top1"))[0],
+        "entropy_sum": chosen_entropy + rejected_entropy,
+        "chosen_tokens": chosen_tokens,
+        "rejected_tokens": rejected_tokens,
+        "input_tokens": chosen_inputs + rejected_inputs,
     }

@@ -17,13 +17,12 @@ from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, set_seed
 from transformers.trainer_utils import EvalLoopOutput
 
-from hf_dpo.batch.choice import default_collator
-from hf_dpo.batch.shared_prompt import ld_token_weights
+from hf_dpo.batch import ScoredBatch, default_collator
 from hf_dpo.config.training_arguments import DPOTrainingArguments
 from hf_dpo.data.columns import ALL_REF_COLUMNS, LABEL_COLUMN, TRAINER_COLUMNS, reference_columns
 from hf_dpo.data.preparation import DataStatsCallback, check_vocabulary, prepare_dataset, with_lengths
 from hf_dpo.data.unpaired import warn_if_unbalanced, with_kl_completions
-from hf_dpo.logprobs.scoring import scoring_path
+from hf_dpo.logprobs import sequence_scores
 from hf_dpo.losses import LossSettings, RewardMean
 from hf_dpo.models.adapters import saving_only_adapter, wrap_peft
 from hf_dpo.models.facts import is_peft_model, is_quantized, router_aux_loss_coef
@@ -42,7 +41,7 @@ from hf_dpo.trainer.callbacks import ReferenceSyncCallback, RewardMeanCallback
 from hf_dpo.trainer.guards import NonFiniteError, NonFiniteGradientGuard, SkippedBatch, all_finite, nonfinite_message
 from hf_dpo.trainer.metrics import LOSS, PAIRED, UNPAIRED, MetricWindows
 from hf_dpo.trainer.preparation import checked_args, per_eval_split
-from hf_dpo.trainer.step import preference_step, unpaired_step
+from hf_dpo.trainer.step import pair_loss, unpaired_loss
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +91,8 @@ class DPOTrainer(Trainer):
             keep_4bit_layers_trainable(module)  # before any eval-mode forward (see hf_dpo/models/quantization.py)
             if args.disable_dropout:
                 disable_dropout(module)
-        self._aux_loss_coef = router_aux_loss_coef(model, args)
-        self.loss_settings = LossSettings.from_args(args)
+        self.loss_settings = LossSettings.from_args(args, router_aux_loss_coef=router_aux_loss_coef(model, args))
+        self._router_outputs = {"output_router_logits": True} if self.loss_settings.router_aux_loss_coef else {}
         self._unpaired = self.loss_settings.unpaired  # KTO: rows of one completion and a label
         self._with_kl = self.loss_settings.kl_estimate  # apo_zero_unpaired needs no KL estimate
 
@@ -108,7 +107,7 @@ class DPOTrainer(Trainer):
         if self._unpaired:
             warn_if_unbalanced(self.dataset_stats.get("train"), args)
         if data_collator is None:
-            layout = (args, self._unpaired, self._with_kl, bool(self._aux_loss_coef))
+            layout = (args, self._unpaired, self._with_kl, bool(self.loss_settings.router_aux_loss_coef))
             data_collator = default_collator([model, self.reference.model], processing_class.pad_token_id, *layout)
 
         super().__init__(
@@ -121,7 +120,9 @@ class DPOTrainer(Trainer):
             **kwargs,
         )
         self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
-        self._windows = MetricWindows(UNPAIRED if self._unpaired else PAIRED, aux_loss=bool(self._aux_loss_coef))
+        self._windows = MetricWindows(
+            UNPAIRED if self._unpaired else PAIRED, aux_loss=bool(self.loss_settings.router_aux_loss_coef)
+        )
         # bco_pair's running δ over every process's rewards, when asked for (TRL's δ is 0)
         self.reward_mean = RewardMean(self._sum_over_processes) if args.bco_pair_running_mean else None
         self._skipped: dict[str, int] = {}  # batches left out by skip_nonfinite_batches
@@ -147,20 +148,6 @@ class DPOTrainer(Trainer):
         return self.reference.model
 
     # ---- set-up -------------------------------------------------------------------------------------------------
-
-    def _reference_logps(
-        self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], reference: Reference | None = None
-    ) -> torch.Tensor:
-        if self.args.ld_alpha is not None and "token_weights" not in inputs:
-            inputs = {**inputs, "token_weights": self._token_weights(inputs)}
-        # The policy's forward is autocast by accelerate; the reference must score under the same precision, or
-        # policy == reference no longer gives log 2 at step 0.
-        with self.accelerator.autocast(), scoring_path(self.args.fused_lm_head):
-            return (reference or self.reference)(model, inputs)
-
-    def _token_weights(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """LD-DPO's weights on the tokens past each pair's shorter completion (policy and reference alike)."""
-        return None if self.args.ld_alpha is None else ld_token_weights(inputs, self.args.ld_alpha)
 
     def _prepare(self, dataset: Any, split: str, tokenizer: Any = None, args: Any = None) -> Any:
         if dataset is None:
@@ -190,12 +177,13 @@ class DPOTrainer(Trainer):
         return precompute_columns(
             dataset,
             split,
-            reference=lambda model, inputs: self._reference_logps(model, inputs, reference),
+            reference=reference,
             policy=getattr(self, "_precompute_policy", None) or self.model,
             collator=self.data_collator,
             accelerator=self.accelerator,
             fingerprint=reference.fingerprint,
             columns=reference_columns(self._unpaired, self._with_kl),
+            autocast=self.accelerator.autocast,  # the precision the policy runs at
             **pass_settings(self.args, use_cache=reference is self.reference),
         )
 
@@ -222,28 +210,22 @@ class DPOTrainer(Trainer):
     # ---- the loss -----------------------------------------------------------------------------------------------
 
     def _step(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        with scoring_path(self.args.fused_lm_head):
-            return self._loss_and_values(model, inputs)
-
-    def _loss_and_values(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """What training and evaluation both run on a batch: per-row losses and metric values."""
+        batch = ScoredBatch.from_collated(inputs, ld_alpha=self.args.ld_alpha)  # built once, read by every pass
+        policy, outputs = sequence_scores(model, batch, hidden_states=self.args.fused_lm_head, **self._router_outputs)
+        # accelerate autocasts the policy's forward; the reference must score at the same precision, or policy ==
+        # reference no longer gives log 2 at step 0
+        with self.accelerator.autocast():
+            ref_logps = self.reference(model, batch)
+        aux_loss = outputs.aux_loss if self._router_outputs else None
         if self._unpaired:
-            return unpaired_step(
-                model,
-                inputs,
-                self._reference_logps,
-                self.loss_settings,
-                aux_loss_coef=self._aux_loss_coef,
-                all_reduce=self._sum_over_processes,
+            return unpaired_loss(
+                policy, ref_logps, batch, self.loss_settings, aux_loss=aux_loss, reduce=self._sum_over_processes
             )
-        return preference_step(
-            model,
-            inputs,
-            self._reference_logps,
-            self.loss_settings,
-            token_weights=self._token_weights(inputs),
-            aux_loss_coef=self._aux_loss_coef,
-            reward_mean=self.reward_mean,
-        )
+        reward_mean = self.reward_mean  # evaluation reads the training statistics, never moves them
+        if reward_mean is not None and not model.training:
+            reward_mean = reward_mean.frozen()
+        return pair_loss(policy, ref_logps, batch, self.loss_settings, aux_loss=aux_loss, reward_mean=reward_mean)
 
     def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.reduce(tensor, reduction="sum") if self.accelerator.num_processes > 1 else tensor

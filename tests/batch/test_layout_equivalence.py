@@ -10,11 +10,16 @@ from tiny import build_model, build_tokenizer, preference_rows
 from torch.testing import assert_close
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
-from hf_dpo.batch import shared_prompt as layouts
-from hf_dpo.batch.choice import shared_prompt_support
-from hf_dpo.batch.padded import DPODataCollator, UnpairedDataCollator
-from hf_dpo.batch.shared_prompt import SharedPromptCollator, attention_allowed, ld_token_weights
-from hf_dpo.logprobs import scoring as logprobs
+from hf_dpo.batch import (
+    DPODataCollator,
+    ScoredBatch,
+    SharedPromptCollator,
+    UnpairedDataCollator,
+    shared_prompt_support,
+)
+from hf_dpo.batch.attention import attention_allowed
+from hf_dpo.logprobs import sequence_scores
+from hf_dpo.logprobs.from_hidden import decoder_and_head
 
 # (prompt, chosen, rejected) lengths: mixed sizes, an empty prompt, a one-token completion
 SHAPES = [(5, 3, 4), (2, 6, 1), (7, 2, 2), (0, 3, 3), (3, 1, 5)]
@@ -41,11 +46,9 @@ def _rows(vocab, shapes=SHAPES, seed=0):
     ]
 
 
-def _scores(model, batch, hidden_states, ld_alpha=None):
+def _scores(model, columns, hidden_states, ld_alpha=None):
     model.zero_grad()
-    weights = ld_token_weights(batch, ld_alpha) if ld_alpha is not None else None
-    with logprobs.scoring_path(hidden_states):
-        scores, _ = logprobs.sequence_scores(model, batch, weights)
+    scores, _ = sequence_scores(model, ScoredBatch.from_collated(columns, ld_alpha), hidden_states=hidden_states)
     (scores.logps * torch.linspace(0.5, 1.5, scores.logps.numel())).sum().backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     return scores, grads
@@ -102,8 +105,9 @@ def test_unpaired_rows_with_kl_counterparts_share_their_prompt(tokenizer):
         padded = UnpairedDataCollator(0, with_kl=with_kl)(rows)
         shared = SharedPromptCollator(0, unpaired=True, with_kl=with_kl)(rows)
         assert shared["label"].tolist() == padded["label"].tolist() == [True, False, True]
-        assert layouts.num_sequences(shared) == layouts.num_sequences(padded) == 3 * (1 + with_kl)
-        assert layouts.input_token_counts(shared).tolist() == padded["attention_mask"].sum(1).tolist()
+        shared_batch, padded_batch = ScoredBatch.from_collated(shared), ScoredBatch.from_collated(padded)
+        assert shared_batch.num_sequences == padded_batch.num_sequences == 3 * (1 + with_kl)
+        assert shared_batch.input_tokens.tolist() == padded["attention_mask"].sum(1).tolist()
         _assert_same(*_scores(model, shared, True), *_scores(model, padded, False))
 
 
@@ -115,17 +119,16 @@ def test_attention_mask_shows_each_completion_its_prompt_only(tokenizer):
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 2, 0, 1, 1, 2]]
     assert allowed[4].tolist() == [1, 1, 0, 0, 1, 0, 0, 0, 0]  # rejected: its prompt and itself
     assert allowed[8].tolist() == [0, 0, 0, 0, 0, 1, 0, 1, 1]  # the second pair sees nothing of the first
-    assert layouts.input_token_counts(batch).tolist() == [4, 2, 3, 3]  # prompt + completion per sequence
+    assert ScoredBatch.from_collated(batch).input_tokens.tolist() == [4, 2, 3, 3]  # prompt + completion each
 
 
 def test_lm_head_output_keeps_one_position_on_the_hidden_state_path(tokenizer):
     model = build_model(tokenizer)
     widths = []
     model.lm_head.register_forward_hook(lambda module, args, output: widths.append(output.shape[1]))
-    batch = SharedPromptCollator(0)(_rows(len(tokenizer)))
-    logprobs.sequence_scores(model, batch)
-    with logprobs.scoring_path(False):
-        logprobs.sequence_scores(model, batch)
+    batch = ScoredBatch.from_collated(SharedPromptCollator(0)(_rows(len(tokenizer))))
+    sequence_scores(model, batch)
+    sequence_scores(model, batch, hidden_states=False)
     assert widths[0] == 1 and widths[1] > 1  # no [R, T, V] logits on the hidden-state path
 
 
@@ -137,25 +140,23 @@ def test_a_model_whose_logits_are_not_its_head_keeps_the_logits_path(tokenizer, 
         return output
 
     model.register_forward_hook(scaled, with_kwargs=True)
-    batch = DPODataCollator(0)(_rows(len(tokenizer)))
+    batch = ScoredBatch.from_collated(DPODataCollator(0)(_rows(len(tokenizer))))
     with caplog.at_level("INFO", logger="hf_dpo.logprobs.scoring"):
-        got, _ = logprobs.sequence_scores(model, batch)
-    with logprobs.scoring_path(False):
-        expected, _ = logprobs.sequence_scores(model, batch)
+        got, _ = sequence_scores(model, batch)
+    expected, _ = sequence_scores(model, batch, hidden_states=False)
     assert_close(got.logps, expected.logps)
     assert "not lm_head(hidden states)" in caplog.text
     soft_capped = build_model(tokenizer)
     soft_capped.config.final_logit_softcapping = 30.0
-    assert "soft-capped" in logprobs.decoder_and_head(soft_capped)
+    assert "soft-capped" in decoder_and_head(soft_capped)
 
 
 def test_bf16_autocast_hidden_states_match_the_logits_path(tokenizer):
     model = build_model(tokenizer)
-    batch = SharedPromptCollator(0)(_rows(len(tokenizer)))
+    batch = ScoredBatch.from_collated(SharedPromptCollator(0)(_rows(len(tokenizer))))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        got, _ = logprobs.sequence_scores(model, batch)
-        with logprobs.scoring_path(False):
-            expected, _ = logprobs.sequence_scores(model, batch)
+        got, _ = sequence_scores(model, batch)
+        expected, _ = sequence_scores(model, batch, hidden_states=False)
     assert_close(got.logps, expected.logps, atol=1e-4, rtol=1e-4)  # same bf16 projection, float32 softmax
 
 
@@ -168,7 +169,7 @@ def test_models_that_cannot_read_the_mask_keep_padded_rows(tokenizer):
     windowed.config.layer_types = ["sliding_attention", "full_attention"]
     assert "not all full attention" in shared_prompt_support(windowed)
     with pytest.raises(ValueError, match="flash_attention_2"):
-        logprobs.sequence_scores(model, SharedPromptCollator(0)(_rows(len(tokenizer))))
+        sequence_scores(model, ScoredBatch.from_collated(SharedPromptCollator(0)(_rows(len(tokenizer)))))
 
 
 def _trainer(tmp_path, tokenizer, model=None, rows=16, **overrides):

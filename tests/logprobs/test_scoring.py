@@ -1,13 +1,24 @@
-"""hf_dpo.logprobs.scoring: the chunked, hand-differentiated log-probs equal the plain log_softmax + gather."""
+"""hf_dpo.logprobs: the chunked, hand-differentiated log-probs equal the plain log_softmax + gather, from logits and
+from the final hidden states."""
 
 import pytest
 import torch
 from tiny import build_model, build_tokenizer
 from torch.testing import assert_close
 
-from hf_dpo.logprobs import from_hidden as output_head
-from hf_dpo.logprobs import scoring as logprobs
-from hf_dpo.logprobs.scoring import completion_scores, ld_token_weights, sequence_logps, token_logps_from_logits
+from hf_dpo.batch import ScoredBatch
+from hf_dpo.batch.scored_tokens import ld_token_weights, padded_tokens
+from hf_dpo.logprobs import chunks, sequence_logps, sequence_scores, supports_logits_to_keep
+from hf_dpo.logprobs.from_logits import kept_logit_scores
+from hf_dpo.logprobs.scoring import summed
+
+
+def _scores(logits, labels, with_stats=False, token_weights=None):
+    """Per-sequence scores of ``logits`` (`[R, K, V]`) for the padded ``labels`` (`[R, T]`, weights likewise)."""
+    tokens = padded_tokens(labels)
+    if token_weights is not None:
+        token_weights = token_weights.reshape(-1)[tokens.target]
+    return summed(tokens, *kept_logit_scores(logits, tokens, labels.shape[1], with_stats), token_weights, with_stats)
 
 
 def _naive(logits, labels):
@@ -33,23 +44,23 @@ def test_hand_worked_two_token_sequence():
     """Vocabulary of 2; position 0 scores label 1 with p = 0.25, position 1 scores label 0 with p = 0.9:
     log 0.25 + log 0.9 = -1.4916549."""
     logits = torch.log(torch.tensor([[[0.75, 0.25], [0.9, 0.1], [0.5, 0.5]]]))
-    logps, num_tokens = token_logps_from_logits(logits, torch.tensor([[-100, 1, 0]]))
-    assert_close(logps, torch.tensor([-1.4916549]))
-    assert num_tokens.tolist() == [2]
+    scores = _scores(logits, torch.tensor([[-100, 1, 0]]))
+    assert_close(scores.logps, torch.tensor([-1.4916549]))
+    assert scores.num_tokens.tolist() == [2]
 
 
 @pytest.mark.parametrize("chunk_elements", [2**26, 11, 25])  # one chunk; one row per chunk; two rows per chunk
 def test_values_and_gradients_match_naive(monkeypatch, chunk_elements):
-    monkeypatch.setattr(output_head, "CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", chunk_elements)
     logits, labels = _batch()
     ours_input = logits.clone().requires_grad_(True)
     naive_input = logits.clone().requires_grad_(True)
-    ours, ours_count = token_logps_from_logits(ours_input, labels)
+    scores = _scores(ours_input, labels)
     naive, naive_count = _naive(naive_input, labels)
-    assert_close(ours, naive)
-    assert ours[2] == 0 and ours_count.tolist() == naive_count.tolist() == [4, 1, 0]
+    assert_close(scores.logps, naive)
+    assert scores.logps[2] == 0 and scores.num_tokens.tolist() == naive_count.tolist() == [4, 1, 0]
     weights = torch.tensor([1.0, -2.0, 3.0])
-    (ours * weights).sum().backward()
+    (scores.logps * weights).sum().backward()
     (naive * weights).sum().backward()
     assert_close(ours_input.grad, naive_input.grad)
 
@@ -57,7 +68,7 @@ def test_values_and_gradients_match_naive(monkeypatch, chunk_elements):
 def test_bfloat16_logits_give_float32_logps_and_bfloat16_grads():
     logits, labels = _batch()
     low = logits.to(torch.bfloat16).requires_grad_(True)
-    logps, _ = token_logps_from_logits(low, labels)
+    logps = _scores(low, labels).logps
     assert logps.dtype == torch.float32
     reference, _ = _naive(low.detach().float(), labels)
     assert_close(logps, reference)  # upcast before the softmax: exact up to fp32 rounding
@@ -75,22 +86,23 @@ def test_hidden_states_and_kept_logits_give_the_logps_of_full_logits():
     labels[:, :4] = -100
     labels[1, :6] = -100
     labels[3, 7:] = -100
+    batch = ScoredBatch.from_collated({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels})
     with torch.no_grad():
-        kept, kept_count = sequence_logps(model, input_ids, attention_mask, labels)  # from the hidden states
-        with logprobs.scoring_path(hidden_states=False):  # from logits_to_keep logits
-            full, full_count = sequence_logps(model, input_ids, attention_mask, labels)
+        kept = sequence_logps(model, batch)  # from the hidden states
+        full, _ = sequence_scores(model, batch, hidden_states=False)  # from logits_to_keep logits
         naive, _ = _naive(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels)
-    assert_close(kept, full)
-    assert_close(full, naive)
-    assert kept_count.tolist() == full_count.tolist() == [5, 3, 5, 3]
-    assert logprobs.supports_logits_to_keep(model)
+    assert_close(kept, full.logps)
+    assert_close(full.logps, naive)
+    assert full.num_tokens.tolist() == batch.tokens.counts().tolist() == [5, 3, 5, 3]
+    assert batch.tokens.first_column == 3  # the logits path keeps the logits from column 3 on
+    assert supports_logits_to_keep(model)
 
 
 @pytest.mark.parametrize("chunk_elements", [2**26, 11])
 def test_statistics_match_their_definitions(monkeypatch, chunk_elements):
-    monkeypatch.setattr(output_head, "CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", chunk_elements)
     logits, labels = _batch()
-    scores = completion_scores(logits, labels, with_stats=True)
+    scores = _scores(logits, labels, with_stats=True)
     shifted = labels[:, 1:]
     mask = (shifted != -100).float()
     log_p = torch.log_softmax(logits[:, :-1], -1)
@@ -109,7 +121,7 @@ def test_token_weights_scale_values_and_gradients():
     logits, labels = _batch()
     weights = torch.rand(labels.shape, generator=torch.Generator().manual_seed(3))
     ours_input, naive_input = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
-    ours = completion_scores(ours_input, labels, token_weights=weights).logps
+    ours = _scores(ours_input, labels, token_weights=weights).logps
     log_p = torch.log_softmax(naive_input[:, :-1], -1)
     shifted = labels[:, 1:]
     target_log_p = log_p.gather(2, shifted.clamp(min=0)[..., None]).squeeze(2)
@@ -130,6 +142,5 @@ def test_ld_weights_split_each_pair_at_its_shorter_completion():
             [-100, -100, 9, 9],  # rejected 1
         ]
     )
-    weights = ld_token_weights(labels, 0.25)
-    scored = labels != -100
-    assert weights[scored].tolist() == [1.0, 0.25, 0.25, 1.0, 1.0, 1.0, 0.25]
+    weights = ld_token_weights(padded_tokens(labels), 0.25)  # one per scored token, in the batch's flat order
+    assert weights.tolist() == [1.0, 0.25, 0.25, 1.0, 1.0, 1.0, 0.25]

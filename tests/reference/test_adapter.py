@@ -10,7 +10,8 @@ from torch.testing import assert_close
 from transformers import LlamaForCausalLM
 
 from hf_dpo import DPODataCollator, DPOTrainer, DPOTrainingArguments
-from hf_dpo.logprobs.scoring import sequence_logps
+from hf_dpo.batch import ScoredBatch
+from hf_dpo.logprobs import sequence_logps
 from hf_dpo.reference.kinds import AdapterReference
 
 
@@ -37,7 +38,7 @@ def _args(tmp_path, **overrides):
 
 def _logps(model, batch):
     with torch.no_grad():
-        return sequence_logps(model.eval(), batch["input_ids"], batch["attention_mask"], batch["labels"])[0]
+        return sequence_logps(model.eval(), ScoredBatch.from_collated(batch))
 
 
 def test_sft_adapter_is_the_reference_and_stays_fixed_while_its_copy_trains(tmp_path, tokenizer):
@@ -53,12 +54,12 @@ def test_sft_adapter_is_the_reference_and_stays_fixed_while_its_copy_trains(tmp_
 
     assert isinstance(trainer.reference, AdapterReference)
     assert (trainer.reference.ref_adapter, trainer.reference.train_adapter) == ("reference", "default")
-    assert_close(trainer.reference(model, batch), sft_logps)
+    assert_close(trainer.reference(model, ScoredBatch.from_collated(batch)), sft_logps)
     assert not any(p.requires_grad for n, p in model.named_parameters() if ".reference." in n)
     assert trainer.evaluate(eval_dataset=preference_rows(4))["eval_loss"] == torch.log(torch.tensor(2.0)).item()
 
     trainer.train()
-    assert_close(trainer.reference(model, batch), sft_logps)  # fixed
+    assert_close(trainer.reference(model, ScoredBatch.from_collated(batch)), sft_logps)  # fixed
     assert not torch.allclose(_logps(model, batch), sft_logps)  # the trained copy moved
     assert model.active_adapter == "default"
     gc.collect()

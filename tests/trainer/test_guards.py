@@ -51,13 +51,13 @@ class PoisonAtStep(TrainerCallback):
         self.done = True
         trainer = self.trainer_box[0]
         if self.target == "loss":
-            real = trainer._reference_logps
+            real = trainer.reference
 
-            def nan_once(model, inputs):
-                trainer._reference_logps = real
-                return real(model, inputs) * float("nan")
+            def nan_once(model, batch):
+                trainer.reference = real
+                return real(model, batch) * float("nan")
 
-            trainer._reference_logps = nan_once
+            trainer.reference = nan_once
         else:
             parameter = next(p for p in model.parameters() if p.requires_grad)
             handle = parameter.register_hook(lambda grad: (handle.remove(), grad * float("nan"))[1])

@@ -11,8 +11,8 @@ from tiny import build_model
 from torch.testing import assert_close
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
+from hf_dpo.batch import ScoredBatch
 from hf_dpo.batch.padded import UnpairedDataCollator
-from hf_dpo.batch.shared_prompt import num_sequences
 from hf_dpo.data.columns import KL_COMPLETION_COLUMN
 from hf_dpo.data.unpaired import kl_partners, with_kl_completions
 
@@ -81,7 +81,7 @@ def test_one_forward_over_completions_and_their_counterparts(tmp_path, tokenizer
     trainer.model.train()
     losses, values = trainer._step(trainer.model, batch)
     # the policy: 4 completions + 4 KL counterparts, one pass (each prompt read once: one row per prompt)
-    assert num_sequences(batch) == 8 and losses.shape == (4,)
+    assert ScoredBatch.from_collated(batch).num_sequences == 8 and losses.shape == (4,)
     assert calls[0]["input_ids"].shape[0] == 4 and calls[0]["attention_mask"].dim() == 4
     assert values["count/desirable"].sum() + values["count/undesirable"].sum() == 4
 
@@ -146,7 +146,7 @@ def test_precomputed_and_cached_reference_logps_equal_the_reference_on_the_fly(t
     precomputed = _trainer(tmp_path / "b", tokenizer, train_sampling_strategy="sequential", **cache)
     assert {"ref_logps", "ref_kl_logps"} <= set(precomputed.train_dataset.column_names)
     batch = precomputed.data_collator([precomputed.train_dataset[i] for i in range(4)])
-    expected = on_the_fly.reference(on_the_fly.model, batch)
+    expected = on_the_fly.reference(on_the_fly.model, ScoredBatch.from_collated(batch))
     assert_close(torch.cat([batch["ref_logps"], batch["ref_kl_logps"]]), expected, atol=1e-5, rtol=1e-6)
     on_the_fly.train()
     precomputed.train()

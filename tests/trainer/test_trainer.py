@@ -12,8 +12,8 @@ from torch.testing import assert_close
 from transformers import LlamaForCausalLM, Trainer, TrainerCallback
 
 from hf_dpo import DPODataCollator, DPOTrainer, DPOTrainingArguments
-from hf_dpo.batch.shared_prompt import num_sequences
-from hf_dpo.logprobs.scoring import sequence_logps
+from hf_dpo.batch import ScoredBatch
+from hf_dpo.logprobs import sequence_logps
 from hf_dpo.reference.kinds import DisabledAdapterReference, FrozenModelReference, NoReference, PrecomputedReference
 
 METRICS = (
@@ -118,9 +118,10 @@ def test_peft_reference_is_the_base_model_without_a_second_copy(tmp_path, tokeni
     base.eval()
     batch = DPODataCollator(tokenizer.pad_token_id)([trainer.train_dataset[i] for i in range(4)])
     with torch.no_grad():
+        batch = ScoredBatch.from_collated(batch)
         ref_chosen, ref_rejected = trainer.reference(trainer.model, batch).chunk(2)
-        base_logps, _ = sequence_logps(base, batch["input_ids"], batch["attention_mask"], batch["labels"])
-        policy_logps, _ = sequence_logps(trainer.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        base_logps = sequence_logps(base, batch)
+        policy_logps = sequence_logps(trainer.model, batch)
     assert_close(torch.cat([ref_chosen, ref_rejected]), base_logps)
     assert not torch.allclose(policy_logps, base_logps)  # the adapters moved; the reference did not
     assert trainer.model.training  # the reference pass restored train mode
@@ -254,7 +255,9 @@ def test_precomputed_reference_equals_on_the_fly_and_frees_the_copy(tmp_path, to
     assert len(_live_models() - alive_before) == 3
 
     batch = DPODataCollator(tokenizer.pad_token_id)([precomputed.train_dataset[i] for i in range(8)])
-    expected_chosen, expected_rejected = on_the_fly.reference(on_the_fly.model, batch).chunk(2)
+    expected_chosen, expected_rejected = on_the_fly.reference(
+        on_the_fly.model, ScoredBatch.from_collated(batch)
+    ).chunk(2)
     assert_close(batch["ref_chosen_logps"], expected_chosen, atol=1e-6, rtol=0)
     assert_close(batch["ref_rejected_logps"], expected_rejected, atol=1e-6, rtol=0)
     assert "ref_chosen_logps" in precomputed.eval_dataset.column_names
@@ -374,7 +377,7 @@ def test_auto_find_batch_size_halves_whole_pairs_after_an_out_of_memory_error(tm
     real_compute_loss, rows_seen = DPOTrainer.compute_loss, []
 
     def out_of_memory_once(self, model, inputs, *args, **kwargs):
-        rows_seen.append(num_sequences(inputs))
+        rows_seen.append(ScoredBatch.from_collated(inputs).num_sequences)
         if len(rows_seen) == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_compute_loss(self, model, inputs, *args, **kwargs)

@@ -211,7 +211,7 @@ def _tiny_mixtral(tokenizer):
 
 def test_a_mixture_of_experts_trains_its_router_balance(tmp_path, tokenizer):
     trainer = _trainer(tmp_path, tokenizer, model=_tiny_mixtral(tokenizer))
-    assert trainer._aux_loss_coef == 0.02  # the config's own coefficient
+    assert trainer.loss_settings.router_aux_loss_coef == 0.02  # the config's own coefficient
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     trainer.model.train()
     losses, values = trainer._step(trainer.model, batch)
