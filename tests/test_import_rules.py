@@ -8,8 +8,11 @@ never needs. Imports are read with `ast`, so an import inside a function counts 
 """
 
 import ast
+import importlib
 import importlib.metadata
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +128,22 @@ def test_the_version_is_written_once_in_the_package():
     assert re.fullmatch(r"\d+\.\d+\.\d+", hf_dpo.__version__)
     # the installed metadata was read from __init__.py at install time (reinstall after a version bump)
     assert importlib.metadata.version("hf_dpo") == hf_dpo.__version__
+
+
+def test_the_command_imports_no_torch_until_a_run_needs_it():
+    """``hf-dpo plot``, ``--help`` and one-line errors need no torch; bitsandbytes stays held back until a run
+    quantizes (the package surfaces import on first use, see hf_dpo/_lazy.py)."""
+    code = "import sys, hf_dpo, hf_dpo.cli; print(sorted({'torch', 'transformers', 'peft', 'datasets'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+@pytest.mark.parametrize("folder", [f for f in FLOORS if f not in OUTSIDE_THE_CORE])
+def test_every_public_name_of_a_folder_resolves_and_none_is_also_a_module(folder):
+    package = importlib.import_module(f"hf_dpo.{folder}")
+    modules = {path.stem for path in (PACKAGE / folder).glob("*.py")} | {
+        path.name for path in (PACKAGE / folder).iterdir() if path.is_dir()
+    }
+    assert not set(package.__all__) & modules  # importing the module would hide the name
+    for name in package.__all__:
+        assert getattr(package, name) is not None, name

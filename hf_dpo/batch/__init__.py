@@ -10,18 +10,17 @@ batch object the policy's scoring, the reference and the metrics all read.
 - :mod:`~hf_dpo.batch.attention`: how a model reads the shared-prompt layout.
 """
 
-from hf_dpo.batch.choice import default_collator, shared_prompt_support
-from hf_dpo.batch.padded import DPODataCollator, UnpairedDataCollator
-from hf_dpo.batch.scored_batch import ScoredBatch
-from hf_dpo.batch.scored_tokens import ScoredTokens
-from hf_dpo.batch.shared_prompt import SharedPromptCollator
+from hf_dpo._lazy import lazy_surface
 
-__all__ = [
-    "DPODataCollator",
-    "ScoredBatch",
-    "ScoredTokens",
-    "SharedPromptCollator",
-    "UnpairedDataCollator",
-    "default_collator",
-    "shared_prompt_support",
-]
+__getattr__, __dir__, __all__ = lazy_surface(
+    __name__,
+    {
+        "DPODataCollator": "hf_dpo.batch.padded",
+        "ScoredBatch": "hf_dpo.batch.scored_batch",
+        "ScoredTokens": "hf_dpo.batch.scored_tokens",
+        "SharedPromptCollator": "hf_dpo.batch.shared_prompt",
+        "UnpairedDataCollator": "hf_dpo.batch.padded",
+        "default_collator": "hf_dpo.batch.choice",
+        "shared_prompt_support": "hf_dpo.batch.choice",
+    },
+)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from hf_dpo.config.run_arguments import ModelArguments
-from hf_dpo.models.loading import remote_code
-from hf_dpo.models.quantization import bitsandbytes_is_held_back, release_bitsandbytes
+from hf_dpo.models.held_back import bitsandbytes_is_held_back, release_bitsandbytes
 from hf_dpo.models.upstream_noise import PEFT_READS_DEPRECATED_CHECKPOINTING, silenced
 
 # Optimizers that never use bitsandbytes; any other name (8-bit, paged, lion, ademamix, ...) may.
@@ -25,6 +24,8 @@ def fold_model_init_kwargs(model_args: ModelArguments, args: Any) -> dict[str, A
     ``args.model_init_kwargs``: with one set of kwargs both go through the same ``load_causal_lm`` call, so a QLoRA
     recipe's named reference is 4-bit too.
     """
+    from hf_dpo.models.loading import remote_code  # torch and transformers load with the run, not the command
+
     args.model_init_kwargs = {**remote_code(args), **model_args.init_kwargs(), **(args.model_init_kwargs or {})}
     return args.model_init_kwargs
 
@@ -45,7 +46,7 @@ def needs_bitsandbytes(model_args: ModelArguments, args: Any) -> bool:
 def _saved_with_bitsandbytes(name: str, init_kwargs: dict[str, Any]) -> bool:
     from transformers import PretrainedConfig
 
-    from hf_dpo.models.loading import PACKAGED_PREFIX
+    from hf_dpo.models.packaged import PACKAGED_PREFIX
 
     if name.startswith(PACKAGED_PREFIX) or "gguf_file" in init_kwargs:
         return False  # GGUF files are never bitsandbytes checkpoints

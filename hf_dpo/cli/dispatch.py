@@ -24,7 +24,7 @@ import sys
 from hf_dpo.cli.commands import add_commands  # eval, sweep, inspect: their flags only; their work loads when run
 from hf_dpo.cli.train import print_train_help, train_from_flags
 from hf_dpo.config.recipe import UserError
-from hf_dpo.models.quantization import bitsandbytes_held_back
+from hf_dpo.models.held_back import bitsandbytes_held_back
 
 logger = logging.getLogger("hf_dpo")
 

@@ -13,7 +13,7 @@ from hf_dpo.cli.build_trainer import build_trainer
 from hf_dpo.cli.summary import Stopwatch, last_train_log, print_summary, write_outputs
 from hf_dpo.config.recipe import UserError
 from hf_dpo.config.run_arguments import DataArguments, ModelArguments, RunArguments, argument_parser, parse_train_args
-from hf_dpo.models.loading import PACKAGED_PREFIX
+from hf_dpo.models.packaged import PACKAGED_PREFIX
 from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, silenced
 from hf_dpo.tools.splits import load_splits
 
@@ -27,7 +27,7 @@ DATA_FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".arrow", ".txt")
 def check_inputs(model_args: ModelArguments, data_args: DataArguments) -> None:
     """Fail before anything loads when a model or data file named by path does not exist, or a packaged model's
     package is not installed (the error says what to pip install)."""
-    from hf_dpo.models.loading import packaged_file
+    from hf_dpo.models.packaged import packaged_file
 
     for role, name in (
         ("model_name_or_path", model_args.model_name_or_path),

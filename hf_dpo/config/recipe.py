@@ -147,32 +147,8 @@ def _convert(value: Any, hint: Any, strict: bool) -> Any:
         if isinstance(value, str) and value in {member.value for member in hint}:
             return value
         raise TypeMismatch
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if not strict and isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-            return value.lower() in _TRUE
-        raise TypeMismatch
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if not strict and isinstance(value, str | float) and not isinstance(value, bool):
-            number = _number(value)
-            if number is not None and number.is_integer():
-                return int(number)
-        raise TypeMismatch
-    if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if not strict and isinstance(value, str) and _number(value) is not None:
-            return _number(value)
-        raise TypeMismatch
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        if not strict and isinstance(value, int) and not isinstance(value, bool):
-            return str(value)  # `dataset_config: 2024`, as `--dataset_config 2024` reads it
-        raise TypeMismatch
+    if hint in _SCALARS:
+        return _SCALARS[hint](value, strict)
     if origin is list or hint is list:
         item = args[0] if args else Any
         if isinstance(value, list):
@@ -188,6 +164,43 @@ def _convert(value: Any, hint: Any, strict: bool) -> Any:
     if isinstance(hint, type) and not isinstance(value, hint):  # a class a recipe cannot spell (ParallelismConfig)
         raise TypeMismatch
     return value
+
+
+def _bool(value: Any, strict: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if not strict and isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise TypeMismatch
+
+
+def _int(value: Any, strict: bool) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not strict and isinstance(value, str | float) and not isinstance(value, bool):
+        number = _number(value)
+        if number is not None and number.is_integer():
+            return int(number)
+    raise TypeMismatch
+
+
+def _float(value: Any, strict: bool) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not strict and isinstance(value, str) and _number(value) is not None:
+        return _number(value)
+    raise TypeMismatch
+
+
+def _str(value: Any, strict: bool) -> str:
+    if isinstance(value, str):
+        return value
+    if not strict and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # `dataset_config: 2024`, as `--dataset_config 2024` reads it
+    raise TypeMismatch
+
+
+_SCALARS = {bool: _bool, int: _int, float: _float, str: _str}  # each: value as given, or as text converts (not strict)
 
 
 def _enum_or_str(args: tuple[Any, ...]) -> Any:

@@ -6,7 +6,15 @@
 - :mod:`~hf_dpo.logprobs.chunks`: the chunked softmax both share.
 """
 
-from hf_dpo.logprobs.chunks import STAT_NAMES
-from hf_dpo.logprobs.scoring import CompletionScores, sequence_logps, sequence_scores, supports_logits_to_keep
+from hf_dpo._lazy import lazy_surface
 
-__all__ = ["STAT_NAMES", "CompletionScores", "chunks", "sequence_logps", "sequence_scores", "supports_logits_to_keep"]
+__getattr__, __dir__, __all__ = lazy_surface(
+    __name__,
+    {
+        "CompletionScores": "hf_dpo.logprobs.scoring",
+        "STAT_NAMES": "hf_dpo.logprobs.chunks",
+        "sequence_logps": "hf_dpo.logprobs.scoring",
+        "sequence_scores": "hf_dpo.logprobs.scoring",
+        "supports_logits_to_keep": "hf_dpo.logprobs.scoring",
+    },
+)

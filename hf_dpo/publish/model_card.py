@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from hf_dpo.data.preparation import DataStatsCallback
-from hf_dpo.models.loading import PACKAGED_MODELS, packaged_name
+from hf_dpo.models.loading import packaged_name
+from hf_dpo.models.packaged import PACKAGED_MODELS
 from hf_dpo.models.wrappers import base_model
 from hf_dpo.publish.card_sections import card_sections
 

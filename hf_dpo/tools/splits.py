@@ -14,7 +14,7 @@ from typing import Any
 
 from hf_dpo.config.recipe import UserError
 from hf_dpo.config.run_arguments import DataArguments
-from hf_dpo.models.loading import PACKAGED_PREFIX  # names of models and data shipped with hf_dpo
+from hf_dpo.models.packaged import PACKAGED_PREFIX
 
 
 def load_splits(data_args: DataArguments) -> tuple[Any, Any]:

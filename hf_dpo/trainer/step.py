@@ -18,9 +18,9 @@ from hf_dpo.logprobs import CompletionScores
 from hf_dpo.losses import (
     LossSettings,
     RewardMean,
+    as_pair,
     kto_kl_estimate,
     kto_loss,
-    pair_logps,
     preference_losses,
     wpo_weights,
 )
@@ -55,7 +55,7 @@ def pair_loss(
     if settings.use_weighting:
         chosen_aligned, rejected_aligned = policy.stat("aligned_logps").chunk(2)
         pair_weights = wpo_weights(chosen_aligned, chosen_lengths, rejected_aligned, rejected_lengths)
-    pair = pair_logps(
+    pair = as_pair(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, settings, chosen_lengths, rejected_lengths
     )
     losses, chosen_rewards, rejected_rewards = preference_losses(

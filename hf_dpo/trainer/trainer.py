@@ -97,15 +97,9 @@ class DPOTrainer(Trainer):
         self._with_kl = self.loss_settings.kl_estimate  # apo_zero_unpaired needs no KL estimate
 
         self.dataset_stats: dict[str, dict[str, Any]] = {}
-        with args.main_process_first(desc="tokenizing preference data"):
-            train_dataset = self._prepare(train_dataset, "train", processing_class, args)
-            eval_dataset = per_eval_split(eval_dataset, self._prepare, processing_class, args)
-        check_vocabulary(model, processing_class, train_dataset)
-        if self._with_kl:  # each row's mismatched completion, fixed so its reference log-probs can be cached
-            train_dataset = with_kl_completions(train_dataset)
-            eval_dataset = per_eval_split(eval_dataset, lambda dataset, split: with_kl_completions(dataset))
-        if self._unpaired:
-            warn_if_unbalanced(self.dataset_stats.get("train"), args)
+        train_dataset, eval_dataset = self._prepare_datasets(
+            model, train_dataset, eval_dataset, processing_class, args
+        )
         if data_collator is None:
             layout = (args, self._unpaired, self._with_kl, bool(self.loss_settings.router_aux_loss_coef))
             data_collator = default_collator([model, self.reference.model], processing_class.pad_token_id, *layout)
@@ -131,6 +125,21 @@ class DPOTrainer(Trainer):
         self.reference.prepare(self.accelerator)
         if args.precompute_ref_log_probs and self.reference.runs_model:
             self._precompute_reference()
+
+    def _prepare_datasets(
+        self, model: Any, train_dataset: Any, eval_dataset: Any, tokenizer: Any, args: DPOTrainingArguments
+    ) -> tuple[Any, Any]:
+        """The training and evaluation sets tokenized (counted into ``dataset_stats``), with KTO's KL counterparts."""
+        with args.main_process_first(desc="tokenizing preference data"):
+            train_dataset = self._prepare(train_dataset, "train", tokenizer, args)
+            eval_dataset = per_eval_split(eval_dataset, self._prepare, tokenizer, args)
+        check_vocabulary(model, tokenizer, train_dataset)
+        if self._with_kl:  # each row's mismatched completion, fixed so its reference log-probs can be cached
+            train_dataset = with_kl_completions(train_dataset)
+            eval_dataset = per_eval_split(eval_dataset, lambda dataset, split: with_kl_completions(dataset))
+        if self._unpaired:
+            warn_if_unbalanced(self.dataset_stats.get("train"), args)
+        return train_dataset, eval_dataset
 
     def _add_own_callbacks(self) -> None:
         """Callbacks that carry hf_dpo's state into checkpoints and logs, and the tools asked for."""

@@ -10,15 +10,8 @@ from tiny import build_model, build_tokenizer, preference_rows
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
-from hf_dpo.models.loading import (
-    PACKAGED_MODELS,
-    PackagedModel,
-    load_causal_lm,
-    load_tokenizer,
-    packaged_name,
-    reload_name,
-    resolve,
-)
+from hf_dpo.models.loading import load_causal_lm, load_tokenizer, packaged_name, reload_name, resolve
+from hf_dpo.models.packaged import PACKAGED_MODELS, PackagedModel
 
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PACKAGED = "hf_dpo:SmolLM2-135M-Instruct"

@@ -10,7 +10,7 @@ import pytest
 from hf_dpo.cli.build_trainer import needs_bitsandbytes
 from hf_dpo.config.run_arguments import ModelArguments
 from hf_dpo.config.training_arguments import DPOTrainingArguments
-from hf_dpo.models.quantization import bitsandbytes_held_back, release_bitsandbytes
+from hf_dpo.models.held_back import bitsandbytes_held_back, release_bitsandbytes
 from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, PEFT_READS_DEPRECATED_CHECKPOINTING, silenced
 
 

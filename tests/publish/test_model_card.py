@@ -10,7 +10,7 @@ from tiny import build_model, build_tokenizer, preference_rows
 from transformers import TrainerState
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
-from hf_dpo.models.loading import PACKAGED_ATTRIBUTE
+from hf_dpo.models.packaged import PACKAGED_ATTRIBUTE
 from hf_dpo.publish.model_card import render_model_card, stored_dataset_stats
 
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
