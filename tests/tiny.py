@@ -69,3 +69,13 @@ def preference_rows(count: int = 32) -> list[dict[str, str]]:
         }
         for i in range(count)
     ]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now: parallel test runs (several checkouts on one machine) must not share
+    a fixed rendezvous port."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from hf_dpo.batch.attention import MASKED_ATTENTION
+from hf_dpo.batch.attention import attention_support
+from hf_dpo.batch.dense_mask import MASKED_ATTENTION
 from hf_dpo.batch.padded import DPODataCollator, UnpairedDataCollator
 from hf_dpo.batch.shared_prompt import SharedPromptCollator
 from hf_dpo.models.wrappers import base_model
@@ -18,8 +19,21 @@ from hf_dpo.models.wrappers import base_model
 logger = logging.getLogger(__name__)
 
 
-def shared_prompt_support(model: torch.nn.Module) -> str | None:
-    """``None`` when ``model`` (maybe DDP- and PEFT-wrapped) reads the shared-prompt layout exactly, else why not."""
+def shared_prompt_support(model: torch.nn.Module, router: bool = False) -> str | None:
+    """``None`` when ``model`` (maybe DDP- and PEFT-wrapped) reads the shared-prompt layout exactly, else why not:
+    through the attention function (:mod:`~hf_dpo.batch.attention`), or else through the dense 4D mask (which a
+    trained ``router`` loss cannot take: it reads a 2D mask)."""
+    function = attention_support(model)
+    if function is None:
+        return None
+    dense = dense_mask_support(model)
+    if dense is None and router:
+        dense = "the router's load-balancing loss reads a 2D mask, which the dense mask replaces"
+    return None if dense is None else f"{function}; {dense}"
+
+
+def dense_mask_support(model: torch.nn.Module) -> str | None:
+    """``None`` when ``model`` reads the shared-prompt layout exactly through a dense 4D mask, else why not."""
     model = base_model(model)
     config = getattr(model, "config", None)
     attention = getattr(config, "_attn_implementation", None)
@@ -39,14 +53,12 @@ def default_collator(
     models: list[Any], pad_token_id: int, args: Any, unpaired: bool, with_kl: bool, router: bool
 ) -> Any:
     """The collator of the batch layout every model in ``models`` reads exactly: each prompt held once per pair
-    (a row per pair, or the batch in one row with ``padding_free``) where their attention takes the mask, else
-    padded rows (also when a mixture-of-experts ``router`` loss is trained: it reads a 2D mask)."""
+    (a row per pair, or the batch in one row with ``padding_free``) where they can (:func:`shared_prompt_support`),
+    else padded rows."""
     pad = (pad_token_id, args.pad_to_multiple_of)
     why_not = "prefix_sharing=False" if not args.prefix_sharing else None
-    if router:
-        why_not = why_not or "the router's load-balancing loss reads a 2D attention mask"
     for model in filter(None, models):  # the policy, and the reference's own model when it has one
-        why_not = why_not or shared_prompt_support(model)
+        why_not = why_not or shared_prompt_support(model, router)
     if why_not is None:
         logger.info("batches share each prompt between its completions%s", " in one row" * args.padding_free)
         return SharedPromptCollator(*pad, padding_free=args.padding_free, unpaired=unpaired, with_kl=with_kl)

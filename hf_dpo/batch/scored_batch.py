@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from hf_dpo.batch.attention import shared_prompt_model_inputs
+from hf_dpo.batch.attention import SharedPromptCall, attention_support, kernel_of
+from hf_dpo.batch.dense_mask import shared_prompt_model_inputs
 from hf_dpo.batch.scored_tokens import (
     GROUP_COLUMN,
     SEGMENT_COLUMN,
@@ -25,6 +26,7 @@ from hf_dpo.batch.scored_tokens import (
     padded_tokens,
     shared_prompt_tokens,
 )
+from hf_dpo.batch.segments import Segments
 from hf_dpo.models.wrappers import base_model
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "labels", "position_ids", GROUP_COLUMN, SEGMENT_COLUMN)
@@ -41,6 +43,7 @@ class ScoredBatch:
         input_tokens: `[N]` each sequence's prompt and completion tokens (TRL's ``num_tokens`` counts them).
         layout_columns: the shared-prompt layout's ``position_ids``, ``group_ids``, ``segment_ids`` (empty when
             padded).
+        segments: the shared-prompt layout's groups, where each span sits (``None`` when padded).
         columns: every other column of the collator's batch (precomputed reference log-probs, KTO's labels, ...).
     """
 
@@ -51,16 +54,18 @@ class ScoredBatch:
     input_tokens: torch.Tensor
     layout_columns: dict[str, torch.Tensor]
     columns: dict[str, Any]
-    _model_inputs: dict[tuple[str | None, torch.dtype], dict[str, torch.Tensor]] = field(default_factory=dict)
+    segments: Segments | None = None
+    _model_inputs: dict[tuple[str | None, torch.dtype, bool], dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_collated(cls, batch: dict[str, Any], ld_alpha: float | None = None) -> ScoredBatch:
         """The batch of a collator's columns (``input_ids``, ``attention_mask``, ``labels``, and the layout's)."""
         shared = SEGMENT_COLUMN in batch
         labels = batch["labels"]
+        spans = None
         if shared:
             groups, segments = batch[GROUP_COLUMN], batch[SEGMENT_COLUMN]
-            tokens = shared_prompt_tokens(labels, groups, segments)
+            tokens, spans = shared_prompt_tokens(labels, groups, segments)
         else:
             groups = segments = None
             tokens = padded_tokens(labels)
@@ -72,6 +77,7 @@ class ScoredBatch:
             input_tokens=input_token_counts(tokens, batch["attention_mask"], groups, segments),
             layout_columns={name: batch[name] for name in ("position_ids", GROUP_COLUMN, SEGMENT_COLUMN) if shared},
             columns={name: value for name, value in batch.items() if name not in MODEL_COLUMNS},
+            segments=spans,
         )
 
     @property
@@ -86,18 +92,27 @@ class ScoredBatch:
     def device(self) -> torch.device:
         return self.input_ids.device
 
-    def model_inputs(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-        """``input_ids`` and the attention inputs ``model`` (maybe DDP- and PEFT-wrapped) reads this layout through,
-        built once per attention implementation and activation dtype (the policy's and a reference's may differ)."""
+    def model_inputs(self, model: torch.nn.Module, dense: bool = False) -> dict[str, Any]:
+        """The inputs ``model`` (maybe DDP- and PEFT-wrapped) reads this layout through, built once per attention
+        kernel and activation dtype (the policy's and a reference's may differ).
+
+        Padded: ``input_ids`` and the 2D mask. Shared prompt: where the model can, the spans for the attention
+        function (:mod:`~hf_dpo.batch.attention`, read inside ``reading_shared_prompt``), the 2D mask of the real
+        tokens and the position ids; else (or with ``dense``) a 4D mask (:mod:`~hf_dpo.batch.dense_mask`).
+        """
         base = base_model(model)
-        attention = getattr(getattr(base, "config", None), "_attn_implementation", None)
         embeddings = base.get_input_embeddings() if hasattr(base, "get_input_embeddings") else None
         dtype = embeddings.weight.dtype if embeddings is not None else torch.float32
-        key = (attention, dtype if dtype.is_floating_point else torch.float32)
+        dtype = dtype if dtype.is_floating_point else torch.float32
+        function = self.shared_prompt and not dense and attention_support(model) is None
+        key = (kernel_of(model), dtype, function)
         if key not in self._model_inputs:
-            inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
-            if self.shared_prompt:
-                inputs = shared_prompt_model_inputs(self.input_ids, self.layout_columns, *key)
+            inputs: dict[str, Any] = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+            if function:
+                call = SharedPromptCall(self.segments, kernel_of(model))
+                inputs |= {"position_ids": self.layout_columns["position_ids"], "hf_dpo_shared_prompt": call}
+            elif self.shared_prompt:
+                inputs = shared_prompt_model_inputs(self.input_ids, self.layout_columns, kernel_of(model), dtype)
             self._model_inputs[key] = inputs
         return self._model_inputs[key]
 

@@ -6,8 +6,8 @@ completion is predicted from its prompt's last token, not from the completion be
 same :class:`ScoredTokens`, and every per-sequence value comes out in the padded layout's sequence order
 (slot-major: every group's first completion, then every group's second, ...), so the losses never see the layout.
 
-Finding the tokens costs one host synchronisation per batch (the number of scored tokens, groups and completions
-per group are read together); everything else is index arithmetic on the batch's device.
+Finding the tokens costs one host synchronisation per batch (the number of scored tokens, and the groups' and
+completions' places, read together); everything else is index arithmetic on the batch's device.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hf_dpo.batch.segments import Segments
 from hf_dpo.data.columns import IGNORE_INDEX
 
 GROUP_COLUMN = "group_ids"  # shared prompt, per token: its group's index in the batch, -1 on padding
@@ -78,14 +79,18 @@ def padded_tokens(labels: torch.Tensor) -> ScoredTokens:
     return ScoredTokens(target - 1, target, flat_labels[target], target // width, rows, rows, first_column)
 
 
-def shared_prompt_tokens(labels: torch.Tensor, groups: torch.Tensor, segments: torch.Tensor) -> ScoredTokens:
-    """``prompt + completion_1 + ... + completion_k`` per group, each completion blind to the others.
+def shared_prompt_tokens(
+    labels: torch.Tensor, groups: torch.Tensor, segments: torch.Tensor
+) -> tuple[ScoredTokens, Segments]:
+    """``prompt + completion_1 + ... + completion_k`` per group, each completion blind to the others; with the
+    groups' spans (:class:`~hf_dpo.batch.segments.Segments`), read in the same host sync.
 
     >>> labels = torch.tensor([[-100, -100, 7, 2, 8, 2]])  # prompt 5 6, chosen 7 2, rejected 8 2
-    >>> tokens = shared_prompt_tokens(labels, torch.zeros(1, 6, dtype=torch.long), torch.tensor([[0, 0, 1, 1, 2, 2]]))
+    >>> tokens, _ = shared_prompt_tokens(labels, torch.zeros(1, 6, dtype=torch.long), torch.tensor([[0, 0, 1, 1, 2, 2]]))
     >>> tokens.source.tolist(), tokens.target.tolist(), tokens.sequence.tolist()  # 8 is predicted from 6
     ([1, 2, 1, 4], [2, 3, 4, 5], [0, 0, 1, 1])
     """
+    shape = labels.shape
     flat_labels, groups, segments = labels.reshape(-1), groups.reshape(-1), segments.reshape(-1)
     positions = torch.arange(flat_labels.numel(), device=labels.device)
     scored = flat_labels != IGNORE_INDEX
@@ -100,17 +105,18 @@ def shared_prompt_tokens(labels: torch.Tensor, groups: torch.Tensor, segments: t
     known = source.clamp(min=0)
     valid = scored & (source >= 0) & (groups[known] == groups)  # an empty prompt: the first token has no predecessor
     valid &= (segments[known] == 0) | (segments[known] == segments)
-    width = labels.shape[1]
+    width = shape[1]
     first_column = torch.where(valid, source % width, width).min()
-    count, last_group, slots, first_column = torch.stack(  # the one host sync
-        [valid.sum(), groups.max(), segments.max(), first_column]
-    ).tolist()
+    host = torch.cat([torch.stack([valid.sum(), first_column]), groups, segments]).cpu().numpy()  # the one sync
+    count, first_column = int(host[0]), int(host[1])
+    host_groups, host_segments = host[2 : 2 + groups.numel()], host[2 + groups.numel() :]
     target = torch.nonzero_static(valid, size=count).squeeze(1)
-    num_groups, slots = last_group + 1, max(slots, 1)
+    num_groups, slots = int(host_groups.max()) + 1, max(int(host_segments.max()), 1)
     sequence = groups[target] + num_groups * (segments[target] - 1)
-    return ScoredTokens(
+    tokens = ScoredTokens(
         source[target], target, flat_labels[target], sequence, num_groups * slots, num_groups, first_column
     )
+    return tokens, Segments.from_host(host_groups.reshape(shape), host_segments.reshape(shape))
 
 
 def input_token_counts(

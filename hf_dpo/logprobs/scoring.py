@@ -21,6 +21,7 @@ Which path runs, and why, is logged once per model class.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import weakref
@@ -30,6 +31,9 @@ from typing import Any
 import torch
 
 from hf_dpo.batch import ScoredBatch, ScoredTokens
+from hf_dpo.batch.attention import checkpoints_activations, is_reading, reading_shared_prompt
+from hf_dpo.batch.choice import dense_mask_support
+from hf_dpo.logprobs.attention_check import attention_function_matches
 from hf_dpo.logprobs.chunks import STAT_NAMES
 from hf_dpo.logprobs.from_hidden import ProjectedTokenLogProbs, captured_output, decoder_and_head, head_matches
 from hf_dpo.logprobs.from_logits import kept_logit_scores
@@ -85,6 +89,30 @@ def _log_path(model: torch.nn.Module, path: str) -> None:
         logger.info(message)
 
 
+def forward(model: torch.nn.Module, batch: ScoredBatch, **forward_kwargs: Any) -> Any:
+    """``model``'s forward over ``batch``: a shared-prompt batch through the attention function where the model reads
+    it exactly, else through the dense mask where that is exact (the log says why), else a clear error."""
+    inputs = batch.model_inputs(model)
+    reading = "hf_dpo_shared_prompt" in inputs
+    if reading:
+        why_not = None
+        if torch.is_grad_enabled() and checkpoints_activations(model) and not is_reading(model):
+            why_not = "gradient checkpointing recomputes the layers after this call (DPOTrainer's step holds it)"
+        elif not attention_function_matches(model, batch):
+            why_not = "its layers read the attention function differently from separate rows (first-batch check)"
+        if why_not is not None:
+            dense_problem = dense_mask_support(model)
+            if dense_problem is not None:
+                raise RuntimeError(
+                    f"{type(base_model(model)).__name__} cannot read this shared-prompt batch: {why_not}, and the "
+                    f"dense mask cannot stand in ({dense_problem}); use the padded layout (prefix_sharing=False)"
+                )
+            _log_path(base_model(model), f"read through the dense 4D mask: {why_not}")
+            inputs, reading = batch.model_inputs(model, dense=True), False
+    with reading_shared_prompt(model) if reading else contextlib.nullcontext():
+        return model(**inputs, use_cache=False, **forward_kwargs)
+
+
 def _hidden_state_scores(
     model: torch.nn.Module, base: torch.nn.Module, batch: ScoredBatch, with_stats: bool, forward_kwargs: dict
 ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, Any, str]:
@@ -96,7 +124,7 @@ def _hidden_state_scores(
     if _HEAD_CHECKED.get(head) is False:
         return None, None, _HEAD_MISMATCH
     with captured_output(decoder) as captured:
-        outputs = model(**batch.model_inputs(model), use_cache=False, logits_to_keep=1, **forward_kwargs)
+        outputs = forward(model, batch, logits_to_keep=1, **forward_kwargs)
     hidden, dtype = captured[-1] if captured else (None, None)
     if hidden is None or hidden.shape[:2] != batch.input_ids.shape:
         return None, None, "from logits: the decoder's output is not its last hidden states"
@@ -116,7 +144,7 @@ def _logit_scores(
     tokens, width = batch.tokens, batch.input_ids.shape[1]
     if supports_logits_to_keep(base) and tokens.source.numel() > 0:
         forward_kwargs = {**forward_kwargs, "logits_to_keep": width - tokens.first_column}
-    outputs = model(**batch.model_inputs(model), use_cache=False, **forward_kwargs)
+    outputs = forward(model, batch, **forward_kwargs)
     return kept_logit_scores(outputs.logits, tokens, width, with_stats), outputs
 
 

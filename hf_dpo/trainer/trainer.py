@@ -17,7 +17,8 @@ from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, set_seed
 from transformers.trainer_utils import EvalLoopOutput
 
-from hf_dpo.batch import ScoredBatch, default_collator
+from hf_dpo.batch import ScoredBatch, SharedPromptCollator, default_collator
+from hf_dpo.batch.attention import attention_support, reading_shared_prompt
 from hf_dpo.config.training_arguments import DPOTrainingArguments
 from hf_dpo.data.columns import ALL_REF_COLUMNS, LABEL_COLUMN, TRAINER_COLUMNS, reference_columns
 from hf_dpo.data.preparation import DataStatsCallback, check_vocabulary, prepare_dataset, with_lengths
@@ -114,6 +115,9 @@ class DPOTrainer(Trainer):
             **kwargs,
         )
         self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
+        self._reads_shared_prompt = (
+            isinstance(data_collator, SharedPromptCollator) and attention_support(model) is None
+        )
         self._windows = MetricWindows(
             UNPAIRED if self._unpaired else PAIRED, aux_loss=bool(self.loss_settings.router_aux_loss_coef)
         )
@@ -258,8 +262,11 @@ class DPOTrainer(Trainer):
     def training_step(
         self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None
     ) -> torch.Tensor:
+        # the shared-prompt attention stays selected through backward, where checkpointing recomputes the layers
+        reading = reading_shared_prompt(model) if self._reads_shared_prompt else contextlib.nullcontext()
         try:
-            return super().training_step(model, inputs, num_items_in_batch)
+            with reading:
+                return super().training_step(model, inputs, num_items_in_batch)
         except SkippedBatch:  # no backward: this batch adds nothing to the gradients
             self._skipped["skipped_batches"] = self._skipped.get("skipped_batches", 0) + 1
             return torch.zeros((), device=self.args.device)

@@ -51,6 +51,7 @@ class _Watched(torch.Tensor):
 
     calls: ClassVar[list[str]] = []
     SYNCING: ClassVar[set[str]] = {
+        "cpu",
         "tolist",
         "item",
         "nonzero",
@@ -79,7 +80,7 @@ def test_the_shared_prompt_batch_costs_one_host_sync():
     _Watched.calls = []
     batch = ScoredBatch.from_collated(watched, ld_alpha=0.5)
     batch.tokens.counts(), batch.tokens.per_sequence(batch.token_weights)
-    assert _Watched.calls == ["tolist"]  # the token count, the groups and the completions per group, read at once
+    assert _Watched.calls == ["cpu"]  # the token count and the groups' places, read at once
     assert batch.num_sequences == 12
     tensor = torch.tensor([0, 1, 2]).as_subclass(_Watched)
     _Watched.calls = []
@@ -87,7 +88,7 @@ def test_the_shared_prompt_batch_costs_one_host_sync():
     assert _Watched.calls == ["nonzero", "__getitem__", "bincount"]
 
 
-def test_a_step_builds_the_models_mask_once_for_the_policy_and_its_reference(tmp_path, monkeypatch):
+def test_a_step_builds_the_models_inputs_once_for_the_policy_and_its_reference(tmp_path, monkeypatch):
     tokenizer = build_tokenizer()
     args = DPOTrainingArguments(
         output_dir=str(tmp_path), per_device_train_batch_size=4, report_to="none", use_cpu=True, ref_logps_cache=False
@@ -97,8 +98,8 @@ def test_a_step_builds_the_models_mask_once_for_the_policy_and_its_reference(tmp
     )
     assert trainer.reference.model is not None  # a frozen copy: a second model reads the batch
     built = []
-    real = scored_batch_module.shared_prompt_model_inputs
-    monkeypatch.setattr(scored_batch_module, "shared_prompt_model_inputs", lambda *a: built.append(a[2:]) or real(*a))
+    real = scored_batch_module.SharedPromptCall
+    monkeypatch.setattr(scored_batch_module, "SharedPromptCall", lambda *a: built.append(a[1]) or real(*a))
     columns = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     trainer._step(trainer.model.train(), columns)
-    assert built == [("sdpa", torch.float32)]
+    assert built == ["sdpa"]  # the spans for the attention function: once, for both models

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import build_model
+from tiny import build_model, free_port
 
 from hf_dpo.reference.engines import deepspeed_inference_config, engine_name, precompute_model, prepare_reference_model
 from hf_dpo.reference.kinds import FrozenModelReference
@@ -109,7 +109,7 @@ def _run(script_name, port, **environment):
 
 
 def test_fsdp2_reference_for_real_on_one_cpu_process():
-    result = _run(SCRIPT.name, 29561)
+    result = _run(SCRIPT.name, free_port())
     assert result["difference"] == 0.0 and result["frozen"]
     assert result["dtensors"] == result["parameters"] > 0  # every parameter sharded
     assert result["same_fingerprint"]  # the cache key reads the whole weights, not one process's shard
@@ -119,5 +119,5 @@ def test_fsdp2_reference_for_real_on_one_cpu_process():
 def test_zero3_reference_for_real_on_one_cpu_process():
     """DeepSpeed runs on this CPU with its CPU accelerator: the reference is partitioned (every parameter holds
     shape [0] on the process), scores exactly as the plain model, and its cache fingerprint reads whole weights."""
-    result = _run("zero3_reference.py", 29563, DS_ACCELERATOR="cpu")
+    result = _run("zero3_reference.py", free_port(), DS_ACCELERATOR="cpu")
     assert result == {"difference": 0.0, "partitioned": True, "same_fingerprint": True}

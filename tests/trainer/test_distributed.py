@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny import build_model, build_tokenizer, preference_rows
+from tiny import build_model, build_tokenizer, free_port, preference_rows
 
 from hf_dpo import DPOTrainer, DPOTrainingArguments
 
@@ -30,7 +30,7 @@ def _run_two_processes(script, *arguments, port):
 
 @needs_torchrun
 def test_two_processes_shard_the_reference_pass_and_train(tmp_path):
-    result = _run_two_processes(SCRIPT, tmp_path / "out", tmp_path / "cache", port=29517)
+    result = _run_two_processes(SCRIPT, tmp_path / "out", tmp_path / "cache", port=free_port())
 
     tokenizer = build_tokenizer()
     args = DPOTrainingArguments(
@@ -54,7 +54,7 @@ def test_two_processes_shard_the_reference_pass_and_train(tmp_path):
 def distributed_result(tmp_path_factory):
     """One 2-process run of tests/distributed_checks.py shared by the tests that read it (each torchrun costs
     ~20 s)."""
-    return _run_two_processes(CHECKS, tmp_path_factory.mktemp("checks"), port=29519)
+    return _run_two_processes(CHECKS, tmp_path_factory.mktemp("checks"), port=free_port())
 
 
 @needs_torchrun

@@ -82,7 +82,7 @@ def test_one_forward_over_completions_and_their_counterparts(tmp_path, tokenizer
     losses, values = trainer._step(trainer.model, batch)
     # the policy: 4 completions + 4 KL counterparts, one pass (each prompt read once: one row per prompt)
     assert ScoredBatch.from_collated(batch).num_sequences == 8 and losses.shape == (4,)
-    assert calls[0]["input_ids"].shape[0] == 4 and calls[0]["attention_mask"].dim() == 4
+    assert calls[-1]["input_ids"].shape[0] == 4 and "hf_dpo_shared_prompt" in calls[-1]  # the attention function
     assert values["count/desirable"].sum() + values["count/undesirable"].sum() == 4
 
 

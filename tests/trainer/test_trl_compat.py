@@ -13,6 +13,8 @@ from torch.testing import assert_close
 from transformers import AutoModelForCausalLM, MixtralConfig, MixtralForCausalLM
 
 from hf_dpo import DPODataCollator, DPOTrainer, DPOTrainingArguments
+from hf_dpo.batch import ScoredBatch, SharedPromptCollator
+from hf_dpo.logprobs import sequence_scores
 from hf_dpo.losses import LOSS_TYPES
 
 # Written out from TRL 1.16's trl/trainer/dpo_config.py (not read from TRL at run time).
@@ -215,7 +217,10 @@ def test_a_mixture_of_experts_trains_its_router_balance(tmp_path, tokenizer):
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     trainer.model.train()
     losses, values = trainer._step(trainer.model, batch)
-    aux = trainer.model(**{k: batch[k] for k in ("input_ids", "attention_mask")}, output_router_logits=True).aux_loss
+    assert isinstance(trainer.data_collator, SharedPromptCollator)  # the router's loss no longer forces padded rows
+    with torch.no_grad():  # the router's loss over the layout's real tokens, as the model computes it
+        _, outputs = sequence_scores(trainer.model, ScoredBatch.from_collated(batch), output_router_logits=True)
+    aux = outputs.aux_loss
     assert_close(values["aux_loss"][0], aux.detach())
     off = _trainer(tmp_path / "off", tokenizer, model=_tiny_mixtral(tokenizer), router_aux_loss_coef=0.0)
     plain_losses, _ = off._step(off.model.train(), batch)
