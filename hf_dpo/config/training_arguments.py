@@ -7,7 +7,7 @@ Defaults that differ from `TrainingArguments`, and why:
 - ``logging_steps=10``: reward metrics are noisy per step and preference runs are short; 500 would log nothing.
 - ``bf16=None``: as TRL, bfloat16 wherever a GPU supports it, but off on a CPU instead of an error.
 - activation (gradient) checkpointing on unless set, as TRL's ``gradient_checkpointing=True``: a TRL config that fits
-  in memory with TRL fits with us. Off is one field away (``activation_checkpointing=False``), ~30% faster steps.
+  in memory with TRL fits with us. Off is one field away (``activation_checkpointing=False``): faster steps, more memory.
 - ``remove_unused_columns=False``: the raw ``prompt``/``chosen``/``rejected`` columns are not arguments of the
   model's ``forward``; the trainer tokenizes them itself and the collator ignores columns it does not need. (With
   ``True`` the trainer still keeps its own columns.)
@@ -323,8 +323,8 @@ class DPOTrainingArguments(TokensRedacted, TrainingArguments):
         default=None,
         metadata={
             "help": "The older name of `activation_checkpointing` (deprecated by transformers 5). Left unset with "
-            "`activation_checkpointing` unset: on, as TRL's DPOConfig has it (less activation memory, ~30% more time "
-            "per step); set either to false for speed.",
+            "`activation_checkpointing` unset: on, as TRL's DPOConfig has it (activations recomputed in backward: less "
+            "memory, slower steps); set either to false for speed.",
             "nargs": "?",  # as TrainingArguments has it: a bare --gradient_checkpointing means True
             "const": True,
         },

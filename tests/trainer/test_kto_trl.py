@@ -1,6 +1,7 @@
 """TRL's KTO users: ``from hf_dpo import KTOConfig, KTOTrainer`` in place of TRL's, with TRL 1.16's KTO defaults
 (loss type, weights, sequential order and its KL pairing) and TRL's losses step by step on a tiny Llama in float32."""
 
+import dataclasses
 import warnings
 
 import pytest
@@ -76,12 +77,20 @@ def _trl_and_ours(tmp_path, model_path, tokenizer, rows, **overrides):
     return runs
 
 
-def test_trls_kto_defaults(tmp_path):
+def test_every_default_of_trls_kto_config_is_ours(tmp_path):
+    """TRL 1.16's KTOConfig and ours built alike: the same value in every field (loss_type "kto", both weights 1.0,
+    sequential sampling, ...), but bf16 (off on a CPU) and remove_unused_columns (our columns are kept either way)."""
     trl = pytest.importorskip("trl")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TRL's config sets transformers' deprecated name
-        theirs = trl.KTOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none")
-    ours = KTOConfig(output_dir=str(tmp_path), report_to="none")
+        theirs = trl.KTOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    ours = KTOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    different = {
+        field.name
+        for field in dataclasses.fields(trl.KTOConfig)
+        if getattr(ours, field.name) != getattr(theirs, field.name)
+    }
+    assert different == {"bf16", "remove_unused_columns"}
     for name in KTO_DEFAULTS:
         assert getattr(ours, name) == getattr(theirs, name), name
     assert isinstance(ours, DPOTrainingArguments)  # every other field keeps its DPO meaning

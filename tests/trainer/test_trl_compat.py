@@ -421,14 +421,32 @@ def test_an_explicit_reference_beside_a_named_policy_is_used_as_given(tmp_path, 
     assert_close([log["loss"] for log in _step_logs(runs["ours"])], trl_losses, atol=1e-5, rtol=1e-5)
 
 
-def test_trls_defaults_for_checkpointing_and_truncation(tmp_path):
+# TRL defaults we keep apart, each documented in README's "Coming from TRL": bf16 is off on a CPU (TRL's True needs
+# use_cpu=True there), remove_unused_columns is False (our columns are kept either way); TRL stores a single loss_type
+# as a one-element list, we keep what was given.
+OWN_DEFAULTS = {"bf16", "remove_unused_columns", "loss_type"}
+
+
+def test_every_default_of_trls_dpo_config_is_ours(tmp_path):
+    """TRL 1.16's DPOConfig and ours built alike: every field has the same value (gradient_checkpointing=True,
+    truncation_mode="keep_start", ...), but for OWN_DEFAULTS."""
     trl = pytest.importorskip("trl")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TRL's config sets transformers' deprecated name
-        theirs = trl.DPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none")
-    ours = DPOTrainingArguments(output_dir=str(tmp_path), report_to="none")
-    for name in ("gradient_checkpointing", "activation_checkpointing", "truncation_mode", "max_length"):
-        assert getattr(ours, name) == getattr(theirs, name), name
+        theirs = trl.DPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    ours = DPOTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    different = {
+        field.name
+        for field in dataclasses.fields(trl.DPOConfig)
+        if getattr(ours, field.name) != getattr(theirs, field.name)
+    }
+    assert different == OWN_DEFAULTS
+    assert (ours.gradient_checkpointing, ours.activation_checkpointing, ours.truncation_mode) == (
+        True,
+        True,
+        "keep_start",
+    )
+    assert theirs.loss_type == [ours.loss_type]
 
 
 def test_truncation_at_max_length_matches_trl(tmp_path, tokenizer, tiny_llama_path):
