@@ -177,7 +177,7 @@ class DPOTrainer(Trainer):
     @property
     def aux_loss_enabled(self) -> bool:
         """Whether a mixture-of-experts router's load-balancing loss is trained (TRL's attribute)."""
-        return bool(self._aux_loss_coef)
+        return bool(self.loss_settings.router_aux_loss_coef)
 
     # ---- set-up -------------------------------------------------------------------------------------------------
 
