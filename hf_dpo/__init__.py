@@ -13,14 +13,18 @@ _PUBLIC = {
     "DPODataCollator": "hf_dpo.batch.padded",
     "DPOTrainer": "hf_dpo.trainer.trainer",
     "DPOTrainingArguments": "hf_dpo.config.training_arguments",
+    "KTOConfig": "hf_dpo.config.kto_arguments",  # TRL's KTO names: a KTOTrainer script swaps its import
+    "KTOTrainer": "hf_dpo.trainer.kto",
 }
 
 if TYPE_CHECKING:
     from hf_dpo.batch.padded import DPODataCollator
+    from hf_dpo.config.kto_arguments import KTOConfig
     from hf_dpo.config.training_arguments import DPOTrainingArguments
+    from hf_dpo.trainer.kto import KTOTrainer
     from hf_dpo.trainer.trainer import DPOTrainer
 
-__all__ = ["DPODataCollator", "DPOTrainer", "DPOTrainingArguments", "__version__"]
+__all__ = ["DPODataCollator", "DPOTrainer", "DPOTrainingArguments", "KTOConfig", "KTOTrainer", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

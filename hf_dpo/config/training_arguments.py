@@ -6,6 +6,8 @@ Defaults that differ from `TrainingArguments`, and why:
   With LoRA, raise it (1e-5..5e-5 are common).
 - ``logging_steps=10``: reward metrics are noisy per step and preference runs are short; 500 would log nothing.
 - ``bf16=None``: as TRL, bfloat16 wherever a GPU supports it, but off on a CPU instead of an error.
+- activation (gradient) checkpointing on unless set, as TRL's ``gradient_checkpointing=True``: a TRL config that fits
+  in memory with TRL fits with us. Off is one field away (``activation_checkpointing=False``): faster steps, more memory.
 - ``remove_unused_columns=False``: the raw ``prompt``/``chosen``/``rejected`` columns are not arguments of the
   model's ``forward``; the trainer tokenizes them itself and the collator ignores columns it does not need. (With
   ``True`` the trainer still keeps its own columns.)
@@ -228,10 +230,13 @@ class DPOTrainingArguments(TokensRedacted, TrainingArguments):
         metadata={"help": "Most tokens of each completion (its start is kept). None: only `max_length` applies."},
     )
     truncation_mode: str = field(
-        default="keep_end",
+        default="keep_start",
         metadata={
-            "help": "Which part of a too-long prompt to keep: 'keep_end' (the end, next to the answer) or "
-            "'keep_start'."
+            "help": "What a too-long row keeps. 'keep_start' (TRL's default): the start of prompt + completion, "
+            "cut at `max_length` (a row whose prompt alone fills it is dropped, counted in the logs), and the start "
+            "of a prompt longer than `max_prompt_length`. 'keep_end': the end of the prompt, next to the answer (the "
+            "end of its first `max_prompt_length` tokens' worth, or what leaves room within `max_length` for the "
+            "longer completion); completions always keep their start."
         },
     )
     pad_to_multiple_of: int | str | None = field(
@@ -314,6 +319,16 @@ class DPOTrainingArguments(TokensRedacted, TrainingArguments):
         default=False,
         metadata={"help": "Drop dataset columns the trainer does not use (its own are always kept)."},
     )
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={
+            "help": "The older name of `activation_checkpointing` (deprecated by transformers 5). Left unset with "
+            "`activation_checkpointing` unset: on, as TRL's DPOConfig has it (activations recomputed in backward: less "
+            "memory, slower steps); set either to false for speed.",
+            "nargs": "?",  # as TrainingArguments has it: a bare --gradient_checkpointing means True
+            "const": True,
+        },
+    )
     bf16: bool | None = field(
         default=None,
         metadata={
@@ -332,6 +347,12 @@ class DPOTrainingArguments(TokensRedacted, TrainingArguments):
                     setattr(self, name, json.loads(value))
                 except json.JSONDecodeError as error:
                     raise ValueError(f"{name}={value!r} is not valid JSON: {error}") from None
+        if getattr(self, "activation_checkpointing", None) is None and self.gradient_checkpointing is None:
+            # TRL's default, set through the current name so no deprecation warning fires for a default
+            checkpointing = (
+                "activation_checkpointing" if hasattr(self, "activation_checkpointing") else "gradient_checkpointing"
+            )
+            setattr(self, checkpointing, True)
         if self.bf16 is None:  # TRL's default: bf16 unless fp16, where the hardware has it (never on a bare CPU)
             self.bf16 = not self.fp16 and _cuda_has_bf16()
         if self.pad_token is not None:

@@ -9,12 +9,18 @@ Rules:
 - exactly one EOS ends each completion: it is appended unless the text (as a chat template renders an assistant
   turn) already ends with it, and whitespace a template writes after it is dropped;
 - one BOS starts the prompt if the tokenizer adds one to plain text, never two;
-- a prompt longer than ``max_prompt_length`` keeps its end (``truncation_mode="keep_end"``) or its start; then each
-  completion keeps its first ``max_completion_length`` tokens and is cut to fit ``max_length``;
-- a prompt cut by ``keep_end`` keeps its BOS (it replaces the first kept token);
-- a row whose prompt leaves no room for a completion within ``max_length`` is marked DROPPED_NO_ROOM, a pair whose
-  chosen and rejected completions are identical (no preference to learn), also after truncation, DROPPED_IDENTICAL;
-  :mod:`hf_dpo.data.preparation` counts and drops them.
+- ``truncation_mode="keep_start"`` (TRL's default) keeps the start of prompt + completion: a prompt longer than
+  ``max_prompt_length`` keeps its start, and each sequence is cut at ``max_length``, as TRL cuts
+  ``(prompt + completion)[:max_length]``;
+- ``keep_end`` keeps the end of the prompt, next to the answer: its last ``max_prompt_length`` tokens or, without that
+  budget, the tokens that leave room within ``max_length`` for the longer completion (TRL's deprecated ``keep_end``
+  cuts each sequence's start apart, so its chosen and rejected sequences can see different prompts; here one cut
+  serves both); a prompt cut this way keeps its BOS (it replaces the first kept token);
+- completions always keep their start: their first ``max_completion_length`` tokens, then what fits ``max_length``;
+- a row whose prompt leaves no room for a completion within ``max_length`` is marked DROPPED_NO_ROOM (as TRL drops a
+  row whose prompt alone fills ``max_length``), a pair whose chosen and rejected completions are identical (no
+  preference to learn), also after truncation, DROPPED_IDENTICAL; :mod:`hf_dpo.data.preparation` counts and drops
+  them.
 """
 
 from __future__ import annotations
@@ -99,17 +105,28 @@ def truncate(
     truncation_mode: str,
 ) -> tuple[list[int], list[list[int]], int]:
     """Apply the prompt budget, then the completion budget to each completion; returns the ids and a status (KEPT,
-    TRUNCATED or DROPPED_NO_ROOM, which leaves the completions as they were).
+    TRUNCATED or DROPPED_NO_ROOM, which leaves the completions as they were). See the module docstring.
 
     >>> truncate([1, 2, 3, 4], [[5, 6, 7], [8]], max_length=5, max_prompt_length=2,
     ...          max_completion_length=None, truncation_mode="keep_end")
     ([3, 4], [[5, 6, 7], [8]], 1)
+    >>> truncate([1, 2, 3, 4], [[5, 6, 7], [8]], max_length=5, max_prompt_length=None,
+    ...          max_completion_length=None, truncation_mode="keep_start")  # (prompt + completion)[:5]
+    ([1, 2, 3, 4], [[5], [8]], 1)
+    >>> truncate([1, 2, 3, 4], [[5, 6, 7], [8]], max_length=5, max_prompt_length=None,
+    ...          max_completion_length=None, truncation_mode="keep_end")  # room for the longer completion
+    ([3, 4], [[5, 6, 7], [8]], 1)
     """
     prompt, kept = list(prompt_ids), [list(ids) for ids in completions]
+    keep_end = truncation_mode == "keep_end"
     if max_prompt_length is not None and len(prompt) > max_prompt_length:
-        prompt = prompt[-max_prompt_length:] if truncation_mode == "keep_end" else prompt[:max_prompt_length]
+        prompt = prompt[-max_prompt_length:] if keep_end else prompt[:max_prompt_length]
     budgets = [max_completion_length] if max_completion_length is not None else []
     if max_length is not None:
+        if keep_end and max_prompt_length is None:
+            longest = max((len(ids[: min(budgets, default=len(ids))]) for ids in kept), default=0)
+            room = max(max_length - longest, 1)  # one prompt token at least: it predicts the first completion token
+            prompt = prompt[-room:]
         if len(prompt) >= max_length:
             return prompt, kept, DROPPED_NO_ROOM
         budgets.append(max_length - len(prompt))

@@ -10,13 +10,15 @@ import torch
 
 from hf_dpo.losses import needs_reference
 from hf_dpo.models.facts import is_peft_model
-from hf_dpo.models.loading import init_kwargs, load_causal_lm
+from hf_dpo.models.loading import load_causal_lm
+from hf_dpo.models.policy import named_model_kwargs
 from hf_dpo.reference.kinds import (
     AdapterReference,
     DisabledAdapterReference,
     FrozenModelReference,
     NoReference,
     Reference,
+    freeze_adapter,
 )
 
 
@@ -40,6 +42,7 @@ def add_reference_adapter(
     if ref_adapter == train_adapter:
         raise ValueError(f"model_adapter_name and ref_adapter_name are both {train_adapter!r}; they must differ")
     peft_model.set_adapter(train_adapter)  # trainable; every other adapter frozen
+    freeze_adapter(peft_model, ref_adapter)
     return AdapterReference(ref_adapter, train_adapter, owned=owned)
 
 
@@ -63,8 +66,9 @@ def chosen_reference(
 ) -> Reference:
     """Decide the reference of a run.
 
-    In order: none when the loss needs none (or ``args.reference_free``); the given ``ref_model`` (a model, or a
-    name loaded like the policy, with ``args.model_init_kwargs``); for a PEFT policy, its own starting adapter
+    In order: none when the loss needs none (or ``args.reference_free``); the given ``ref_model``, used as given (a
+    model), or a name loaded with ``args.model_init_kwargs`` and the policy's dtype and attention unless they say
+    otherwise (:func:`~hf_dpo.models.policy.named_model_kwargs`); for a PEFT policy, its own starting adapter
     frozen (when it arrived as a PeftModel, e.g. an SFT LoRA, or ``args.ref_adapter_name`` names one, or
     ``args.sync_ref_model`` needs a reference that can move) or else the base model with adapters disabled; for a
     plain model, a frozen copy of it.
@@ -75,7 +79,7 @@ def chosen_reference(
         if ref_model is policy:
             raise ValueError("ref_model is the policy model itself; pass a separate copy or leave it None")
         if isinstance(ref_model, str):
-            ref_model = load_causal_lm(ref_model, role="reference", **init_kwargs(args))
+            ref_model = load_causal_lm(ref_model, role="reference", **named_model_kwargs(args, like=policy))
         return FrozenModelReference(ref_model)
     if is_peft_model(policy):
         # TR-DPO moves the reference: with PEFT that needs an adapter of its own (a copy of the trained one).

@@ -83,6 +83,17 @@ class Reference(abc.ABC):
         raise ValueError(f"sync_ref_model=True cannot move a {self.kind!r} reference")
 
 
+def freeze_adapter(peft_model: torch.nn.Module, adapter: str) -> None:
+    """Freeze every parameter of ``adapter`` in ``peft_model``: LoRA on modules and on parameters alike (a
+    mixture-of-experts' stacked experts, ``target_parameters``, sit in nested wrappers), whatever a peft version's
+    ``set_adapter`` leaves trainable. (Its config's ``inference_mode`` is left alone: prompt-learning adapters read it
+    in their forward; a checkpoint saves every adapter with ``inference_mode`` true anyway.)"""
+    part = f".{adapter}."
+    for name, parameter in peft_model.named_parameters():
+        if part in name:
+            parameter.requires_grad_(False)
+
+
 def _mix_(reference: torch.Tensor, policy: torch.Tensor, alpha: float) -> None:
     reference.data.mul_(1.0 - alpha).add_(policy.data.to(reference.dtype), alpha=alpha)
 
@@ -202,6 +213,7 @@ class AdapterReference(Reference):
                 return sequence_logps(policy, batch, self.hidden_states)
         finally:
             peft_model.set_adapter(self.train_adapter)  # trainable again
+            freeze_adapter(peft_model, self.ref_adapter)
 
 
 class PolicyAsReference(Reference):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
+import sys
 from typing import Any
 
 import torch
@@ -45,6 +47,21 @@ from hf_dpo.trainer.preparation import checked_args, per_eval_split
 from hf_dpo.trainer.step import pair_loss, unpaired_loss
 
 logger = logging.getLogger(__name__)
+
+
+def refuse_data_parallel(trainer: Trainer) -> None:
+    """Several GPUs visible to one process make Trainer wrap the model in ``nn.DataParallel``, whose replicas run a
+    forward our step binds to the original model: refused with the command to run instead, as TRL refuses it.
+    Checked after ``Trainer.__init__``, which sets ``n_gpu`` to 1 for a model split across GPUs by ``device_map``."""
+    gpus = trainer.args.n_gpu
+    if gpus > 1:
+        command = shlex.join([os.path.basename(sys.argv[0]) or "train.py", *sys.argv[1:]])
+        raise ValueError(
+            f"{type(trainer).__name__} does not support nn.DataParallel, which Trainer uses when {gpus} GPUs are "
+            f"visible to a single process: launch one process per GPU with `accelerate launch --num_processes {gpus} "
+            f"{command}` (or `torchrun --nproc_per_node {gpus} {command}`), or make one GPU visible with "
+            "CUDA_VISIBLE_DEVICES=0"
+        )
 
 
 class DPOTrainer(Trainer):
@@ -114,6 +131,7 @@ class DPOTrainer(Trainer):
             processing_class=processing_class,
             **kwargs,
         )
+        refuse_data_parallel(self)
         self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
         self._reads_shared_prompt = (
             isinstance(data_collator, SharedPromptCollator) and attention_support(model) is None
@@ -159,6 +177,11 @@ class DPOTrainer(Trainer):
     def ref_model(self) -> torch.nn.Module | None:
         """The separate frozen reference model, if the run has one (TRL's attribute)."""
         return self.reference.model
+
+    @property
+    def aux_loss_enabled(self) -> bool:
+        """Whether a mixture-of-experts router's load-balancing loss is trained (TRL's attribute)."""
+        return bool(self.loss_settings.router_aux_loss_coef)
 
     # ---- set-up -------------------------------------------------------------------------------------------------
 
@@ -323,11 +346,14 @@ class DPOTrainer(Trainer):
         return super().predict(self._prepare_late(test_dataset, "test"), *args, **kwargs)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:  # a training log; evaluation metrics are added in evaluation_loop
+        # A training log, or the run's closing summary (train_loss): as TRL does, the summary carries the metrics of
+        # the steps since the last log, so a run shorter than logging_steps still logs them. Evaluation metrics are
+        # added in evaluation_loop.
+        if "loss" in logs or "train_loss" in logs:
             means = self._windows.read("train", reduce=self._sum_over_processes, device=self.args.device)
             pair_loss = means.pop(LOSS, None)
             logs.update(means)
-            if self.args.skip_nonfinite_batches:
+            if self.args.skip_nonfinite_batches and "loss" in logs:
                 # the Trainer averaged a zero in for each skipped batch: report the mean over the pairs that trained
                 logs["skipped_batches"] = self._skipped.get("skipped_batches", 0)
                 if pair_loss is None:

@@ -1,5 +1,8 @@
 """hf_dpo.DPOTrainingArguments: DPO defaults and validation messages that name the field and the value."""
 
+import dataclasses
+import warnings
+
 import pytest
 
 from hf_dpo import DPOTrainingArguments
@@ -12,9 +15,24 @@ def _args(**overrides):
 def test_defaults():
     args = _args()
     assert (args.beta, args.loss_type, args.label_smoothing, args.reference_free) == (0.1, "sigmoid", 0.0, False)
-    assert (args.max_length, args.max_prompt_length, args.truncation_mode) == (1024, None, "keep_end")
+    assert (args.max_length, args.max_prompt_length, args.truncation_mode) == (1024, None, "keep_start")
     assert (args.learning_rate, args.logging_steps, args.remove_unused_columns) == (1e-6, 10, False)
     assert args.disable_dropout is True
+
+
+def test_activation_checkpointing_is_on_unless_set_under_either_name():
+    """TRL's default (gradient_checkpointing=True) without transformers' deprecation warning for a default; off is one
+    field away, under the current name (no warning) or TRL's (transformers' FutureWarning, as TRL users get it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        default = _args()
+        off = _args(activation_checkpointing=False)
+    assert default.activation_checkpointing is True and default.gradient_checkpointing is True
+    assert off.activation_checkpointing is False and off.gradient_checkpointing is False
+    with pytest.warns(FutureWarning, match="gradient_checkpointing"):
+        trl_style = _args(gradient_checkpointing=False)
+    assert trl_style.activation_checkpointing is False and trl_style.gradient_checkpointing is False
+    assert dataclasses.replace(off, beta=0.2).activation_checkpointing is False  # a copy keeps the choice
 
 
 @pytest.mark.parametrize(
@@ -42,8 +60,6 @@ def test_model_init_kwargs_from_json_string():
 
 
 def test_every_dpo_field_has_help():
-    import dataclasses
-
     from transformers import TrainingArguments
 
     base = {f.name for f in dataclasses.fields(TrainingArguments)}

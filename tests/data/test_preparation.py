@@ -99,13 +99,24 @@ def test_chat_row_with_eos_different_from_turn_end(tokenizer):
             _limits(max_length=20, max_prompt_length=3, truncation_mode="keep_start"),
             ([1, 2, 3], [6, 7], [8], TRUNCATED),
         ),
-        (_limits(max_length=6, max_prompt_length=None), ([1, 2, 3, 4, 5], [6], [8], TRUNCATED)),
+        # keep_start without a prompt budget: TRL's (prompt + completion)[:max_length]
+        (
+            _limits(max_length=6, max_prompt_length=None, truncation_mode="keep_start"),
+            ([1, 2, 3, 4, 5], [6], [8], TRUNCATED),
+        ),
+        # keep_end without a prompt budget: the prompt's end, leaving room for the longer completion
+        (_limits(max_length=6, max_prompt_length=None), ([2, 3, 4, 5], [6, 7], [8], TRUNCATED)),
+        (_limits(max_length=5, max_prompt_length=None), ([3, 4, 5], [6, 7], [8], TRUNCATED)),
+        (_limits(max_length=2, max_prompt_length=None), ([5], [6], [8], TRUNCATED)),
         (
             _limits(max_length=20, max_prompt_length=10, max_completion_length=1),
             ([1, 2, 3, 4, 5], [6], [8], TRUNCATED),
         ),
         (_limits(max_length=20, max_prompt_length=10), ([1, 2, 3, 4, 5], [6, 7], [8], KEPT)),
-        (_limits(max_length=5, max_prompt_length=None), ([1, 2, 3, 4, 5], [6, 7], [8], DROPPED_NO_ROOM)),
+        (
+            _limits(max_length=5, max_prompt_length=None, truncation_mode="keep_start"),
+            ([1, 2, 3, 4, 5], [6, 7], [8], DROPPED_NO_ROOM),
+        ),
     ],
 )
 def test_truncation(limits, expected):

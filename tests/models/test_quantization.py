@@ -182,3 +182,54 @@ def test_qlora_with_biases_trains_after_an_eval_mode_pass(tmp_path, tiny_qwen2_p
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 4 and losses[0] == pytest.approx(math.log(2), abs=1e-6)
     assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.parametrize("logging_steps", [1, 10], ids=["every-step", "closing-log"])
+def test_qlora_logs_trls_metric_names_on_every_log(tmp_path, tiny_path, logging_steps):
+    """A 4-bit model with LoRA logs every name TRL's DPOTrainer logs, on each step's log and on the run's closing
+    summary (what TRL's own QLoRA test reads: log_history[-1]["mean_token_accuracy"]). Names, not values: after
+    TRL's eval-mode reference pass bitsandbytes runs its repacked bfloat16 CPU kernel, which hf_dpo keeps off
+    (hf_dpo.models.quantization), so the numbers part after the first update."""
+    trl = pytest.importorskip("trl")
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.float32,
+    )
+    histories = {}
+    for name, config_class, trainer_class in (
+        ("trl", trl.DPOConfig, trl.DPOTrainer),
+        ("ours", DPOTrainingArguments, DPOTrainer),
+    ):
+        model = AutoModelForCausalLM.from_pretrained(tiny_path, dtype="float32", quantization_config=quantization)
+        args = config_class(
+            output_dir=str(tmp_path / name),
+            per_device_train_batch_size=4,
+            max_steps=2,
+            logging_steps=logging_steps,
+            learning_rate=0.1,
+            report_to="none",
+            save_strategy="no",
+            use_cpu=True,
+            bf16=False,
+            activation_checkpointing=False,
+            disable_tqdm=True,
+        )
+        trainer = trainer_class(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(preference_rows(8)),
+            processing_class=build_tokenizer(),
+            peft_config=LoraConfig(r=8, target_modules="all-linear", task_type="CAUSAL_LM"),
+        )
+        trainer.train()
+        histories[name] = trainer.state.log_history
+    assert len(histories["ours"]) == len(histories["trl"])
+    for ours, theirs in zip(histories["ours"], histories["trl"]):
+        assert not set(theirs) - set(ours), set(theirs) - set(ours)
+    with_metrics = [entry for entry in histories["ours"] if "mean_token_accuracy" in entry]
+    assert len(with_metrics) == (2 if logging_steps == 1 else 1)  # each step, or the closing summary

@@ -128,3 +128,135 @@ def test_resume_with_an_sft_adapter_reference_is_exact(tmp_path, tokenizer, name
     assert straight.keys() == resumed.keys()
     for name, value in straight.items():
         assert_close(resumed[name], value, atol=1e-6, rtol=0), name
+
+
+# ---- LoRA on a mixture-of-experts' stacked experts (peft's target_parameters) -------------------------------------
+
+EXPERTS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+
+
+def _tiny_moe(tokenizer, kind):
+    from transformers import GptOssConfig, GptOssForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    torch.manual_seed(0)
+    shared = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "num_experts_per_tok": 2,
+        "max_position_embeddings": 128,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if kind == "qwen3_moe":
+        return Qwen3MoeForCausalLM(Qwen3MoeConfig(**shared, moe_intermediate_size=16, num_experts=4))
+    return GptOssForCausalLM(GptOssConfig(**shared, num_local_experts=4))
+
+
+def _experts_lora(tokenizer, kind):
+    """A PeftModel whose adapter (non-zero, as an SFT adapter) sits on the attention and on the stacked experts."""
+    torch.manual_seed(1)
+    lora = LoraConfig(r=4, target_modules=["q_proj"], target_parameters=EXPERTS, init_lora_weights=False)
+    return get_peft_model(_tiny_moe(tokenizer, kind), lora)
+
+
+def _reference_parameters(model):
+    return {name: p for name, p in model.named_parameters() if ".reference." in name}
+
+
+@pytest.mark.parametrize("kind", ["qwen3_moe", "gpt_oss"])
+def test_a_reference_adapter_on_moe_experts_is_frozen_everywhere(tmp_path, tokenizer, kind):
+    """The reference copy of an adapter on stacked experts: no parameter of it requires grad, before, during (with
+    evaluations in between) and after training, even if something left it trainable; it never changes."""
+    model = _experts_lora(tokenizer, kind)
+    args = _args(tmp_path, max_steps=3, eval_strategy="steps", eval_steps=1, activation_checkpointing=False)
+    trainer = DPOTrainer(
+        model,
+        args=args,
+        train_dataset=preference_rows(12),
+        eval_dataset=preference_rows(4),
+        processing_class=tokenizer,
+    )
+    reference = _reference_parameters(model)
+    assert any(".experts.lora_A.reference." in name for name in reference), sorted(reference)
+    assert not any(p.requires_grad for p in reference.values())
+    before = {name: p.detach().clone() for name, p in reference.items()}
+    trained_before = {n: p.detach().clone() for n, p in model.named_parameters() if ".default." in n}
+    set_adapter = model.set_adapter
+
+    def set_adapter_leaving_others_trainable(
+        *args, **kwargs
+    ):  # as a peft version leaving other adapters trainable would
+        set_adapter(*args, **kwargs)
+        for parameter in _reference_parameters(model).values():
+            parameter.requires_grad_(True)
+
+    model.set_adapter = set_adapter_leaving_others_trainable
+    trainer.train()
+    trainer.evaluate()
+    assert not [name for name, p in _reference_parameters(model).items() if p.requires_grad]
+    for name, parameter in _reference_parameters(model).items():
+        assert torch.equal(parameter, before[name]), name
+    moved = [n for n, p in model.named_parameters() if ".default." in n and not torch.equal(p, trained_before[n])]
+    assert any(".experts." in name for name in moved) and all(
+        p.requires_grad for n, p in model.named_parameters() if ".default." in n
+    )
+
+
+def test_a_reference_adapter_only_where_the_reference_needs_one(tmp_path, tokenizer):
+    """LoRA from a peft_config: the reference is the base with adapters disabled, no copy; a PeftModel's adapter
+    is copied, and the copy is deleted once precomputed log-probs have replaced it."""
+    lora = LoraConfig(r=4, target_modules=["q_proj"], target_parameters=EXPERTS)
+    fresh = DPOTrainer(
+        _tiny_moe(tokenizer, "qwen3_moe"),
+        args=_args(tmp_path, activation_checkpointing=False),
+        train_dataset=preference_rows(4),
+        processing_class=tokenizer,
+        peft_config=lora,
+    )
+    assert fresh.reference.kind == "peft_disabled" and list(fresh.model.peft_config) == ["default"]
+    args = _args(tmp_path, precompute_ref_log_probs=True, ref_logps_cache=False, activation_checkpointing=False)
+    model = _experts_lora(tokenizer, "qwen3_moe")
+    precomputed = DPOTrainer(model, args=args, train_dataset=preference_rows(4), processing_class=tokenizer)
+    assert precomputed.reference.kind == "precomputed" and list(model.peft_config) == ["default"]
+    assert not _reference_parameters(model)
+
+
+@pytest.mark.parametrize("kind", ["qwen3_moe", "gpt_oss"])
+def test_lora_on_moe_experts_from_a_peft_model_follows_trl(tmp_path, tokenizer, kind):
+    """A PeftModel with LoRA on the experts: both trainers train a copy against the frozen starting adapter (TRL
+    names it 'ref'); the losses (router balance included) agree step by step in float32."""
+    trl = pytest.importorskip("trl")
+    from datasets import Dataset
+
+    values = {
+        "per_device_train_batch_size": 4,
+        "max_steps": 3,
+        "logging_steps": 1,
+        "learning_rate": 1e-2,
+        "report_to": "none",
+        "save_strategy": "no",
+        "use_cpu": True,
+        "bf16": False,
+        "activation_checkpointing": False,
+        "disable_tqdm": True,
+    }
+    losses = {}
+    for name, config_class, trainer_class in (
+        ("trl", trl.DPOConfig, trl.DPOTrainer),
+        ("ours", DPOTrainingArguments, DPOTrainer),
+    ):
+        model = _experts_lora(tokenizer, kind)
+        args = config_class(output_dir=str(tmp_path / name), **values)
+        trainer = trainer_class(
+            model=model, args=args, train_dataset=Dataset.from_list(preference_rows(12)), processing_class=tokenizer
+        )
+        trainer.train()
+        losses[name] = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        frozen = [n for n, p in model.named_parameters() if (".ref." in n or ".reference." in n) and p.requires_grad]
+        assert not frozen, (name, frozen)
+    assert len(losses["ours"]) == 3
+    assert_close(losses["ours"], losses["trl"], atol=1e-5, rtol=1e-5)

@@ -282,3 +282,214 @@ def test_precompute_with_a_streamed_dataset_says_what_to_do(tmp_path, tokenizer)
             processing_class=tokenizer,
         )
     assert Dataset  # imported for the reader: a map-style Dataset is what precompute needs
+
+
+# ---- against TRL 1.16 itself: the same run under both trainers, tiny models in float32 ----------------------------
+
+
+def _tiny_moe_path(tmp_path_factory, tokenizer, kind: str) -> str:
+    """A tiny Qwen3-MoE or GPT-OSS model saved to disk (TRL builds its reference by reloading the policy's path)."""
+    from transformers import GptOssConfig, GptOssForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    torch.manual_seed(0)
+    shared = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "num_experts_per_tok": 2,
+        "max_position_embeddings": 128,
+        "pad_token_id": tokenizer.pad_token_id,
+        "router_aux_loss_coef": 0.05,  # large enough to move the losses visibly
+    }
+    if kind == "qwen3_moe":
+        model = Qwen3MoeForCausalLM(Qwen3MoeConfig(**shared, moe_intermediate_size=16, num_experts=4))
+    else:
+        model = GptOssForCausalLM(GptOssConfig(**shared, num_local_experts=4))
+    path = tmp_path_factory.mktemp(kind)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module", params=["qwen3_moe", "gpt_oss"])
+def tiny_moe_path(request, tmp_path_factory, tokenizer):
+    return _tiny_moe_path(tmp_path_factory, tokenizer, request.param)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_path(tmp_path_factory, tokenizer):
+    """A tiny Llama saved in bfloat16: TRL loads a model given by name in float32 unless told otherwise."""
+    path = tmp_path_factory.mktemp("tiny-llama-bf16")
+    build_model(tokenizer).to(torch.bfloat16).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def _trl_and_ours(tmp_path, model, tokenizer, rows, ref_model=None, **overrides):
+    """``{"trl": trainer, "ours": trainer}``, each built the same way (``model`` a path, ``ref_model`` a factory)
+    and trained; TRL's defaults that a CPU cannot take (bf16) or that only cost time (checkpointing) are off."""
+    trl = pytest.importorskip("trl")
+    values = {
+        "per_device_train_batch_size": 4,
+        "max_steps": 3,
+        "logging_steps": 1,
+        "learning_rate": 1e-2,
+        "report_to": "none",
+        "save_strategy": "no",
+        "use_cpu": True,
+        "bf16": False,
+        "activation_checkpointing": False,
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    runs = {}
+    for name, config_class, trainer_class in (
+        ("trl", trl.DPOConfig, trl.DPOTrainer),
+        ("ours", DPOTrainingArguments, DPOTrainer),
+    ):
+        args = config_class(output_dir=str(tmp_path / name), **{**values, **overrides})
+        trainer = trainer_class(
+            model=model,
+            ref_model=ref_model() if ref_model else None,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+        )
+        trainer.train()
+        runs[name] = trainer
+    return runs
+
+
+def _step_logs(trainer):
+    return [entry for entry in trainer.state.log_history if "loss" in entry]
+
+
+def test_a_mixture_of_experts_trains_its_router_balance_as_trl_does(tmp_path, tokenizer, tiny_moe_path):
+    """router_aux_loss_coef=None: the config's coefficient, aux_loss added and logged, the same numbers as TRL."""
+    runs = _trl_and_ours(tmp_path, tiny_moe_path, tokenizer, preference_rows(12))
+    assert runs["trl"].aux_loss_enabled and runs["ours"].aux_loss_enabled
+    trl_logs, our_logs = _step_logs(runs["trl"]), _step_logs(runs["ours"])
+    assert len(trl_logs) == len(our_logs) == 3
+    for name in ("loss", "aux_loss", "rewards/chosen", "rewards/rejected", "logps/chosen"):
+        assert_close([log[name] for log in our_logs], [log[name] for log in trl_logs], atol=1e-5, rtol=1e-5), name
+    assert our_logs[-1]["loss"] < our_logs[0]["loss"]
+
+
+def test_a_run_shorter_than_logging_steps_closes_with_trls_metric_names(tmp_path, tokenizer, tiny_moe_path):
+    """TRL's own MoE and QLoRA tests read aux_loss and mean_token_accuracy from the last log entry, the run's closing
+    summary: it carries the metrics of the steps since the last log."""
+    runs = _trl_and_ours(tmp_path, tiny_moe_path, tokenizer, preference_rows(12), logging_steps=10)
+    trl_last, our_last = runs["trl"].state.log_history[-1], runs["ours"].state.log_history[-1]
+    assert "train_loss" in our_last and not set(trl_last) - set(our_last)
+    for name in ("aux_loss", "mean_token_accuracy", "rewards/chosen", "num_tokens"):
+        assert_close(float(our_last[name]), float(trl_last[name]), atol=1e-5, rtol=1e-5), name
+
+
+def test_the_mpo_mix_with_bco_pair_matches_trl(tmp_path, tokenizer, tiny_llama_path):
+    """bco_pair with δ = 0 by default, as TRL 1.16 computes it: the MPO mix follows TRL's losses step by step."""
+    mix = {"loss_type": ["sigmoid", "bco_pair", "sft"], "loss_weights": [0.8, 0.2, 1.0]}
+    runs = _trl_and_ours(tmp_path, tiny_llama_path, tokenizer, preference_rows(12), **mix)
+    trl_losses = [log["loss"] for log in _step_logs(runs["trl"])]
+    our_losses = [log["loss"] for log in _step_logs(runs["ours"])]
+    assert len(our_losses) == 3 and our_losses[-1] < our_losses[0]
+    assert_close(our_losses, trl_losses, atol=1e-5, rtol=1e-5)
+
+
+def test_an_explicit_reference_beside_a_named_policy_is_used_as_given(tmp_path, tokenizer, tiny_llama_path):
+    """DPOTrainer(model="<path>", ref_model=<float32 model>): the policy loads in float32 (TRL's default dtype,
+    although the checkpoint is bfloat16), the reference is the object given, and after training it still equals the
+    policy's starting weights, as with TRL."""
+    starting = {
+        name: value.detach().clone()
+        for name, value in AutoModelForCausalLM.from_pretrained(
+            tiny_llama_path, dtype=torch.float32
+        ).named_parameters()
+    }
+    given = {}
+
+    def reference():
+        given["model"] = AutoModelForCausalLM.from_pretrained(tiny_llama_path, dtype=torch.float32)
+        return given["model"]
+
+    runs = {}
+    for name, trainer in _trl_and_ours(tmp_path, tiny_llama_path, tokenizer, preference_rows(12), reference).items():
+        runs[name] = trainer
+        assert trainer.model.dtype == torch.float32, name
+        for parameter_name, value in trainer.ref_model.named_parameters():
+            torch.testing.assert_close(value, starting[parameter_name], atol=0, rtol=0)
+    assert runs["ours"].ref_model is given["model"]  # the last factory call built ours
+    trl_losses = [log["loss"] for log in _step_logs(runs["trl"])]
+    assert_close([log["loss"] for log in _step_logs(runs["ours"])], trl_losses, atol=1e-5, rtol=1e-5)
+
+
+# TRL defaults we keep apart, each documented in README's "Coming from TRL": bf16 is off on a CPU (TRL's True needs
+# use_cpu=True there), remove_unused_columns is False (our columns are kept either way); TRL stores a single loss_type
+# as a one-element list, we keep what was given.
+OWN_DEFAULTS = {"bf16", "remove_unused_columns", "loss_type"}
+
+
+def test_every_default_of_trls_dpo_config_is_ours(tmp_path):
+    """TRL 1.16's DPOConfig and ours built alike: every field has the same value (gradient_checkpointing=True,
+    truncation_mode="keep_start", ...), but for OWN_DEFAULTS."""
+    trl = pytest.importorskip("trl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TRL's config sets transformers' deprecated name
+        theirs = trl.DPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    ours = DPOTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    different = {
+        field.name
+        for field in dataclasses.fields(trl.DPOConfig)
+        if getattr(ours, field.name) != getattr(theirs, field.name)
+    }
+    assert different == OWN_DEFAULTS
+    assert (ours.gradient_checkpointing, ours.activation_checkpointing, ours.truncation_mode) == (
+        True,
+        True,
+        "keep_start",
+    )
+    assert theirs.loss_type == [ours.loss_type]
+
+
+def test_truncation_at_max_length_matches_trl(tmp_path, tokenizer, tiny_llama_path):
+    """keep_start cuts prompt + completion at max_length and drops a row whose prompt alone fills it: the same rows
+    and tokens as TRL, so the same losses."""
+    rows = preference_rows(12)
+    for index in (1, 6, 11):
+        rows[index]["prompt"] += " the quick brown fox jumps over the lazy dog" * (3 if index < 10 else 4)
+    long_prompt = len(tokenizer(rows[1]["prompt"])["input_ids"])
+    # rows 1 and 6 keep 3 completion tokens (" Answer: yes" / " Answer: no"); row 11's prompt alone fills max_length
+    max_length = long_prompt + 3
+    assert len(tokenizer(rows[11]["prompt"])["input_ids"]) >= max_length
+    runs = _trl_and_ours(tmp_path, tiny_llama_path, tokenizer, rows, max_length=max_length)
+    assert len(runs["ours"].train_dataset) == len(runs["trl"].train_dataset) == 11
+    assert runs["ours"].dataset_stats["train"]["truncated"] >= 2
+    trl_losses = [log["loss"] for log in _step_logs(runs["trl"])]
+    assert_close([log["loss"] for log in _step_logs(runs["ours"])], trl_losses, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("trainer_name", ["trl", "ours"])
+def test_several_gpus_in_one_process_are_refused_as_trl_refuses_them(tmp_path, tokenizer, trainer_name):
+    """Trainer would wrap the model in nn.DataParallel: refused, with the launch command. n_gpu is the count Trainer
+    reads (it sets it to 1 itself for a model split over GPUs by device_map); faked here, as a CPU has no GPUs."""
+    trl = pytest.importorskip("trl") if trainer_name == "trl" else None
+    config_class, trainer_class = (trl.DPOConfig, trl.DPOTrainer) if trl else (DPOTrainingArguments, DPOTrainer)
+    args = config_class(
+        output_dir=str(tmp_path), use_cpu=True, bf16=False, activation_checkpointing=False, report_to="none"
+    )
+    assert args.n_gpu == 0
+    args._n_gpu = 2
+    with pytest.raises(ValueError, match=r"does not support `?nn\.DataParallel") as error:
+        trainer_class(
+            model=build_model(tokenizer),
+            ref_model=build_model(tokenizer),
+            args=args,
+            train_dataset=Dataset.from_list(preference_rows(4)),
+            processing_class=tokenizer,
+        )
+    if not trl:
+        assert "accelerate launch --num_processes 2" in str(error.value)
+        assert "torchrun --nproc_per_node 2" in str(error.value) and "CUDA_VISIBLE_DEVICES=0" in str(error.value)
