@@ -8,6 +8,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
     __name__,
     {
         "DPOTrainingArguments": "hf_dpo.config.training_arguments",
+        "KTOConfig": "hf_dpo.config.kto_arguments",
         "DataArguments": "hf_dpo.config.run_arguments",
         "ModelArguments": "hf_dpo.config.run_arguments",
         "RunArguments": "hf_dpo.config.run_arguments",

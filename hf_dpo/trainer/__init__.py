@@ -6,5 +6,6 @@ __getattr__, __dir__, __all__ = lazy_surface(
     __name__,
     {
         "DPOTrainer": "hf_dpo.trainer.trainer",
+        "KTOTrainer": "hf_dpo.trainer.kto",
     },
 )

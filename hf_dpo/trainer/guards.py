@@ -13,6 +13,9 @@ processes, so none waits in a collective for a process that stopped.
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
 from typing import Any
 
 import torch
@@ -67,3 +70,18 @@ class NonFiniteGradientGuard(TrainerCallback):
         for parameter in model.parameters():
             parameter.grad = None  # optimizers leave parameters without a gradient alone: no step, no decay
         self.counter["skipped_batches"] = self.counter.get("skipped_batches", 0) + 1
+
+
+def refuse_data_parallel(trainer: Any) -> None:
+    """Several GPUs visible to one process make Trainer wrap the model in ``nn.DataParallel``, whose replicas run a
+    forward our step binds to the original model: refused with the command to run instead, as TRL refuses it.
+    Checked after ``Trainer.__init__``, which sets ``n_gpu`` to 1 for a model split across GPUs by ``device_map``."""
+    gpus = trainer.args.n_gpu
+    if gpus > 1:
+        command = shlex.join([os.path.basename(sys.argv[0]) or "train.py", *sys.argv[1:]])
+        raise ValueError(
+            f"{type(trainer).__name__} does not support nn.DataParallel, which Trainer uses when {gpus} GPUs are "
+            f"visible to a single process: launch one process per GPU with `accelerate launch --num_processes {gpus} "
+            f"{command}` (or `torchrun --nproc_per_node {gpus} {command}`), or make one GPU visible with "
+            "CUDA_VISIBLE_DEVICES=0"
+        )

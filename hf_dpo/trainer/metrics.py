@@ -147,3 +147,17 @@ class MetricWindows:
         if not self.aux_loss:
             metrics.pop(AUX_LOSS, None)
         return metrics
+
+
+def with_train_window(logs: dict[str, float], means: dict[str, float], skipped: int | None) -> None:
+    """A training log (or the run's closing summary) with the window's metrics; with ``skipped`` (the run skips
+    non-finite batches), the count of skipped batches, and the loss as the mean over the pairs that trained (the
+    Trainer averaged a zero in for each skipped batch)."""
+    pair_loss = means.pop(LOSS, None)
+    logs.update(means)
+    if skipped is not None and "loss" in logs:
+        logs["skipped_batches"] = skipped
+        if pair_loss is None:
+            del logs["loss"]  # every batch of the window was skipped: there is no loss to report
+        else:
+            logs["loss"] = round(pair_loss, 4)

@@ -1,8 +1,9 @@
 """DPOTrainer: Direct Preference Optimization as a `transformers.Trainer` subclass.
 
-The trainer only wires things together: data preparation (`data.py`), batching (`collator.py`), the step
-(`step.py`: log-probs, reference, loss and metrics), the reference (`reference.py`) and the precompute pass
-(`precompute.py`). Each step runs the policy once on the ``[2B, T]`` batch of chosen and rejected sequences.
+The trainer only wires things together: data preparation (:mod:`hf_dpo.data`), the batch layout
+(:mod:`hf_dpo.batch`), the reference (:mod:`hf_dpo.reference`), and the step (:meth:`DPOTrainer._step`: the batch,
+the policy's forward, the reference, the loss of :mod:`hf_dpo.trainer.step`). Each step runs the policy once over
+the batch, each prompt read once per pair where the model allows it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shlex
-import sys
 from typing import Any
 
 import torch
@@ -21,47 +20,58 @@ from transformers.trainer_utils import EvalLoopOutput
 
 from hf_dpo.batch import ScoredBatch, SharedPromptCollator, default_collator
 from hf_dpo.batch.attention import attention_support, reading_shared_prompt
-from hf_dpo.config.training_arguments import DPOTrainingArguments
-from hf_dpo.data.columns import ALL_REF_COLUMNS, LABEL_COLUMN, TRAINER_COLUMNS, reference_columns
-from hf_dpo.data.preparation import DataStatsCallback, check_vocabulary, prepare_dataset, with_lengths
-from hf_dpo.data.unpaired import warn_if_unbalanced, with_kl_completions
+from hf_dpo.config import DPOTrainingArguments
+from hf_dpo.data import (
+    ALL_REF_COLUMNS,
+    LABEL_COLUMN,
+    TRAINER_COLUMNS,
+    DataStatsCallback,
+    check_vocabulary,
+    prepare_dataset,
+    reference_columns,
+    warn_if_unbalanced,
+    with_kl_completions,
+    with_lengths,
+)
 from hf_dpo.logprobs import sequence_scores
 from hf_dpo.losses import LossSettings, RewardMean
-from hf_dpo.models.adapters import saving_only_adapter, wrap_peft
-from hf_dpo.models.facts import is_peft_model, is_quantized, router_aux_loss_coef
-from hf_dpo.models.modes import disable_dropout, offloading_activations
-from hf_dpo.models.policy import model_and_tokenizer
-from hf_dpo.models.quantization import keep_4bit_layers_trainable
+from hf_dpo.models import (
+    disable_dropout,
+    is_peft_model,
+    is_quantized,
+    keep_4bit_layers_trainable,
+    model_and_tokenizer,
+    offloading_activations,
+    router_aux_loss_coef,
+    saving_only_adapter,
+    wrap_peft,
+)
 from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, silenced
 from hf_dpo.monitor import add_tool_callbacks
-from hf_dpo.publish.hub import push_merged
-from hf_dpo.publish.model_card import write_model_card
-from hf_dpo.reference.choice import build_reference
-from hf_dpo.reference.engines import engine_name, precompute_model
-from hf_dpo.reference.kinds import PrecomputedReference, Reference
-from hf_dpo.reference.precompute import pass_settings, precompute_columns
+from hf_dpo.publish import push_merged, write_model_card
+from hf_dpo.reference import (
+    PrecomputedReference,
+    Reference,
+    build_reference,
+    engine_name,
+    pass_settings,
+    precompute_columns,
+    precompute_model,
+)
 from hf_dpo.trainer.callbacks import ReferenceSyncCallback, RewardMeanCallback
-from hf_dpo.trainer.guards import NonFiniteError, NonFiniteGradientGuard, SkippedBatch, all_finite, nonfinite_message
-from hf_dpo.trainer.metrics import LOSS, PAIRED, UNPAIRED, MetricWindows
+from hf_dpo.trainer.guards import (
+    NonFiniteError,
+    NonFiniteGradientGuard,
+    SkippedBatch,
+    all_finite,
+    nonfinite_message,
+    refuse_data_parallel,
+)
+from hf_dpo.trainer.metrics import PAIRED, UNPAIRED, MetricWindows, with_train_window
 from hf_dpo.trainer.preparation import checked_args, per_eval_split
 from hf_dpo.trainer.step import pair_loss, unpaired_loss
 
 logger = logging.getLogger(__name__)
-
-
-def refuse_data_parallel(trainer: Trainer) -> None:
-    """Several GPUs visible to one process make Trainer wrap the model in ``nn.DataParallel``, whose replicas run a
-    forward our step binds to the original model: refused with the command to run instead, as TRL refuses it.
-    Checked after ``Trainer.__init__``, which sets ``n_gpu`` to 1 for a model split across GPUs by ``device_map``."""
-    gpus = trainer.args.n_gpu
-    if gpus > 1:
-        command = shlex.join([os.path.basename(sys.argv[0]) or "train.py", *sys.argv[1:]])
-        raise ValueError(
-            f"{type(trainer).__name__} does not support nn.DataParallel, which Trainer uses when {gpus} GPUs are "
-            f"visible to a single process: launch one process per GPU with `accelerate launch --num_processes {gpus} "
-            f"{command}` (or `torchrun --nproc_per_node {gpus} {command}`), or make one GPU visible with "
-            "CUDA_VISIBLE_DEVICES=0"
-        )
 
 
 class DPOTrainer(Trainer):
@@ -71,7 +81,7 @@ class DPOTrainer(Trainer):
     Args:
         model: a `PreTrainedModel`, a `PeftModel`, or a name/path loaded with `args.model_init_kwargs`.
         ref_model: the reference model (instance or name/path, loaded like `model`), frozen. Default: see
-            `hf_dpo.reference.kinds.build_reference` (adapters disabled or the starting adapter for a PEFT model, else a
+            `hf_dpo.reference.build_reference` (adapters disabled or the starting adapter for a PEFT model, else a
             frozen copy of `model`; nothing for reference-free losses).
         args: `DPOTrainingArguments`.
         train_dataset, eval_dataset: rows with `prompt`/`chosen`/`rejected` (strings or chat messages), or rows
@@ -351,15 +361,8 @@ class DPOTrainer(Trainer):
         # added in evaluation_loop.
         if "loss" in logs or "train_loss" in logs:
             means = self._windows.read("train", reduce=self._sum_over_processes, device=self.args.device)
-            pair_loss = means.pop(LOSS, None)
-            logs.update(means)
-            if self.args.skip_nonfinite_batches and "loss" in logs:
-                # the Trainer averaged a zero in for each skipped batch: report the mean over the pairs that trained
-                logs["skipped_batches"] = self._skipped.get("skipped_batches", 0)
-                if pair_loss is None:
-                    del logs["loss"]  # every batch of the window was skipped: there is no loss to report
-                else:
-                    logs["loss"] = round(pair_loss, 4)
+            skipped = self._skipped.get("skipped_batches", 0) if self.args.skip_nonfinite_batches else None
+            with_train_window(logs, means, skipped)
         super().log(logs, start_time)
 
     def evaluation_loop(

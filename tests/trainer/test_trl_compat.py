@@ -329,9 +329,10 @@ def tiny_llama_path(tmp_path_factory, tokenizer):
     return str(path)
 
 
-def _trl_and_ours(tmp_path, model, tokenizer, rows, ref_model=None, **overrides):
+def _trl_and_ours(tmp_path, model, tokenizer, rows, ref_model=None, ours=None, **overrides):
     """``{"trl": trainer, "ours": trainer}``, each built the same way (``model`` a path, ``ref_model`` a factory)
-    and trained; TRL's defaults that a CPU cannot take (bf16) or that only cost time (checkpointing) are off."""
+    and trained; TRL's defaults that a CPU cannot take (bf16) or that only cost time (checkpointing) are off;
+    ``ours``: fields of our own, for our run only."""
     trl = pytest.importorskip("trl")
     values = {
         "per_device_train_batch_size": 4,
@@ -351,7 +352,8 @@ def _trl_and_ours(tmp_path, model, tokenizer, rows, ref_model=None, **overrides)
         ("trl", trl.DPOConfig, trl.DPOTrainer),
         ("ours", DPOTrainingArguments, DPOTrainer),
     ):
-        args = config_class(output_dir=str(tmp_path / name), **{**values, **overrides})
+        own = (ours or {}) if name == "ours" else {}
+        args = config_class(output_dir=str(tmp_path / name), **{**values, **overrides, **own})
         trainer = trainer_class(
             model=model,
             ref_model=ref_model() if ref_model else None,
@@ -369,8 +371,9 @@ def _step_logs(trainer):
 
 
 def test_a_mixture_of_experts_trains_its_router_balance_as_trl_does(tmp_path, tokenizer, tiny_moe_path):
-    """router_aux_loss_coef=None: the config's coefficient, aux_loss added and logged, the same numbers as TRL."""
-    runs = _trl_and_ours(tmp_path, tiny_moe_path, tokenizer, preference_rows(12))
+    """router_aux_loss_coef=None: the config's coefficient, aux_loss added and logged, the same numbers as TRL on
+    TRL's layout (padded rows: each prompt's tokens routed twice; our default shared prompt routes them once)."""
+    runs = _trl_and_ours(tmp_path, tiny_moe_path, tokenizer, preference_rows(12), ours={"prefix_sharing": False})
     assert runs["trl"].aux_loss_enabled and runs["ours"].aux_loss_enabled
     trl_logs, our_logs = _step_logs(runs["trl"]), _step_logs(runs["ours"])
     assert len(trl_logs) == len(our_logs) == 3
@@ -382,7 +385,9 @@ def test_a_mixture_of_experts_trains_its_router_balance_as_trl_does(tmp_path, to
 def test_a_run_shorter_than_logging_steps_closes_with_trls_metric_names(tmp_path, tokenizer, tiny_moe_path):
     """TRL's own MoE and QLoRA tests read aux_loss and mean_token_accuracy from the last log entry, the run's closing
     summary: it carries the metrics of the steps since the last log."""
-    runs = _trl_and_ours(tmp_path, tiny_moe_path, tokenizer, preference_rows(12), logging_steps=10)
+    runs = _trl_and_ours(
+        tmp_path, tiny_moe_path, tokenizer, preference_rows(12), logging_steps=10, ours={"prefix_sharing": False}
+    )
     trl_last, our_last = runs["trl"].state.log_history[-1], runs["ours"].state.log_history[-1]
     assert "train_loss" in our_last and not set(trl_last) - set(our_last)
     for name in ("aux_loss", "mean_token_accuracy", "rewards/chosen", "num_tokens"):
