@@ -4,6 +4,8 @@
     python benchmarks/speed_cpu.py --models smollm2-full --workloads prompt-heavy,balanced,completion-heavy
     python benchmarks/speed_cpu.py --models smollm2-lora --workloads prompt-heavy --warmup 1 --steps 1 --rounds 1
     python benchmarks/speed_cpu.py --bf16 --hf-dpo-arg padding_free=true    # bf16 autocast; a switch for hf_dpo alone
+    python benchmarks/speed_cpu.py --spread 0 --gradient-checkpointing      # equal-length rows; checkpointing on
+    python benchmarks/speed_cpu.py --profile --rounds 1 --steps 1           # + each run's per-op time table
 
 Each run is a fresh child process (this script with --child), so its memory is its own. Runs alternate (hf_dpo,
 TRL, hf_dpo, TRL, ...) because step times on a shared machine drift; the table quotes medians over rounds and
@@ -14,7 +16,8 @@ jobs share the machine). Peak memory is resident memory sampled every 10 ms duri
 the training increment is that peak minus the resident memory just before ``train()``.
 
 Data: deterministic synthetic pairs (plain text, standard format) drawn from a fixed list of English words, each
-part's length varied by ±20% per row so batches carry padding. Both trainers read the rows in order
+part's length varied by ±20% per row so batches carry padding (``--spread``; 0: every row the same length, so the
+padded layout wastes nothing on padding). Both trainers read the rows in order
 (``train_sampling_strategy="sequential"``), so the timed steps see the same pairs; tokens/s counts prompt + chosen +
 prompt + rejected tokens of those pairs (what a padded layout holds, without its padding), the same for both. Each
 child reports the tokens its trainer tokenized, and the report says so if the two trainers disagree (a truncation,
@@ -45,7 +48,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SMOLLM2 = "hf_dpo:SmolLM2-135M-Instruct"  # the packaged GGUF copy: no network
-SPREAD = 0.2  # each part's length varies by ±20% per row (uniform)
+SPREAD = 0.2  # each part's length varies by ±20% per row (uniform) unless --spread says otherwise
 TRAINERS = ("hf_dpo", "trl")
 
 # Ordinary words, one token each for SmolLM2's tokenizer (with their leading space) ...
@@ -120,9 +123,9 @@ LORA = {"r": 16, "lora_alpha": 32, "target_modules": "all-linear", "task_type": 
 # --- data -------------------------------------------------------------------------------------------------------
 
 
-def sample_length(rng: random.Random, mean_words: int) -> int:
-    """A part's word count: uniform over the integers within ±SPREAD of ``mean_words``."""
-    return rng.randint(math.ceil(mean_words * (1 - SPREAD)), math.floor(mean_words * (1 + SPREAD)))
+def sample_length(rng: random.Random, mean_words: int, spread: float = SPREAD) -> int:
+    """A part's word count: uniform over the integers within ±spread of ``mean_words``."""
+    return rng.randint(math.ceil(mean_words * (1 - spread)), math.floor(mean_words * (1 + spread)))
 
 
 def words_text(rng: random.Random, count: int) -> str:
@@ -136,7 +139,7 @@ def words_text(rng: random.Random, count: int) -> str:
     return " ".join(words)
 
 
-def build_workload(workload: Workload, pairs: int, seed: int) -> dict[str, list[str]]:
+def build_workload(workload: Workload, pairs: int, seed: int, spread: float = SPREAD) -> dict[str, list[str]]:
     """``pairs`` rows of plain-text ``prompt``/``chosen``/``rejected``, the same for the same arguments.
 
     Completions start with a space: TRL joins prompt and completion as text before tokenizing, hf_dpo tokenizes
@@ -145,9 +148,9 @@ def build_workload(workload: Workload, pairs: int, seed: int) -> dict[str, list[
     rng = random.Random(f"{workload.name}:{seed}")  # str seeds hash deterministically (unlike hash())
     columns: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
     for _ in range(pairs):
-        columns["prompt"].append(words_text(rng, sample_length(rng, workload.prompt_words)))
-        columns["chosen"].append(" " + words_text(rng, sample_length(rng, workload.chosen_words)))
-        columns["rejected"].append(" " + words_text(rng, sample_length(rng, workload.rejected_words)))
+        columns["prompt"].append(words_text(rng, sample_length(rng, workload.prompt_words, spread)))
+        columns["chosen"].append(" " + words_text(rng, sample_length(rng, workload.chosen_words, spread)))
+        columns["rejected"].append(" " + words_text(rng, sample_length(rng, workload.rejected_words, spread)))
     return columns
 
 
@@ -201,7 +204,7 @@ def trainer_kwargs(spec: dict[str, Any], output_dir: str) -> dict[str, Any]:
         "report_to": "none",
         "use_cpu": True,
         "bf16": spec["bf16"],
-        "gradient_checkpointing": False,
+        "gradient_checkpointing": spec.get("gradient_checkpointing", False),
         "seed": spec["seed"],
         "max_length": spec["max_length"],
         "pad_to_multiple_of": None,
@@ -220,7 +223,7 @@ def build_trainer(spec: dict[str, Any], callback: Any) -> Any:
 
     model, tokenizer, peft_config, ref_model = load_model(spec["model"], spec["seed"])
     pairs = (spec["warmup"] + spec["steps"]) * spec["batch"]  # one epoch: each pair seen once
-    train = Dataset.from_dict(build_workload(WORKLOADS[spec["workload"]], pairs, spec["seed"]))
+    train = Dataset.from_dict(build_workload(WORKLOADS[spec["workload"]], pairs, spec["seed"], spec["spread"]))
     common = trainer_kwargs(spec, tempfile.mkdtemp(prefix="speed_cpu_"))
     if spec["trainer"] == "hf_dpo":
         from hf_dpo import DPOTrainer, DPOTrainingArguments
@@ -270,23 +273,51 @@ def token_summary(lengths: list[tuple[int, int, int]], spec: dict[str, Any]) -> 
     }
 
 
-def make_step_timer() -> Any:
+def make_step_timer(profile_from: int | None = None) -> Any:
     """A TrainerCallback recording each optimizer step's wall time and this process's CPU time (seconds); CPU time
-    is the steadier of the two on a machine shared with other jobs."""
+    is the steadier of the two on a machine shared with other jobs. With ``profile_from``, the steps from that one on
+    also run under ``torch.profiler`` (its per-op table lands in ``.profile``; profiled steps run a little slower)."""
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
             self.started, self.cpu_started, self.seconds, self.cpu_seconds = 0.0, 0.0, [], []
+            self.profiler, self.profile = None, None
 
         def on_step_begin(self, args, state, control, **kwargs):
+            if profile_from is not None and state.global_step == profile_from and self.profiler is None:
+                import torch
+
+                self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                self.profiler.__enter__()
             self.started, self.cpu_started = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kwargs):
             self.seconds.append(time.perf_counter() - self.started)
             self.cpu_seconds.append(time.process_time() - self.cpu_started)
 
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.profiler is not None:
+                self.profiler.__exit__(None, None, None)
+                self.profile = op_table(self.profiler)
+
     return StepTimer()
+
+
+def op_table(profiler: Any, rows: int = 15) -> list[dict[str, Any]]:
+    """The ops that took the most time (self CPU time, children excluded), with their share of the total."""
+    averages = profiler.key_averages()
+    total = sum(event.self_cpu_time_total for event in averages) or 1.0
+    ranked = sorted(averages, key=lambda event: event.self_cpu_time_total, reverse=True)[:rows]
+    return [
+        {
+            "op": event.key,
+            "self_s": round(event.self_cpu_time_total / 1e6, 3),
+            "share": round(event.self_cpu_time_total / total, 3),
+            "calls": event.count,
+        }
+        for event in ranked
+    ]
 
 
 def rss_gib() -> float:
@@ -306,7 +337,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     """One trainer on one model and workload: build, train W + N steps, measure."""
     import torch
 
-    timer = make_step_timer()
+    timer = make_step_timer(spec["warmup"] if spec.get("profile") else None)
     started = time.perf_counter()
     trainer = build_trainer(spec, timer)
     setup_seconds = time.perf_counter() - started
@@ -338,6 +369,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         "train_rss_increase_gib": peak[0] - before_train,
         "final_loss": losses[-1] if losses else None,
         "losses": losses,  # every step's: the first is log 2 where the policy starts as the reference
+        "profile": timer.profile,
     }
 
 
@@ -457,6 +489,31 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def profile_tables(runs: list[dict[str, Any]]) -> str:
+    """Each profiled cell's per-op tables, hf_dpo's beside TRL's (the first round of each), as Markdown."""
+    blocks = []
+    for model, workload in dict.fromkeys((run["model"], run["workload"]) for run in runs if run.get("profile")):
+        lines = [f"Where a step's time goes: {model} / {workload} (self CPU time of the timed steps)", ""]
+        for trainer in TRAINERS:
+            run = next(
+                (
+                    r
+                    for r in runs
+                    if (r["model"], r["workload"], r["trainer"]) == (model, workload, trainer) and r.get("profile")
+                ),
+                None,
+            )
+            if run is None:
+                continue
+            lines += [f"{trainer}:", "", "| op | self s | share | calls |", "| --- | ---: | ---: | ---: |"]
+            lines += [
+                f"| `{op['op']}` | {op['self_s']:.2f} | {op['share']:.0%} | {op['calls']} |" for op in run["profile"]
+            ]
+            lines.append("")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
 def notes(rows: list[dict[str, Any]]) -> list[str]:
     """Warnings to print under the table: failed runs, rows cut or dropped, token counts that differ between the
     trainers."""
@@ -510,8 +567,9 @@ def header(options: argparse.Namespace, runs: list[dict[str, Any]]) -> str:
     return (
         f"Date: {datetime.date.today().isoformat()}. Machine: {machine()} "
         f"(torch threads: {', '.join(map(str, threads)) or '?'}). Versions: {versions()}.\n\n"
-        f"Settings: {'bf16 autocast' if options.bf16 else 'fp32'}, batch {options.batch} pairs, no gradient "
-        f"checkpointing, lr {options.learning_rate}, max_length {options.max_length}, seed {options.seed}, reference "
+        f"Settings: {'bf16 autocast' if options.bf16 else 'fp32'}, batch {options.batch} pairs, "
+        f"{'gradient checkpointing' if options.gradient_checkpointing else 'no gradient checkpointing'}, lengths "
+        f"±{options.spread:.0%} per row, lr {options.learning_rate}, max_length {options.max_length}, seed {options.seed}, reference "
         f"on the fly, LoRA r={LORA['r']} alpha {LORA['lora_alpha']} on all linear layers (`-lora` models), "
         f"{options.warmup} warm-up + {options.steps} timed steps per run, {options.rounds} alternating rounds"
         f"{extra}.\n\nCommand: `{command}`"
@@ -530,6 +588,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="runs per trainer, alternating")
     parser.add_argument("--batch", type=int, default=2, help="pairs per step")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default: fp32)")
+    parser.add_argument(
+        "--spread", type=float, default=SPREAD, help="each part's length varies by ±this per row (0: equal lengths)"
+    )
+    parser.add_argument(
+        "--gradient-checkpointing", action="store_true", help="both trainers checkpoint activations (TRL's default)"
+    )
+    parser.add_argument("--profile", action="store_true", help="profile the timed steps: a per-op table per run")
     parser.add_argument("--learning-rate", type=float, default=1e-5)
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=42)
@@ -560,7 +625,18 @@ def main(argv: list[str] | None = None) -> None:
         return
     settings = {
         name: getattr(options, name)
-        for name in ("warmup", "steps", "batch", "bf16", "learning_rate", "max_length", "seed")
+        for name in (
+            "warmup",
+            "steps",
+            "batch",
+            "bf16",
+            "learning_rate",
+            "max_length",
+            "seed",
+            "spread",
+            "gradient_checkpointing",
+            "profile",
+        )
     }
     started, runs = time.perf_counter(), []
     log = open(options.json, "w") if options.json else None  # noqa: SIM115 (written line by line as runs end)
@@ -581,6 +657,8 @@ def main(argv: list[str] | None = None) -> None:
         log.close()
     rows = summarise(runs)
     print("\n" + header(options, runs) + "\n\n" + table(rows))
+    if options.profile:
+        print("\n" + profile_tables(runs))
     for note in notes(rows):
         print(f"- {note}")
     print(f"\n({len(runs)} runs in {(time.perf_counter() - started) / 60:.1f} min)")

@@ -158,40 +158,36 @@ def shared_prompt_attention(
     kernel = _kernel(module, call.kernel)
     for run in call.segments.runs():
         row, own = run.row, slice(run.start, run.end)
-        # each token's position in its own sequence: a continuation's restart after its prompt
-        query_positions = torch.arange(run.prompt_length, run.prompt_length + run.end - run.start, device=query.device)
-        key_positions = torch.cat([torch.arange(run.prompt_length, device=query.device), query_positions])
-        prompt = slice(run.prompt_start, run.prompt_end)  # empty for a group's first run
-        k_run = torch.cat([key[row : row + 1, :, prompt], key[row : row + 1, :, own]], dim=2)
-        v_run = torch.cat([value[row : row + 1, :, prompt], value[row : row + 1, :, own]], dim=2)
-        last_position = run.prompt_length + run.end - run.start - 1
-        mask = _run_mask(call.kernel, query_positions, key_positions, last_position, window, query.dtype)
+        k_run, v_run = key[row : row + 1, :, own], value[row : row + 1, :, own]
+        if run.prompt_length:  # a later completion reads its prompt's keys first
+            prompt = slice(run.prompt_start, run.prompt_end)
+            k_run = torch.cat([key[row : row + 1, :, prompt], k_run], dim=2)
+            v_run = torch.cat([value[row : row + 1, :, prompt], v_run], dim=2)
+        mask = _run_mask(call.kernel, run.prompt_length, run.end - run.start, window, query.dtype, query.device)
         run_out, _ = kernel(module, query[row : row + 1, :, own], k_run, v_run, mask, is_causal=mask is None, **kwargs)
         out[row, own] = run_out[0]
     return out, None
 
 
 def _run_mask(
-    kernel: str,
-    query_positions: torch.Tensor,
-    key_positions: torch.Tensor,
-    last_position: int,
-    window: int | None,
-    dtype: torch.dtype,
+    kernel: str, prompt_length: int, own_length: int, window: int | None, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor | None:
-    """The mask of one run (``None``: the kernel's own causal path, where it is exactly what the run needs): key
-    ``j`` visible to query ``i`` when ``pos_j <= pos_i`` and, with a window, ``pos_i - pos_j < window``."""
-    square = query_positions.numel() == key_positions.numel()
-    bites = window is not None and last_position >= window
-    if kernel == "sdpa" and square and not bites:
+    """The mask of one run: ``own_length`` queries after ``prompt_length`` prompt keys (0 for a group's first run),
+    or ``None`` where the kernel's own causal path is exactly what the run needs. Key ``j`` is visible to query ``i``
+    when ``pos_j <= pos_i`` and, with a window, ``pos_i - pos_j < window`` (positions in the token's own sequence:
+    a continuation's restart after its prompt)."""
+    bites = window is not None and prompt_length + own_length > window
+    if kernel == "sdpa" and not prompt_length and not bites:
         return None
+    query_positions = torch.arange(prompt_length, prompt_length + own_length, device=device)
+    key_positions = torch.cat([torch.arange(prompt_length, device=device), query_positions])
     distance = query_positions[:, None] - key_positions[None, :]
     allowed = distance >= 0
     if window is not None:
         allowed &= distance < window
     if kernel == "sdpa":
         return allowed[None, None]
-    additive = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    additive = torch.zeros(allowed.shape, dtype=dtype, device=device)
     return additive.masked_fill_(~allowed, torch.finfo(dtype).min)[None, None]
 
 
