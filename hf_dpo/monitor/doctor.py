@@ -153,6 +153,7 @@ class DoctorCallback(TrainerCallback, ExportableState):
         self._warn("stuck", stuck_at_start(step, logs, getattr(args, "loss_type", ""), settings["stuck_steps"]))
         if _is_train_log(logs) and "logps/chosen" in logs:
             self._chosen_logps.append(logs["logps/chosen"])
+            del self._chosen_logps[: -(settings["falling_logs"] + 1)]  # the check reads no further back: bounded
             self._warn(
                 "chosen_falling", chosen_falling(self._chosen_logps, settings["falling_logs"], settings["min_drop"])
             )
@@ -160,6 +161,7 @@ class DoctorCallback(TrainerCallback, ExportableState):
         self._warn("too_easy", too_easy(step, max_steps, logs, settings["early_fraction"], settings["easy_loss"]))
         if "samples/mean_tokens" in logs:
             self._sample_lengths.append(logs["samples/mean_tokens"])
+            del self._sample_lengths[: -(settings["growing_evaluations"] + 1)]
             message = length_growing(
                 self._sample_lengths,
                 settings["growing_evaluations"],

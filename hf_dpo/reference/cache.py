@@ -12,15 +12,20 @@ skips the pass: a β or learning-rate sweep over one dataset computes the refere
 - the precision the pass runs in (autocast bf16/fp16 or none) and the log-prob definition (summed completion
   log-probs, or LD-DPO's weighted sums; format version).
 
-A file is written atomically (temporary name, then rename) and checked on load (key, row count, checksum of the
-values); a file that fails any check is reported, deleted and recomputed, never used.
+A file is written atomically (temporary name, then rename), so runs sharing the cache (a sweep launched in
+parallel) never read half a file, and checked on load (key, row count, checksum of the values); a file that fails
+any check is reported, deleted and recomputed, never used. A write that fails (a full disk) is reported and leaves
+the cache as it was; the run goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
+import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,10 +114,39 @@ def load(path: Path, key: str, num_rows: int) -> torch.Tensor | None:
     return None
 
 
-def save(path: Path, key: str, values: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save(path: Path, key: str, values: torch.Tensor) -> bool:
+    """Write the cache file ``path`` atomically; False (and a warning) when it cannot be written.
+
+    The bytes go to a temporary file of a unique name beside ``path``, are flushed to the disk, and the file is
+    renamed over ``path``: a reader (another run of a sweep) sees no file, the old one or the whole new one, never
+    half of one, and two runs writing the same key both leave a whole file. A write that fails (a full disk, a
+    quota, a file-size limit, a read-only folder) removes its temporary file and leaves the cache as it was; the
+    run goes on with the values it computed, since the cache only saves the next run a pass.
+    """
     values = values.float().contiguous()
-    payload = {"key": key, "values": values, "checksum": _checksum(values)}
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    torch.save(payload, partial)
-    os.replace(partial, path)  # readers see the old file or the whole new one, never half of it
+    buffer = io.BytesIO()  # serialized first, so a failed write is a plain OSError with its errno
+    torch.save({"key": key, "values": values, "checksum": _checksum(values)}, buffer)
+    partial = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+        with open(partial, "xb") as file:  # a name no other writer has; the umask's usual permissions
+            file.write(buffer.getbuffer())
+            file.flush()
+            os.fsync(file.fileno())  # the rename below must not reach the disk before the bytes do
+        os.replace(partial, path)  # readers see the old file or the whole new one, never half of it
+        return True
+    except OSError as error:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        folder = path.parent if path.parent.is_dir() else Path(path.anchor or ".")
+        logger.warning(
+            "could not write the reference log-prob cache %s (%s): it needs %s bytes and %s bytes are free there. "
+            "The run goes on with the log-probs it computed; the cache is unchanged, and the next run computes them "
+            "again",
+            path,
+            error.strerror or error,
+            buffer.getbuffer().nbytes,
+            shutil.disk_usage(folder).free,
+        )
+        return False

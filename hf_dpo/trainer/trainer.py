@@ -59,6 +59,7 @@ from hf_dpo.reference import (
     precompute_model,
 )
 from hf_dpo.trainer.callbacks import ReferenceSyncCallback, RewardMeanCallback
+from hf_dpo.trainer.checkpoints import reporting_full_disk_of, resume_point
 from hf_dpo.trainer.guards import (
     NonFiniteError,
     NonFiniteGradientGuard,
@@ -67,6 +68,7 @@ from hf_dpo.trainer.guards import (
     nonfinite_message,
     refuse_data_parallel,
 )
+from hf_dpo.trainer.interrupt import StopOnInterrupt, any_process, stopping_at_step_boundary
 from hf_dpo.trainer.metrics import PAIRED, UNPAIRED, MetricWindows, with_train_window
 from hf_dpo.trainer.preparation import checked_args, per_eval_split
 from hf_dpo.trainer.step import pair_loss, unpaired_loss
@@ -182,6 +184,8 @@ class DPOTrainer(Trainer):
         if self.args.sync_ref_model:
             self.add_callback(ReferenceSyncCallback(lambda: self.reference, self.accelerator))
         add_tool_callbacks(self)  # the doctor, and samples at each evaluation when asked
+        self._interrupt = StopOnInterrupt(any_process(self.accelerator))  # Ctrl-C stops at a step boundary
+        self.add_callback(self._interrupt)
 
     @property
     def ref_model(self) -> torch.nn.Module | None:
@@ -342,9 +346,11 @@ class DPOTrainer(Trainer):
 
     # ---- metrics ------------------------------------------------------------------------------------------------
 
-    def train(self, *args: Any, **kwargs: Any) -> Any:
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
         self._windows.clear("train")  # nothing left over from an earlier run
-        return super().train(*args, **kwargs)
+        resume_from_checkpoint = resume_point(resume_from_checkpoint, self.args)  # True: the last *complete* one
+        with stopping_at_step_boundary(self._interrupt, self.args):
+            return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def evaluate(self, eval_dataset: Any = None, *args: Any, **kwargs: Any) -> dict[str, float]:
         # A dict of named sets goes to Trainer, which calls this method again for each one.
@@ -387,7 +393,8 @@ class DPOTrainer(Trainer):
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
         self._saving_checkpoint = True  # a checkpoint keeps every adapter: resuming needs the reference's too
         try:
-            super()._save_checkpoint(model, trial)
+            with reporting_full_disk_of(self, trial):  # a full disk: one clear error, no half-written folder
+                super()._save_checkpoint(model, trial)
         finally:
             self._saving_checkpoint = False
 
