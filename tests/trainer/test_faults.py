@@ -9,7 +9,6 @@ signal. The resumed runs and the uninterrupted one run in this process.
 import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from fault_run import MAX_STEPS, fault_trainer
+from small_disk import fill, small_filesystem
 from torch.testing import assert_close
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
@@ -102,18 +102,24 @@ def faulted(tmp_path_factory, request):
     for case in INTERRUPTS:
         value = "steps-twice" if case == "twice" else case
         children[f"interrupt-{case}"] = Child(tmp_path_factory.mktemp(f"interrupt-{case}"), "interrupt", value)
-    request.getfixturevalue("straight")  # runs while the children import torch
-    for name, child in children.items():
-        if name.startswith("kill-"):
-            child.wait_for(f"AT {name.removeprefix('kill-')}")
-            child.process.send_signal(signal.SIGKILL)
-        else:
-            child.wait_for("MID-STEP")
-            child.process.send_signal(signal.SIGINT)
-            if name == "interrupt-twice":  # the second press once the first was seen (two at once make one)
-                _wait_until(lambda child=child: "Ctrl-C again stops at once" in child.stderr)
+    try:
+        request.getfixturevalue("straight")  # runs while the children import torch
+        for name, child in children.items():
+            if name.startswith("kill-"):
+                child.wait_for(f"AT {name.removeprefix('kill-')}")
+                child.process.send_signal(signal.SIGKILL)
+            else:
+                child.wait_for("MID-STEP")
                 child.process.send_signal(signal.SIGINT)
-        child.returncode = child.finish()
+                if name == "interrupt-twice":  # the second press once the first was seen (two at once make one)
+                    _wait_until(lambda child=child: "Ctrl-C again stops at once" in child.stderr)
+                    child.process.send_signal(signal.SIGINT)
+            child.returncode = child.finish()
+    finally:  # a failure leaves no child waiting for its signal
+        for child in children.values():
+            if child.process.poll() is None:
+                child.process.kill()
+                child.process.wait()
     return children
 
 
@@ -276,27 +282,8 @@ def test_a_file_size_limit_mid_checkpoint_is_one_clear_error(tmp_path, straight,
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 4 MiB tmpfs mounted for the test (root with CAP_SYS_ADMIN only: the test is skipped elsewhere)."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True, text=True
-    ) if shutil.which("mount") else None  # fmt: skip
-    if mounted is None or mounted.returncode != 0:
-        reason = mounted.stderr.strip() if mounted else "no mount command"
-        pytest.skip(
-            f"cannot mount a small tmpfs here ({reason}): it takes root with CAP_SYS_ADMIN; "
-            "test_a_file_size_limit_mid_checkpoint_is_one_clear_error provokes the same fault without privileges"
-        )
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def fill(folder: Path, leave: int) -> Path:
-    """A ballast file that leaves ``leave`` bytes free on ``folder``'s filesystem."""
-    ballast = folder / "ballast"
-    ballast.write_bytes(b"\0" * max(shutil.disk_usage(folder).free - leave, 0))
-    return ballast
+    with small_filesystem(tmp_path / "disk") as mount_point:
+        yield mount_point
 
 
 @pytest.mark.parametrize("leave", [50_000, 250_000], ids=["in the weights", "in the optimizer state"])
