@@ -48,7 +48,9 @@ def precompute_trainer(cache_dir: str | None, rows: int = 24):
         ref_logps_cache=cache_dir is not None,
         ref_logps_cache_dir=cache_dir,
     )
-    return DPOTrainer(build_model(tokenizer), args=args, train_dataset=preference_rows(rows), processing_class=tokenizer)
+    return DPOTrainer(
+        build_model(tokenizer), args=args, train_dataset=preference_rows(rows), processing_class=tokenizer
+    )
 
 
 def main() -> None:

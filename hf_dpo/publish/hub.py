@@ -10,12 +10,14 @@ is left untouched.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import Trainer, TrainerCallback
 
 from hf_dpo.models.facts import is_peft_model, is_quantized
 from hf_dpo.models.loading import load_causal_lm, reload_name
@@ -91,3 +93,122 @@ def push_merged(
         token=token,
         revision=revision or trainer.args.hub_revision,
     )
+
+
+# ---- when the Hub fails -----------------------------------------------------------------------------------------
+# huggingface_hub (2.5) already retries what is safe to retry: a file's preupload and the commit, on 5xx, 408 and
+# 429 answers, dropped connections and timeouts, 5 times over about 23 s of backoff (tests/publish/test_hub_faults.py
+# shows it). What it leaves is the error that ends a push: it names the HTTP failure, not what is on the Hub and
+# what is on disk; and Trainer never looks at the outcome of the checkpoint pushes it starts in the background
+# (hub_strategy="every_save" and others), so one that fails was silent. Both are told here.
+
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def is_transient(error: BaseException) -> bool:
+    """A failure that trying again later may mend: a 5xx, 408 or 429 answer, a dropped connection, a timeout."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(error, HfHubHTTPError):
+        response = getattr(error, "response", None)
+        return response is not None and response.status_code in _TRANSIENT_STATUS
+    return isinstance(error, _network_errors())
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    try:  # the exceptions huggingface_hub itself retries (its HTTP client's timeouts and dropped connections)
+        from huggingface_hub.utils._http import _DEFAULT_RETRY_ON_EXCEPTIONS
+
+        return (*_DEFAULT_RETRY_ON_EXCEPTIONS, TimeoutError, ConnectionError)
+    except ImportError:  # a huggingface_hub without that name
+        return (TimeoutError, ConnectionError)
+
+
+def _explain(error: BaseException, explanation: str) -> None:
+    """Add ``explanation`` to ``error``'s own message, keeping its type (callers may catch HfHubHTTPError)."""
+    if hasattr(error, "append_to_message"):
+        error.append_to_message(explanation)
+    elif error.args and isinstance(error.args[0], str):
+        error.args = (error.args[0] + explanation, *error.args[1:])
+    else:
+        logger.error(explanation.strip())
+
+
+def local_copy(folder: str | Path) -> str:
+    names = sorted(path.name for path in Path(folder).iterdir() if not path.name.startswith(("checkpoint-", "_")))
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return f"{folder} ({shown})"
+
+
+def push_explained(push: Any, repo: Any, folder: str | Path, what: str = "the model") -> Any:
+    """``push()`` (one commit of ``folder`` to the repository ``repo()`` names once the push has begun); the error that ends it says what reached the Hub, what
+    did not, and where the model is on disk, keeping its type (callers may catch ``HfHubHTTPError``)."""
+    try:
+        return push()
+    except Exception as error:
+        repo_id = repo()
+        kind = (
+            "the Hub kept failing after huggingface_hub's retries"
+            if is_transient(error)
+            else "the Hub refused it (trying again will not mend that)"
+        )
+        _explain(
+            error,
+            f"\n\nhf_dpo: pushing {what} to {repo_id} failed: {kind}. The Hub did not confirm this commit, and a "
+            "commit lands whole or not at all: the repository holds none of it, only what earlier pushes put there. "
+            f"The model is on local disk in {local_copy(folder)}; push it again with trainer.push_to_hub(), or "
+            f"`hf upload {repo_id} {folder}`.",
+        )
+        raise
+
+
+def push_run(trainer: Any, merge_adapter: bool, *args: Any, **kwargs: Any) -> Any:
+    """``DPOTrainer.push_to_hub``: Trainer's push of what the run saved (``args``: its commit_message, blocking, token,
+    revision, private), or the merged model, each through :func:`push_explained`."""
+    if merge_adapter:
+        commit_message, _, token, revision, private = args
+        push = functools.partial(push_merged, trainer, commit_message, token, revision, private, **kwargs)
+        folder = Path(trainer.args.output_dir) / MERGED_FOLDER
+    else:
+        push, folder = functools.partial(Trainer.push_to_hub, trainer, *args, **kwargs), trainer.args.output_dir
+    return push_explained(push, lambda: trainer.hub_model_id or trainer.args.hub_model_id, folder)
+
+
+class CheckpointPushWatch(TrainerCallback):
+    """Reports the outcome of the background pushes Trainer starts at each save (``push_to_hub=True`` with a
+    ``hub_strategy`` other than "end"): a warning for each that fails, and at the end of training how many failed
+    and the last that landed. Training never waits for them."""
+
+    def __init__(self, trainer: Any):
+        self.trainer = trainer
+        self.watched: set[int] = set()
+        self.landed: list[int] = []  # steps whose checkpoint push the Hub confirmed
+        self.failed: list[int] = []
+
+    def on_save(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        in_progress = getattr(self.trainer, "push_in_progress", None)
+        for job in getattr(in_progress, "jobs", None) or []:
+            if id(job) not in self.watched:
+                self.watched.add(id(job))
+                job.add_done_callback(functools.partial(self._done, state.global_step, args.output_dir))
+
+    def _done(self, step: int, output_dir: str, job: Any) -> None:
+        error = None if job.cancelled() else job.exception()
+        if error is None:
+            self.landed.append(step)
+            return
+        self.failed.append(step)
+        logger.warning(
+            "pushing the checkpoint of step %d to %s failed (%s: %s). It is safe on local disk in %s; training goes "
+            "on, and the next save pushes the latest model again",
+            step, self.trainer.hub_model_id, type(error).__name__, str(error).splitlines()[0],
+            f"{output_dir}/checkpoint-{step}",
+        )  # fmt: skip
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        if self.failed:
+            last = f"the last that landed was step {max(self.landed)}" if self.landed else "none landed"
+            logger.warning(
+                "%d checkpoint push(es) to %s failed (steps %s); %s. trainer.push_to_hub() pushes the final model",
+                len(set(self.failed)), self.trainer.hub_model_id, sorted(set(self.failed)), last,
+            )  # fmt: skip

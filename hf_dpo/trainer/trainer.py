@@ -48,7 +48,7 @@ from hf_dpo.models import (
 )
 from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, silenced
 from hf_dpo.monitor import add_tool_callbacks
-from hf_dpo.publish import push_merged, write_model_card
+from hf_dpo.publish import CheckpointPushWatch, push_run, write_model_card
 from hf_dpo.reference import (
     PrecomputedReference,
     Reference,
@@ -186,6 +186,8 @@ class DPOTrainer(Trainer):
         add_tool_callbacks(self)  # the doctor, and samples at each evaluation when asked
         self._interrupt = StopOnInterrupt(any_process(self.accelerator))  # Ctrl-C stops at a step boundary
         self.add_callback(self._interrupt)
+        if self.args.push_to_hub:
+            self.add_callback(CheckpointPushWatch(self))  # Trainer never looks at its background pushes' outcome
 
     @property
     def ref_model(self) -> torch.nn.Module | None:
@@ -421,9 +423,8 @@ class DPOTrainer(Trainer):
     ) -> Any:
         """Trainer's push of what the run saved (for LoRA, the trained adapter alone); ``merge_adapter=True``
         pushes the adapter merged into its base model instead, loadable with plain ``AutoModelForCausalLM``."""
-        if merge_adapter:
-            return push_merged(self, commit_message, token, revision, private, **kwargs)
-        return super().push_to_hub(commit_message, blocking, token, revision, private, **kwargs)
+        # a failure says what reached the Hub and where the model is on disk (huggingface_hub did the retrying)
+        return push_run(self, merge_adapter, commit_message, blocking, token, revision, private, **kwargs)
 
     # ---- model card ---------------------------------------------------------------------------------------------
 
