@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"  # Trainer writes it last
 _CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")  # transformers' own pattern for checkpoint folders
 # How a folder's weights are named: model.safetensors, model-00001-of-00002.safetensors and its index,
-# pytorch_model.bin, adapter_model.safetensors, FSDP's pytorch_model_fsdp_0, DeepSpeed's global_step12/.
+# pytorch_model.bin, adapter_model.safetensors (in a sub-folder per adapter when a run has several), FSDP's
+# pytorch_model_fsdp_0, DeepSpeed's global_step12/.
 _WEIGHTS_PREFIXES = ("model.", "model-", "pytorch_model", "adapter_model", "global_step")
 # What an OSError or a library's message says when the disk, a quota or a file-size limit stops a write.
 _NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -49,7 +50,7 @@ def checkpoint_problem(folder: str | os.PathLike) -> str | None:
         json.loads(state.read_text(encoding="utf-8"))
     except (ValueError, OSError) as error:
         return f"{STATE_FILE} is cut short or unreadable ({type(error).__name__}: {error})"
-    if not any(entry.name.startswith(_WEIGHTS_PREFIXES) for entry in folder.iterdir()):
+    if not any(path.name.startswith(_WEIGHTS_PREFIXES) for path in folder.rglob("*")):  # adapters: in sub-folders
         return "no model weights (a folder half deleted by the rotation of save_total_limit)"
     return None
 
