@@ -61,16 +61,25 @@ def _saved_with_bitsandbytes(name: str, init_kwargs: dict[str, Any]) -> bool:
     return (config.get("quantization_config") or {}).get("quant_method") == "bitsandbytes"
 
 
-def build_trainer(model_args: ModelArguments, args: Any, train_split: Any, eval_split: Any) -> Any:
+def load_run_tokenizer(model_args: ModelArguments, args: Any) -> Any:
+    """The policy's tokenizer, loaded before the model (the data checks need it, the model can wait)."""
+    from hf_dpo.models.loading import load_tokenizer
+
+    return load_tokenizer(model_args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+
+
+def build_trainer(
+    model_args: ModelArguments, args: Any, train_split: Any, eval_split: Any, tokenizer: Any = None
+) -> Any:
     """A `DPOTrainer` (not yet trained) on the policy, tokenizer and reference that ``model_args`` name."""
     if bitsandbytes_is_held_back() and needs_bitsandbytes(model_args, args):
         release_bitsandbytes()
-    from hf_dpo.models.loading import load_causal_lm, load_tokenizer
+    from hf_dpo.models.loading import load_causal_lm
     from hf_dpo.trainer.trainer import DPOTrainer
 
     init_kwargs = fold_model_init_kwargs(model_args, args)
     name = model_args.model_name_or_path
-    tokenizer = load_tokenizer(name, trust_remote_code=args.trust_remote_code)
+    tokenizer = tokenizer if tokenizer is not None else load_run_tokenizer(model_args, args)
     with silenced(PEFT_READS_DEPRECATED_CHECKPOINTING):  # peft's PeftModel.__init__, via get_peft_model (see quiet)
         return DPOTrainer(
             model=load_causal_lm(name, role="policy", **init_kwargs),

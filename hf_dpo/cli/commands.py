@@ -8,13 +8,35 @@ when the command runs (``hf-dpo plot`` should not pay for loading torch)::
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 from typing import TYPE_CHECKING, Any
+
+from hf_dpo.config.recipe import UserError
 
 if TYPE_CHECKING:
     from hf_dpo.tools.sweep import TrainFromFlags
 
 
-class _PassThroughParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """A parser whose mistakes are :class:`UserError`\\ s, which ``hf-dpo`` prints as one line with exit status 2
+    (argparse would print the whole usage first), and which takes no abbreviated flags: every sub-command reads
+    flags as ``hf-dpo train`` does (``--max_step`` is a typo, not ``--max_steps``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> Any:
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:  # a mistyped sub-command or choice: name the closest, as for flags
+            options = re.findall(r"'([^']*)'", choice.group(2))
+            closest = difflib.get_close_matches(choice.group(1), options, n=1)
+            message += f"; did you mean {closest[0]!r}?" if closest else ""
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+class _PassThroughParser(OneLineParser):
     """A sub-command parser that keeps the flags it does not know in ``train_flags`` (``hf-dpo sweep`` hands them to
     ``hf-dpo train``, whose parser checks them), so the top-level parser never sees or drops them."""
 
@@ -74,14 +96,31 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=8, help="pairs per forward pass, prompts per generate call")
     parser.add_argument("--dtype", default=None, help="weights dtype: float32, bfloat16, ... (default: the model's)")
     parser.add_argument("--bf16", action="store_true", help="score and generate under bfloat16 autocast")
-    parser.add_argument("--generate", type=int, default=0, metavar="N", help="answer the first N prompts with both")
+    parser.add_argument(
+        "--generate",
+        type=int,
+        default=0,
+        metavar="N_PROMPTS",
+        help="answer the first N_PROMPTS prompts of the split with both models, side by side (--max_new_tokens is "
+        "the answers' length limit)",
+    )
     parser.add_argument("--max_new_tokens", type=int, default=64, help="the answer length limit")
     parser.add_argument("--do_sample", action="store_true", help="sample instead of greedy decoding")
     parser.add_argument("--temperature", type=float, default=1.0, help="with --do_sample")
     parser.add_argument("--top_p", type=float, default=1.0, help="with --do_sample")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (the same for policy and reference)")
-    parser.add_argument("--scorer", default=None, help="module:function(completion, row) -> score, for both answers")
-    parser.add_argument("--reward_model", default=None, help="a sequence-classification reward model (num_labels=1)")
+    parser.add_argument(
+        "--scorer",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="one or more function(completion, row) -> score, each scoring both models' answers (the demo's: "
+        "hf_dpo.tools.scoring:one_sentence hf_dpo.tools.scoring:states_answer)",
+    )
+    parser.add_argument(
+        "--reward_model", default=None, help="a sequence-classification reward model (num_labels=1), one more scorer"
+    )
     parser.set_defaults(run=_run_eval)
     return parser
 
@@ -94,7 +133,8 @@ def add_sweep_parser(subparsers: Any, train_from_flags: TrainFromFlags) -> argpa
     try:
         parser = subparsers.add_parser(
             "sweep",
-            help="one training run per value of --beta / --loss_type, one shared reference pass, one comparison plot",
+            help="one training run per value of --beta / --loss_type / --rpo_alpha / --learning_rate, one shared "
+            "reference pass, one comparison plot",
             description="Train RECIPE once per value (other flags go to every run, as in hf-dpo train); the "
             "reference log-probs are computed once and cached. See hf_dpo/tools/sweep.py.",
         )
@@ -103,6 +143,8 @@ def add_sweep_parser(subparsers: Any, train_from_flags: TrainFromFlags) -> argpa
     parser.add_argument("recipe", help="a recipe YAML, as hf-dpo train takes")
     parser.add_argument("--beta", type=float, nargs="+", default=None, help="β values, e.g. 0.01 0.1 0.5")
     parser.add_argument("--loss_type", nargs="+", default=None, help="loss types, e.g. sigmoid ipo")
+    parser.add_argument("--rpo_alpha", type=float, nargs="+", default=None, help="RPO's α values, e.g. 0 1")
+    parser.add_argument("--learning_rate", type=float, nargs="+", default=None, help="learning rates, e.g. 5e-5 1e-4")
     parser.add_argument(
         "--output_dir", default=None, help="the sweep's folder (default: the recipe's output_dir-sweep)"
     )

@@ -20,11 +20,16 @@ import json
 import logging
 import os
 import sys
+from typing import Any
 
-from hf_dpo.cli.commands import add_commands  # eval, sweep, inspect: their flags only; their work loads when run
+from hf_dpo.cli.commands import (  # eval, sweep, inspect: their flags; their work loads when run
+    OneLineParser,
+    add_commands,
+)
 from hf_dpo.cli.train import print_train_help, train_from_flags
-from hf_dpo.config.recipe import UserError
+from hf_dpo.config.recipe import UserError, unknown_name
 from hf_dpo.models.held_back import bitsandbytes_held_back
+from hf_dpo.models.upstream_noise import quiet_upstream_logs
 
 logger = logging.getLogger("hf_dpo")
 
@@ -59,28 +64,46 @@ def take_debug_flag(flags: list[str]) -> tuple[list[str], bool]:
     return flags, False
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(
+def build_parser() -> tuple[argparse.ArgumentParser, Any]:
+    """``hf-dpo``'s parser and its sub-parsers; every parser reports a mistake as one line (:class:`OneLineParser`)."""
+    parser = OneLineParser(
         prog="hf-dpo",
         description="Direct Preference Optimization on transformers.",
         epilog=f"A mistake in a recipe, a flag or the data is one line and exit status 2; --debug or {DEBUG_VARIABLE}=1 "
         "shows its traceback.",
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     commands.add_parser("train", help="train from a recipe (none: the CPU demo) and flags", add_help=False)
     plot_parser = commands.add_parser("plot", help="plot loss, reward accuracy and margins of a finished run")
     plot_parser.add_argument("output_dir")
     add_commands(commands, train_from_flags)  # eval, sweep, inspect: their namespaces carry run(namespace) -> status
-    known, rest = parser.parse_known_args(argv)
-    rest, debug_flag = take_debug_flag(rest)
-    if known.command != "train" and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    debug = known.debug or debug_flag or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    return parser, commands
 
+
+def check_leftovers(commands: Any, command: str, rest: list[str]) -> None:
+    """Name what a sub-command other than ``train`` did not take: an unknown flag with the closest of its own (as
+    ``train`` names its), or a stray value."""
+    options = list(commands.choices[command]._option_string_actions)
+    flags = [item.split("=", 1)[0] for item in rest if item.startswith("-")]
+    if flags:
+        lines = [unknown_name(flag, options, "flag").replace("hf-dpo train", f"hf-dpo {command}") for flag in flags]
+        raise UserError("; ".join(lines))
+    raise UserError(f"hf-dpo {command}: unexpected argument {rest[0]!r} (see hf-dpo {command} --help)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # until the flags are parsed, a bare --debug anywhere asks for tracebacks (of a mistake in the flags themselves)
+    debug = "--debug" in argv or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
+        parser, commands = build_parser()
+        known, rest = parser.parse_known_args(argv)
+        rest, debug_flag = take_debug_flag(rest)
+        debug = known.debug or debug_flag or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+        if known.command != "train" and rest:
+            check_leftovers(commands, known.command, rest)
         return run_command(known, rest)
     except Exception as error:
         if debug or not is_user_error(error):
@@ -91,12 +114,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(known: argparse.Namespace, rest: list[str]) -> int:
     """Run the parsed sub-command (``rest``: the flags of ``train``) and return its exit status."""
+    quiet_upstream_logs()  # log lines of upstream libraries no user can act on (hf_dpo.models.upstream_noise)
     if known.command == "plot":
         print(plot(known.output_dir))
         return 0
-    if known.command != "train":
+    if known.command not in ("train", "sweep"):
         return known.run(known)
-    with bitsandbytes_held_back():  # imported only if the run quantizes (see hf_dpo.models.upstream_noise)
+    # training runs import bitsandbytes only if they quantize (see hf_dpo.models.quantization)
+    with bitsandbytes_held_back():
+        if known.command == "sweep":
+            return known.run(known)
         if "-h" in rest or "--help" in rest:
             print_train_help()
         else:

@@ -55,9 +55,47 @@ def summary_file(run_args: RunArguments) -> str:
     return SUMMARY_FILE
 
 
+def before_after_rows(summary: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
+    """``(label, before, after)`` of every held-out number measured before and after training: reward accuracy and
+    margin (an accuracy of 1.0 at a margin near 0 is no win), then each check of the task, if one was scored."""
+    rows = [
+        (label, summary.get(f"{key}_before"), summary.get(f"{key}_after"))
+        for label, key in (
+            ("reward accuracy (held-out pairs)", "reward_accuracy"),
+            ("reward margin (mean)", "reward_margin"),
+        )
+        if f"{key}_before" in summary or f"{key}_after" in summary
+    ]
+    if "task" in summary:
+        from hf_dpo.demo.summary import task_rows
+
+        rows += task_rows(summary)
+    return rows
+
+
+def results_notes(summary: dict[str, Any]) -> list[str]:
+    """What the before/after table needs said beside it: why accuracy starts at 0, what each task check verifies."""
+    from hf_dpo.monitor.doctor import NEGLIGIBLE_MARGIN
+
+    notes = []
+    if summary.get("reward_accuracy_before") == 0:
+        notes.append("before training the policy is the reference: every reward is 0, so no pair is ranked right yet")
+    accuracy, margin = summary.get("reward_accuracy_after"), summary.get("reward_margin_after")
+    if accuracy is not None and margin is not None and accuracy > 0.5 and abs(margin) < NEGLIGIBLE_MARGIN:
+        notes.append(
+            f"the margin after training is only {margin:.4f}: the pairs lean the right way by almost nothing, and the "
+            "policy has barely moved from its reference (a learning rate too small? LoRA wants ~5e-5 to 1e-4)"
+        )
+    if "task" in summary:
+        from hf_dpo.demo.summary import legend
+
+        notes.append(legend(summary))
+    return notes
+
+
 def write_outputs(trainer: Any, summary: dict[str, Any], dataset: str, run_args: RunArguments) -> None:
-    """training.png (adding its path to ``summary``), the model card (which embeds the plot, so after it) and the
-    summary JSON, in the output folder."""
+    """training.png (adding its path to ``summary``), the model card (which embeds the plot and the before/after
+    table, so after it), the task's answers (the demo's) and the summary JSON, in the output folder."""
     output_dir = trainer.args.output_dir
     if run_args.plot:
         from hf_dpo.publish.plots import plot_training
@@ -66,42 +104,47 @@ def write_outputs(trainer: Any, summary: dict[str, Any], dataset: str, run_args:
             trainer.args.loss_type if isinstance(trainer.args.loss_type, str) else ",".join(trainer.args.loss_type)
         )
         summary["plot"] = plot_training(trainer.state.log_history, os.path.join(output_dir, "training.png"), loss_type)
-    trainer.create_model_card(dataset=dataset)
+    trainer.create_model_card(**card_kwargs(summary, dataset))
+    if "task" in summary:
+        from hf_dpo.demo.summary import write_answers
+
+        summary["answers_file"] = write_answers(summary, output_dir)
     summary["summary_file"] = os.path.join(output_dir, summary_file(run_args))
     with open(summary["summary_file"], "w", encoding="utf-8") as file:
         json.dump(summary, file, indent=2)
 
 
-REWARD_ROW = ("reward accuracy (held-out)", "reward_accuracy_before", "reward_accuracy_after")
+def card_kwargs(summary: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """What ``create_model_card`` (and ``push_to_hub``, which writes the card again) is given: the data, and the
+    before/after table of the run with its notes."""
+    return {"dataset": dataset, "before_after": before_after_rows(summary), "results_notes": results_notes(summary)}
 
 
 def print_summary(summary: dict[str, Any], output_dir: str) -> None:
     """What the run did, whatever it had to score: the before/after table when there was an evaluation split (with
-    the demo's task rows and example answers when a task was scored), the last logged training figures, the time of
+    the task's checks and example answers when a task was scored), the last logged training figures, the time of
     each part, and where the outputs went."""
     print("\n".join(["", "=" * 72, *_before_after_lines(summary), _training_line(summary), _time_line(summary)]))
     print(_written_line(summary, output_dir))
     print("=" * 72)
 
 
-def _before_after_lines(summary: dict[str, Any]) -> list[str]:
-    rows, notes = [REWARD_ROW], []
-    if "task_accuracy_before" in summary:
-        from hf_dpo.demo.summary import SUMMARY_ROWS, example_lines
+def _number(value: float | None) -> str:
+    return f"{value:>12.3f}" if value is not None else f"{'-':>12}"
 
-        rows += SUMMARY_ROWS
-        notes = example_lines(summary)
-    present = [row for row in rows if row[1] in summary or row[2] in summary]
-    if not present:
+
+def _before_after_lines(summary: dict[str, Any]) -> list[str]:
+    rows = before_after_rows(summary)
+    if not rows:
         return []  # no evaluation split: nothing was scored before and after
-    lines = [f"{'':36}{'before':>12}{'after':>12}"]
-    for label, before, after in present:
-        lines.append(f"{label:36}{summary.get(before, float('nan')):>12.3f}{summary.get(after, float('nan')):>12.3f}")
-    if summary.get("reward_accuracy_before") == 0:
-        lines.append(
-            "  (before training the policy is the reference: every reward is 0, so no pair is ranked right yet)"
-        )
-    return lines + notes
+    lines = [f"{'':40}{'before':>12}{'after':>12}"]
+    lines += [f"{label:40}{_number(before)}{_number(after)}" for label, before, after in rows]
+    lines += [f"  ({note})" for note in results_notes(summary)]
+    if "task" in summary:
+        from hf_dpo.demo.summary import example_lines
+
+        lines += example_lines(summary)
+    return lines
 
 
 def _training_line(summary: dict[str, Any]) -> str:
@@ -129,5 +172,5 @@ def _time_line(summary: dict[str, Any]) -> str:
 def _written_line(summary: dict[str, Any], output_dir: str) -> str:
     weights = "adapter" if os.path.isfile(os.path.join(output_dir, "adapter_config.json")) else "model"
     names = [weights, "trainer_state.json", "README.md (model card)"]
-    names += [os.path.basename(summary[key]) for key in ("plot", "summary_file") if key in summary]
+    names += [os.path.basename(summary[key]) for key in ("plot", "answers_file", "summary_file") if summary.get(key)]
     return f"written to {output_dir}: {', '.join(names)}"

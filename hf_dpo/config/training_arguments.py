@@ -363,8 +363,18 @@ class DPOTrainingArguments(TokensRedacted, TrainingArguments):
             )
         check_arguments(self)
         super().__post_init__()
+        if self.dataloader_pin_memory and not _has_accelerator():
+            # torch ignores pinning without an accelerator and warns so at every dataloader: nothing changes but
+            # the warning (use_cpu=True switches it off the same way in TrainingArguments)
+            self.dataloader_pin_memory = False
         if self.pad_to_multiple_of == "auto":  # Neuron compiles once per input shape: few shapes
             self.pad_to_multiple_of = 128 if self.device.type == "neuron" else None
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.accelerator.is_available()
 
 
 def _cuda_has_bf16() -> bool:

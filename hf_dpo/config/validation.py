@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from hf_dpo.losses import as_loss_types, check_f_divergence, is_unpaired, registered_loss_types
@@ -26,7 +27,10 @@ def loss_and_length_problems(args: Any) -> list[str]:
     known = registered_loss_types()
     for name in loss_types:
         if name not in known:
-            problems.append(f"loss_type={name!r} must be one of {', '.join(known)}")
+            # DPO's own loss is "sigmoid" (TRL's name); otherwise the closest spelling, for a typo
+            closest = ["sigmoid"] if name.lower() == "dpo" else difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {closest[0]!r}?" if closest else ""
+            problems.append(f"loss_type={name!r} must be one of {', '.join(known)}{hint}")
     absolute_targets = sorted(set(loss_types) & {"sppo_hard", "apo_zero", "apo_down"})
     if args.reference_free and absolute_targets:
         problems.append(

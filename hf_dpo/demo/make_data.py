@@ -1,14 +1,18 @@
-"""Build the concise-answer preference data used by the embedded CPU demo.
+"""Build the preference data of the embedded CPU demo: short factual questions answered in one sentence.
 
-The task: answer a simple factual question with the bare answer only (a word, a name or a number), never a sentence.
-Each row pairs a question with a *chosen* reply that is exactly the answer ("Paris", "8", "cold") and a *rejected*
-reply that states the same correct answer verbosely in one to three sentences, so the preference is about format,
-not about facts. Every row also lists its accepted answers, so a generation can be scored by exact match
-(:func:`is_correct`): a full sentence that merely contains the answer does not count.
+Each row pairs a question with a *chosen* reply that states the answer in one short sentence ("The capital of France
+is Paris.") and a *rejected* reply that wraps the same sentence in chatter: a greeting, filler, a second sentence
+("Great question! The capital of France is Paris. I hope that helps!"). Both state the same correct answer, so the
+preference is about form, not facts; every row lists its accepted answers, so a generated reply can be checked for
+both (:mod:`hf_dpo.demo.checks`: one sentence, and the answer in it).
+
+``bare_qa/`` holds the same questions with the bare answer as the chosen reply ("Paris"): the earlier demo, kept to
+show what DPO does with it (it learns to answer bare, and a bare answer is often a wrong one for a 135M model: the
+sentence that cues its recall is gone; README, "What the demo does").
 
 The facts live in this file, grouped by category; each category also holds several ways to ask its question and
-several verbose statements of the answer. :func:`build_splits` turns them into a deterministic, stratified
-train/test split. Regenerate ``train.jsonl`` and ``test.jsonl`` next to this file with::
+several statements of the answer. :func:`build_splits` turns them into a deterministic, stratified train/test split.
+Regenerate ``train.jsonl`` and ``test.jsonl`` next to this file, and in ``bare_qa/``, with::
 
     python -m hf_dpo.demo.make_data
 """
@@ -17,13 +21,16 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
+
+from hf_dpo.demo.checks import MAX_WORDS, bare_answer, one_sentence, states_answer
 
 TEST_SIZE = 80
 HERE = Path(__file__).resolve().parent
+BARE_FOLDER = HERE / "bare_qa"  # the same questions, the bare answer chosen: the earlier demo
+Style = Literal["sentence", "bare"]  # what the chosen reply is: the one-sentence statement, or the answer alone
 
 
 class Fact(NamedTuple):
@@ -767,35 +774,6 @@ REJECTED_TEMPLATES: tuple[str, ...] = (
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Scoring
-# --------------------------------------------------------------------------------------------------------------
-
-_QUOTES = "\"'`*_“”‘’«»"
-_TRAILING = ".!?,;:"
-_ARTICLE = re.compile(r"^(?:the|a|an)\s+")
-
-
-def normalise(text: str) -> str:
-    """Canonical form for exact-match scoring.
-
-    Lower-cases, collapses whitespace, strips surrounding quotes (and markdown emphasis), trailing punctuation and
-    one leading article ("the", "a", "an").
-    """
-    text = " ".join(text.lower().split())
-    previous = None
-    while text != previous:
-        previous = text
-        text = text.strip().strip(_QUOTES).rstrip(_TRAILING).strip()
-    return _ARTICLE.sub("", text, count=1).strip()
-
-
-def is_correct(response: str, answers: list[str]) -> bool:
-    """True iff the whole response, normalised, equals one accepted answer; a sentence around it is wrong."""
-    got = normalise(response)
-    return any(got == normalise(answer) for answer in answers)
-
-
-# --------------------------------------------------------------------------------------------------------------
 # Rows and splits
 # --------------------------------------------------------------------------------------------------------------
 
@@ -809,21 +787,28 @@ def _fields(fact: Fact) -> dict[str, str]:
     return {"x": x, "X": _capitalise(x), "y": y, "a": fact.answer, "A": _capitalise(fact.answer)}
 
 
-def _rejected(category: Category, fact: Fact, fields: dict[str, str], rng: random.Random) -> str:
+def _statement_and_rejected(
+    category: Category, fact: Fact, fields: dict[str, str], rng: random.Random
+) -> tuple[str, str]:
+    """One statement of the answer, and a chatty reply around that same statement."""
     statement = _capitalise(rng.choice(category.statements).format(**fields))
     note = rng.choice(category.notes)
     reply = rng.choice(REJECTED_TEMPLATES).format(s=statement, n=note, a=fact.answer)
-    return _capitalise(reply.replace("..", "."))  # an answer ending in "." ("Washington, D.C.") ends a sentence
+    # an answer ending in "." ("Washington, D.C.") ends its sentence with that full stop
+    return statement.replace("..", "."), _capitalise(reply.replace("..", "."))
 
 
-def make_row(category: Category, fact: Fact, rng: random.Random) -> dict:
-    """One preference row for ``fact``, with a question phrasing and verbose reply drawn from ``rng``."""
+def make_row(category: Category, fact: Fact, rng: random.Random, style: Style = "sentence") -> dict:
+    """One preference row for ``fact``, with a question phrasing and replies drawn from ``rng``; the chosen reply is
+    the statement alone (``style="sentence"``) or the bare answer (``"bare"``). Both styles draw the same numbers, so
+    their rows share questions and rejected replies."""
     fields = _fields(fact)
     question = _capitalise(rng.choice(category.questions).format(**fields))
+    statement, rejected = _statement_and_rejected(category, fact, fields, rng)
     return {
         "prompt": [{"role": "user", "content": question}],
-        "chosen": [{"role": "assistant", "content": fact.answer}],
-        "rejected": [{"role": "assistant", "content": _rejected(category, fact, fields, rng)}],
+        "chosen": [{"role": "assistant", "content": statement if style == "sentence" else fact.answer}],
+        "rejected": [{"role": "assistant", "content": rejected}],
         "answers": [fact.answer, *fact.aliases],
         "category": category.name,
     }
@@ -845,12 +830,14 @@ def _test_quota(sizes: dict[str, int], test_size: int) -> dict[str, int]:
     return quota
 
 
-def build_splits(seed: int = 0, test_size: int = TEST_SIZE) -> tuple[list[dict], list[dict]]:
+def build_splits(
+    seed: int = 0, test_size: int = TEST_SIZE, style: Style = "sentence"
+) -> tuple[list[dict], list[dict]]:
     """Deterministic (train, test) rows: ``test_size`` test rows stratified by category, the rest for training."""
     rng = random.Random(seed)
     per_category = {}
     for category in CATEGORIES:
-        rows = [make_row(category, fact, rng) for fact in category.facts]
+        rows = [make_row(category, fact, rng, style) for fact in category.facts]
         rng.shuffle(rows)
         per_category[category.name] = rows
     quota = _test_quota({name: len(rows) for name, rows in per_category.items()}, test_size)
@@ -866,19 +853,22 @@ def build_splits(seed: int = 0, test_size: int = TEST_SIZE) -> tuple[list[dict],
     return train, test
 
 
-def _check(rows: list[dict]) -> None:
+def check_rows(rows: list[dict], style: Style = "sentence") -> None:
+    """Raise ValueError unless every question is asked once, both replies state an accepted answer, and only the
+    chosen one has the taught form (one sentence of at most MAX_WORDS - 3 words, or the bare answer)."""
     questions = [row["prompt"][0]["content"] for row in rows]
     duplicates = {q for q in questions if questions.count(q) > 1}
     if duplicates:
         raise ValueError(f"duplicate questions: {sorted(duplicates)}")
+    taught = one_sentence if style == "sentence" else bare_answer
     for row in rows:
-        rejected = row["rejected"][0]["content"]
-        if not any(normalise(a) in rejected.lower() for a in row["answers"]):
-            raise ValueError(f"rejected reply lacks the answer: {row}")
-        if not is_correct(row["chosen"][0]["content"], row["answers"]):
-            raise ValueError(f"chosen reply is not an accepted answer: {row}")
-        if is_correct(rejected, row["answers"]):
-            raise ValueError(f"rejected reply is scored correct: {row}")
+        chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]
+        if not (states_answer(chosen, row["answers"]) and states_answer(rejected, row["answers"])):
+            raise ValueError(f"a reply lacks the answer: {row}")
+        if not taught(chosen, row["answers"]) or taught(rejected, row["answers"]):
+            raise ValueError(f"the chosen reply lacks the taught form, or the rejected one has it: {row}")
+        if style == "sentence" and len(chosen.split()) > MAX_WORDS - 3:  # room to spare for the model's wording
+            raise ValueError(f"chosen reply longer than {MAX_WORDS - 3} words: {row}")
 
 
 def write_jsonl(rows: list[dict], path: Path) -> None:
@@ -888,11 +878,13 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    train, test = build_splits()
-    _check(train + test)
-    write_jsonl(train, HERE / "train.jsonl")
-    write_jsonl(test, HERE / "test.jsonl")
-    print(f"wrote {len(train)} train and {len(test)} test rows to {HERE}")
+    for style, folder in (("sentence", HERE), ("bare", BARE_FOLDER)):
+        train, test = build_splits(style=style)
+        check_rows(train + test, style)
+        folder.mkdir(exist_ok=True)
+        write_jsonl(train, folder / "train.jsonl")
+        write_jsonl(test, folder / "test.jsonl")
+        print(f"wrote {len(train)} train and {len(test)} test rows to {folder}")
 
 
 if __name__ == "__main__":

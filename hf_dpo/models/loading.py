@@ -143,6 +143,51 @@ def load_causal_lm(name_or_path: str, *, role: str = "model", **init_kwargs: Any
     return model
 
 
+HUB_CHECK_SECONDS = 10  # one request to the Hub's API, instead of minutes of download retries
+
+
+def hub_problem(name: str, revision: str | None = None) -> str | None:
+    """Why ``name``, a Hub id, cannot be loaded, in one line, found in seconds; ``None`` when it can (or is not a Hub
+    id: a local folder or file, a packaged ``hf_dpo:`` copy).
+
+    Under ``HF_HUB_OFFLINE=1`` only the local Hub cache counts. Online, a cached repository is left to
+    ``from_pretrained`` (which falls back to the cache); otherwise one request to the Hub's API tells an unreachable
+    Hub, a missing or gated repository, and a malformed id apart before anything is downloaded.
+    """
+    if name.startswith(PACKAGED_PREFIX) or os.path.exists(os.path.expanduser(name)):
+        return None
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, HFValidationError, RepositoryNotFoundError
+
+    try:  # every model repository has a config.json
+        cached = isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str)
+    except HFValidationError:
+        return f"{name!r} is neither a local path nor a valid Hub id (owner/name)"
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return None
+        return (
+            f"{name!r} is not a local path, and HF_HUB_OFFLINE=1 forbids downloading it from the Hub; it is not in "
+            f"the local Hub cache ({constants.HF_HUB_CACHE}): run once with network, or give a local folder"
+        )
+    if cached:
+        return None
+    try:
+        HfApi().model_info(name, revision=revision, timeout=HUB_CHECK_SECONDS)
+    except GatedRepoError:
+        return f"{name!r} is a gated model on the Hub: accept its terms on its page and log in (`hf auth login`)"
+    except RepositoryNotFoundError:
+        return f"{name!r}: no such model on the Hub (or a private one: log in with `hf auth login`)"
+    except HfHubHTTPError:  # another answer from the Hub (a missing revision, a server error): from_pretrained says
+        return None
+    except Exception as error:  # no answer at all: DNS, connection refused, timeout, proxy
+        return (
+            f"{name!r}: the Hub ({constants.ENDPOINT}) cannot be reached ({type(error).__name__}: "
+            f"{' '.join(str(error).split())}); check the network, or give a local folder"
+        )
+    return None
+
+
 def load_tokenizer(name_or_path: str, **init_kwargs: Any) -> Any:
     """``AutoTokenizer.from_pretrained``, resolving names as :func:`load_causal_lm` does."""
     source = resolve(name_or_path, init_kwargs)

@@ -1,6 +1,6 @@
 """The doctor: a callback that watches a DPO run's logs and warns once per known failure, naming its likely cause and
-the knob to turn (loss stuck at its start, the chosen log-probs falling, a task too easy, answers growing, a loss
-scaler skipping steps). Each check is a pure function of the logged numbers."""
+the knob to turn (loss stuck at its start, accuracy 1.0 at a negligible margin, the chosen log-probs falling, a task
+too easy, answers growing, a loss scaler skipping steps). Each check is a pure function of the logged numbers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ logger = logging.getLogger("hf_dpo.doctor")
 
 
 LOG_2 = math.log(2)
+NEGLIGIBLE_MARGIN = 0.05  # a mean reward margin under this is "barely moved": σ(0.05) = 0.512, near a coin toss
 
 
 SIGMOID_START = ("sigmoid", "robust", "sigmoid_norm", "aot", "aot_pair", "aot_unpaired")  # losses that start at log 2
@@ -42,6 +43,26 @@ def stuck_at_start(step: int, logs: dict[str, Any], loss_type: Any, after_steps:
         "precomputed reference columns taken from the policy being trained. Knobs: learning_rate, the LoRA "
         "target modules, ref_logps_cache_dir (delete a stale cache)"
     )
+
+
+def negligible_margin(step: int, logs: dict[str, Any], after_steps: int, max_margin: float) -> str | None:
+    """Reward accuracy 1.0 (train or eval) at a mean margin under ``max_margin``: every pair leans the right way by
+    almost nothing, which an accuracy alone reads as success."""
+    if step < after_steps:
+        return None
+    for prefix in ("", "eval_"):
+        accuracy, margin = logs.get(f"{prefix}rewards/accuracies"), logs.get(f"{prefix}rewards/margins")
+        if accuracy is None or margin is None or accuracy < 0.999 or abs(margin) >= max_margin:
+            continue
+        where = "held-out " if prefix else ""
+        return (
+            f"step {step}: {where}reward accuracy {accuracy:.3f} at a mean margin of only {margin:.4f} (σ(margin) = "
+            f"{1 / (1 + math.exp(-margin)):.3f}; 0.5 is a coin toss): every pair leans the right way by almost "
+            "nothing, so the policy has barely moved from its reference and the accuracy overstates what it learned. "
+            "Likely: a learning rate too small (DPO's default 1e-6 suits full fine-tunes; LoRA wants ~5e-5 to 1e-4) "
+            "or too few steps. Knobs: learning_rate, num_train_epochs or max_steps"
+        )
+    return None
 
 
 def chosen_falling(values: Sequence[float], logs_in_a_row: int, min_drop: float) -> str | None:
@@ -102,7 +123,8 @@ class DoctorCallback(TrainerCallback, ExportableState):
     """Watches the logged metrics and warns once per condition; never stops or changes the run.
 
     Conditions (each message names the likely cause and a knob): loss stuck at log 2 with rewards ≈ 0 after
-    ``stuck_steps`` steps; ``logps/chosen`` falling at each of ``falling_logs`` logs in a row by ``min_drop`` nats
+    ``stuck_steps`` steps; reward accuracy 1.0 at a mean margin under ``negligible_margin`` after ``stuck_steps``
+    steps, or at the end of a shorter run; ``logps/chosen`` falling at each of ``falling_logs`` logs in a row by ``min_drop`` nats
     in all; reward accuracy 1.0 with the loss under ``easy_loss`` within the first ``early_fraction`` of training;
     samples' mean length growing at each of ``growing_evaluations`` evaluations to ``length_growth``× (needs the
     samples callback); ``scaler_skips`` fp16 scaler skips after the first ``scaler_warmup`` steps (the scaler
@@ -114,6 +136,7 @@ class DoctorCallback(TrainerCallback, ExportableState):
     def __init__(
         self,
         stuck_steps: int = 20,
+        negligible_margin: float = NEGLIGIBLE_MARGIN,
         falling_logs: int = 5,
         min_drop: float = 1.0,
         early_fraction: float = 0.1,
@@ -151,6 +174,8 @@ class DoctorCallback(TrainerCallback, ExportableState):
     def _check_logs(self, args: Any, state: Any, logs: dict[str, Any]) -> None:
         settings, step = self.settings, state.global_step
         self._warn("stuck", stuck_at_start(step, logs, getattr(args, "loss_type", ""), settings["stuck_steps"]))
+        margin = negligible_margin(step, logs, settings["stuck_steps"], settings["negligible_margin"])
+        self._warn("negligible_margin", margin)
         if _is_train_log(logs) and "logps/chosen" in logs:
             self._chosen_logps.append(logs["logps/chosen"])
             del self._chosen_logps[: -(settings["falling_logs"] + 1)]  # the check reads no further back: bounded
@@ -169,6 +194,13 @@ class DoctorCallback(TrainerCallback, ExportableState):
                 logs.get("samples/hit_limit"),
             )
             self._warn("length_growing", message)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        """A run shorter than ``stuck_steps`` gets the margin check once, on its last training log."""
+        last = next((entry for entry in reversed(state.log_history) if _is_train_log(entry)), None)
+        if last is not None and state.global_step < self.settings["stuck_steps"]:
+            margin = negligible_margin(state.global_step, last, 0, self.settings["negligible_margin"])
+            self._warn("negligible_margin", margin)
 
     def on_step_end(self, args: Any, state: Any, control: Any, optimizer: Any = None, **_: Any) -> None:
         if not getattr(args, "fp16", False) or not getattr(optimizer, "step_was_skipped", False):

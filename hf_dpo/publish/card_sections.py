@@ -1,17 +1,23 @@
 """What the tools add to ``hf-dpo plot`` and to the model card, as functions :mod:`hf_dpo.publish.plots` and
 :mod:`hf_dpo.publish.model_card` call::
 
-    python -m pytest tests/test_tools_figures.py
+    python -m pytest tests/publish/test_card_sections.py
 
-- :func:`draw_reward_panels`: chosen and rejected rewards on one axis, the mean log-ratio of policy and reference on another (train lines, eval markers);
+- :func:`draw_reward_panels`: chosen and rejected rewards on one axis, the mean log-ratio of policy and reference
+  on another (train lines, eval markers);
 - :func:`card_sections`: Markdown for the card: the training plot, the last ``hf-dpo eval`` table, the doctor's
   warnings;
 - :func:`update_card_eval`: ``hf-dpo eval`` writes its table into the card of the run it evaluated (the card was
   written when training ended, before any evaluation), between markers, so evaluating again replaces it.
+
+A card shows numbers of the weights it sits beside only: ``hf-dpo eval`` records the weight files it evaluated
+(:func:`weights_fingerprint`: names, sizes, modification times), and a card written later (a new run into the same
+folder, a push) leaves out an evaluation whose weight files have changed since.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from typing import Any
@@ -33,42 +39,67 @@ def _series(log_history: list[dict[str, Any]], key: str) -> tuple[list[float], l
 
 def draw_reward_panels(axes: Any, log_history: list[dict[str, Any]]) -> None:
     """On ``axes[0]`` the chosen and rejected rewards, on ``axes[1]`` the mean log-ratio, per step; training as
-    lines, evaluations as markers. A reward curve tells what a margin hides: whether the margin grows because
-    chosen rises or because rejected falls (both falling is the likelihood-displacement failure)."""
-    reward_axis, kl_axis = axes
+    lines with small markers, evaluations as larger markers (a single point shows either way). A reward curve tells
+    what a margin hides: whether the margin grows because chosen rises or because rejected falls (both falling is
+    the likelihood-displacement failure)."""
+    from hf_dpo.publish.plots import style_step_axis
+
+    reward_axis, logratio_axis = axes
+    drawn = {0: False, 1: False}
     for key, color in (("rewards/chosen", "tab:green"), ("rewards/rejected", "tab:red")):
-        for prefix, style in (("", "-"), ("eval_", "o--")):
+        for prefix, style in (("", "-o"), ("eval_", "s--")):
             steps, values = _series(log_history, prefix + key)
             if steps:
                 label = f"{'eval ' if prefix else ''}{key.split('/')[1]}"
-                reward_axis.plot(steps, values, style, color=color, label=label, markersize=4)
+                reward_axis.plot(steps, values, style, color=color, label=label, markersize=4 if prefix else 2.5)
+                drawn[0] = True
     reward_axis.axhline(0.0, color="grey", linewidth=0.8, linestyle=":")
-    for prefix, style in (("", "-"), ("eval_", "o--")):
+    for prefix, style in (("", "-o"), ("eval_", "s--")):
         steps, values = _series(log_history, prefix + "logps/mean_logratio")
         if steps:
-            kl_axis.plot(steps, values, style, color="tab:purple", label="eval" if prefix else "train", markersize=4)
-    for axis, title in zip(axes, REWARD_PANEL_TITLES):
-        axis.set_title(title)
-        axis.set_xlabel("step")
-        axis.grid(alpha=0.3)
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend(fontsize=8)
+            label, size = ("eval", 4) if prefix else ("train", 2.5)
+            logratio_axis.plot(steps, values, style, color="tab:purple", label=label, markersize=size)
+            drawn[1] = True
+    for index, (axis, title) in enumerate(zip(axes, REWARD_PANEL_TITLES)):
+        style_step_axis(axis, title, drawn[index])
 
 
 EVAL_BEGIN, EVAL_END = "<!-- hf-dpo eval -->", "<!-- /hf-dpo eval -->"
+# The files that hold a saved model's or adapter's weights (Trainer.save_model's names, sharded or not)
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model*.safetensors", "pytorch_model*.bin")
 
 
-def _eval_table(eval_dir: str) -> list[str]:
+def weights_fingerprint(folder: str) -> list[list[Any]]:
+    """``[name, size, modification time in ns]`` of each weight file in ``folder`` (empty: none there). A new save
+    rewrites the files, so the fingerprint of an evaluated folder tells whether it still holds the same weights."""
+    paths = sorted(
+        {path for pattern in WEIGHT_FILES for path in glob.glob(os.path.join(glob.escape(folder), pattern))}
+    )
+    return [[os.path.basename(path), os.path.getsize(path), os.stat(path).st_mtime_ns] for path in paths]
+
+
+def read_eval_metrics(eval_dir: str, model_dir: str) -> dict[str, Any] | None:
+    """``eval_dir/metrics.json`` if it evaluated the weights now in ``model_dir``, else ``None`` (absent, or written
+    for weights since replaced, e.g. by a new run into the same folder)."""
     path = os.path.join(eval_dir, "metrics.json")
     if not os.path.isfile(path):
-        return []
+        return None
     with open(path, encoding="utf-8") as file:
         metrics = json.load(file)
+    current = weights_fingerprint(model_dir)
+    return metrics if current and metrics.get("weights") == current else None
+
+
+def _eval_table(eval_dir: str, model_dir: str) -> list[str]:
+    metrics = read_eval_metrics(eval_dir, model_dir)
+    if metrics is None:
+        return []
     lines = [
         "## Held-out evaluation",
         "",
         f"`hf-dpo eval` on {metrics.get('pairs', '?')} pairs of {metrics.get('dataset')} (split {metrics.get('split')}), "
-        f"against {metrics.get('reference')}:",
+        f"against {metrics.get('reference')}, {metrics.get('precision', 'in the weights dtype')} (the evaluations "
+        "during training ran in the training's precision, so their margins differ from these by rounding):",
         "",
         "| metric | value |",
         "| --- | --- |",
@@ -80,9 +111,9 @@ def _eval_table(eval_dir: str) -> list[str]:
         for label, key in (("mean tokens", "mean_tokens"), ("share that hit the limit", "hit_limit")):
             lines.append(f"| {label} | {generation.get(f'policy_{key}', float('nan')):.2f} | "
                          f"{generation.get(f'reference_{key}', float('nan')):.2f} |")  # fmt: skip
-        if "policy_mean_score" in generation:
-            lines.append(f"| mean score ({generation['scorer']}) | {generation['policy_mean_score']:.3f} | "
-                         f"{generation.get('reference_mean_score', float('nan')):.3f} |")  # fmt: skip
+        for name, scores in generation.get("scores", {}).items():
+            mine, theirs = scores.get("policy_mean", float("nan")), scores.get("reference_mean", float("nan"))
+            lines.append(f"| mean score, {name} | {mine:.3f} | {theirs:.3f} |")
     return [*lines, ""]
 
 
@@ -101,7 +132,7 @@ def card_sections(output_dir: str, state: Any = None) -> list[str]:
     lines: list[str] = []
     if os.path.isfile(os.path.join(output_dir, "training.png")):
         lines += ["## Training curves", "", "![training curves](training.png)", ""]
-    lines += _eval_table(os.path.join(output_dir, "eval"))
+    lines += _eval_table(os.path.join(output_dir, "eval"), output_dir)
     if warnings := doctor_warnings(state):
         lines += ["## Warnings during training", ""]
         lines += [f"- **{condition}**: {message}" for condition, message in warnings.items()]
@@ -112,7 +143,7 @@ def card_sections(output_dir: str, state: Any = None) -> list[str]:
 def update_card_eval(card_path: str, eval_dir: str) -> bool:
     """Put the table of ``eval_dir/metrics.json`` into the hf_dpo model card at ``card_path``, replacing the one an
     earlier ``hf-dpo eval`` wrote; returns whether it did (no card, or a card hf_dpo did not write: left alone)."""
-    if not os.path.isfile(card_path) or not (table := _eval_table(eval_dir)):
+    if not os.path.isfile(card_path) or not (table := _eval_table(eval_dir, os.path.dirname(card_path) or ".")):
         return False
     with open(card_path, encoding="utf-8") as file:
         card = file.read()

@@ -74,6 +74,7 @@ def render_model_card(
     log_history: list[dict[str, Any]],
     dataset_stats: dict[str, dict[str, Any]],
     hub_model_id: str | None = None,
+    local_path: str | None = None,
     dataset: str | list[str] | None = None,
     tags: str | list[str] | None = None,
     license: str | None = None,
@@ -81,14 +82,19 @@ def render_model_card(
     packaged_copy: str | None = None,
     merged: bool = False,
     extra_sections: list[str] | None = None,
+    before_after: list[tuple[str, float | None, float | None]] | None = None,
+    results_notes: list[str] | None = None,
     **_: Any,
 ) -> str:
     """Markdown with YAML metadata describing what was trained, how, on what, and where it ended.
 
-    ``packaged_copy`` is the ``hf_dpo:`` name of the packaged weights training started from (see
+    ``local_path`` is the folder the card is written to: the usage snippet loads from it until the model is pushed
+    (``hub_model_id``). ``packaged_copy`` is the ``hf_dpo:`` name of the packaged weights training started from (see
     :mod:`hf_dpo.models.loading`); ``base_model`` then names the Hub model they copy, and the card says they differ.
     ``merged``: the trained adapter was merged into the base weights (a plain model). ``extra_sections``: lines
     placed before the citation (the training plot, an ``hf-dpo eval`` table, the doctor's warnings).
+    ``before_after``: ``(label, before, after)`` rows measured on the held-out split before and after training
+    (``hf-dpo train``'s table), shown first, with ``results_notes`` under them.
     """
     datasets = _as_list(dataset)
     kto = "kto" in str(args.loss_type) or "unpaired" in str(args.loss_type)
@@ -96,10 +102,11 @@ def render_model_card(
     sections = (
         _metadata(base_model, is_adapter, datasets, tags, license, language),
         _intro(model_name, base_model, is_adapter, datasets, packaged_copy, kto, merged),
-        _usage(hub_model_id or model_name, is_adapter, packaged_copy),
+        _results(before_after or [], results_notes or []),
+        _usage(hub_model_id or local_path or model_name, is_adapter, packaged_copy),
         _hyper_parameters(args, reference_kind),
         _data_table(dataset_stats),
-        _metrics(log_history),
+        _metrics(log_history, _precision(args)),
         ["", *(extra_sections or [])] if extra_sections else [],
         _citation(kto),
     )
@@ -148,8 +155,7 @@ def _intro(
     lines = [
         f"# {model_name}",
         "",
-        f"This model is {kind}{base}, trained with {method} using "
-        f"[hf_dpo](https://pypi.org/project/hf-dpo/) {_hf_dpo_version()}{on_data}",
+        f"This model is {kind}{base}, trained with {method} using hf_dpo {_hf_dpo_version()}{on_data}",
     ]
     if packaged_copy in PACKAGED_MODELS:
         entry = PACKAGED_MODELS[packaged_copy]
@@ -160,6 +166,22 @@ def _intro(
             f"{entry.hub_id}, which `base_model` names and which loading {'the adapter' if is_peft else 'it'} "
             "from the Hub brings.",
         ]
+    return [*lines, ""]
+
+
+def _results(rows: list[tuple[str, float | None, float | None]], notes: list[str]) -> list[str]:
+    """The held-out numbers before and after training, as ``hf-dpo train`` printed them."""
+    if not rows:
+        return []
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = ["## Results", "", "On the held-out split, before and after training:", ""]
+    lines += ["| | before | after |", "| --- | --- | --- |"]
+    lines += [f"| {label} | {cell(before)} | {cell(after)} |" for label, before, after in rows]
+    if notes:
+        lines += ["", *(f"- {note[:1].upper()}{note[1:]}." for note in notes)]
     return [*lines, ""]
 
 
@@ -193,6 +215,7 @@ def _hyper_parameters(args: Any, reference_kind: str) -> list[str]:
         "loss_type": args.loss_type,
         "beta": args.beta,
         "label_smoothing": args.label_smoothing,
+        "rpo_alpha": getattr(args, "rpo_alpha", None),
         "reference": _REFERENCE_WORDS.get(reference_kind, reference_kind),
         "learning_rate": args.learning_rate,
         "num_train_epochs": args.num_train_epochs,
@@ -230,12 +253,22 @@ def _data_table(dataset_stats: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _metrics(log_history: list[dict[str, Any]]) -> list[str]:
-    """The last logged training rewards and the last evaluation, as tables."""
+def _precision(args: Any) -> str:
+    """How the run computed, for the tables of its logged numbers."""
+    if getattr(args, "bf16", False):
+        return "under bfloat16 autocast"
+    return "under float16 autocast" if getattr(args, "fp16", False) else "in the weights' dtype"
+
+
+def _metrics(log_history: list[dict[str, Any]], precision: str = "") -> list[str]:
+    """The last logged training rewards and the last evaluation during training, as tables, with the precision
+    they were computed in (an ``hf-dpo eval`` in another precision gives slightly different numbers)."""
     lines = []
     for title, prefix in (("Last training log", "rewards/"), ("Last evaluation", "eval_")):
         if metrics := _last_metrics(log_history, prefix):
-            lines += ["", f"## {title}", "", "| metric | value |", "| --- | --- |"]
+            lines += ["", f"## {title}", ""]
+            lines += [f"Logged during training, {precision}:", ""] if precision else []
+            lines += ["| metric | value |", "| --- | --- |"]
             lines += [
                 f"| {name} | {value:.4g} |" for name, value in sorted(metrics.items()) if isinstance(value, float)
             ]
@@ -278,6 +311,7 @@ def write_model_card(path: str, trainer: Any, model_name: str, **kwargs: Any) ->
         log_history=trainer.state.log_history,
         dataset_stats=trainer.dataset_stats or stored_dataset_stats(trainer.state),
         hub_model_id=getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id,
+        local_path=os.path.dirname(path) or ".",
         packaged_copy=packaged_name(model),
         extra_sections=card_sections(os.path.dirname(path) or ".", trainer.state),
         **kwargs,

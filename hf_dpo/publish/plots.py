@@ -1,7 +1,7 @@
-"""Training curves of a run: loss, reward accuracy, reward margin, chosen/rejected rewards and the mean log-ratio, train and eval,
-as one PNG.
+"""Training curves of a run as one PNG, a grid readable at a model card's width: loss, reward accuracy, reward
+margin, chosen/rejected rewards and the mean log-ratio of policy and reference, train lines and eval markers.
 
-hf-dpo plot OUTPUT_DIR    # reads OUTPUT_DIR/trainer_state.json, writes OUTPUT_DIR/training.png
+    hf-dpo plot OUTPUT_DIR    # reads OUTPUT_DIR/trainer_state.json, writes OUTPUT_DIR/training.png
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 PANELS = (("loss", "loss"), ("rewards/accuracies", "reward accuracy"), ("rewards/margins", "reward margin"))
+COLUMNS = 2  # panels per row: a 2-wide grid keeps each panel ~450 px wide where a card shows the image ~900 px wide
 
 
 def _series(log_history: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -25,31 +26,67 @@ START_LOSS = {
 }
 
 
-def plot_training(log_history: list[dict[str, Any]], path: str, loss_type: str = "sigmoid") -> str:
-    """Write the three panels to ``path`` and return it; the loss panel marks where ``loss_type`` starts."""
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend, without upstream's font-cache notice
+    (:mod:`hf_dpo.models.upstream_noise`)."""
+    from hf_dpo.models.upstream_noise import quiet_upstream_logs
+
+    quiet_upstream_logs()
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hf_dpo.publish.card_sections import draw_reward_panels
+    return plt
 
-    extra = 2  # chosen/rejected rewards and the mean log-ratio: a margin hides which of the two moved
-    figure, axes = plt.subplots(1, len(PANELS) + extra, figsize=(4.2 * (len(PANELS) + extra), 3.4))
+
+def style_step_axis(axis: Any, title: str, drawn: bool = True) -> None:
+    """Title, an integer step axis (steps are whole), a light grid, a legend when anything is labelled, and a word
+    where nothing was logged (``drawn`` false), so an empty panel is not read as a flat curve."""
+    from matplotlib.ticker import MaxNLocator
+
+    if not drawn:
+        axis.text(0.5, 0.5, "nothing logged", ha="center", va="center", color="grey", transform=axis.transAxes)
+    axis.set_title(title)
+    axis.set_xlabel("step")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=8)
+
+
+def plot_training(log_history: list[dict[str, Any]], path: str, loss_type: str = "sigmoid") -> str:
+    """Write :func:`training_figure` to ``path`` and return it."""
+    plt = pyplot()
+    figure = training_figure(log_history, loss_type)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def training_figure(log_history: list[dict[str, Any]], loss_type: str = "sigmoid") -> Any:
+    """The panels as a matplotlib figure, two to a row; the loss panel marks where ``loss_type`` starts. Every series
+    has markers, so a series of one point (one log, one evaluation) shows."""
+    plt = pyplot()
+    from hf_dpo.publish.card_sections import REWARD_PANEL_TITLES, draw_reward_panels
+
+    count = len(PANELS) + len(REWARD_PANEL_TITLES)
+    rows = -(-count // COLUMNS)
+    figure, grid = plt.subplots(rows, COLUMNS, figsize=(4.6 * COLUMNS, 3.3 * rows), squeeze=False)
+    axes = list(grid.flat)
     for axis, (key, title) in zip(axes, PANELS):
-        for prefix, style in (("", "-"), ("eval_", "o--")):
+        drawn = False
+        for prefix, style in (("", "-o"), ("eval_", "s--")):
             steps, values = _series(log_history, prefix + key)
             if steps:
-                axis.plot(steps, values, style, label="eval" if prefix else "train", markersize=4)
-        axis.set_title(title)
-        axis.set_xlabel("step")
-        axis.grid(alpha=0.3)
+                axis.plot(steps, values, style, label="eval" if prefix else "train", markersize=4 if prefix else 2.5)
+                drawn = True
         if key == "loss" and loss_type in START_LOSS:
             value, label = START_LOSS[loss_type]
             axis.axhline(value, color="grey", linewidth=0.8, linestyle=":", label=label)
-        axis.legend(fontsize=8)
-    draw_reward_panels(axes[len(PANELS) :], log_history)
+        style_step_axis(axis, title, drawn)
+    draw_reward_panels(axes[len(PANELS) : count], log_history)
+    for axis in axes[count:]:
+        axis.set_visible(False)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return figure

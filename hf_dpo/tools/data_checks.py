@@ -172,9 +172,24 @@ def separator_warning(row: dict[str, Any]) -> str | None:
     return None
 
 
+def chat_template_warning(row: dict[str, Any], tokenizer: Any) -> str | None:
+    """A text prompt for a tokenizer with a chat template: the model trains on raw text, not on the chat format it
+    is prompted with in use."""
+    if not isinstance(row.get("prompt"), str) or not getattr(tokenizer, "chat_template", None):
+        return None
+    return (
+        "the prompt is plain text but the tokenizer has a chat template: training reads the bare text without the "
+        "template's turn markers, which is not how the model is prompted in chat; give prompt, chosen and rejected "
+        'as chat messages ([{"role": "user", "content": ...}] and [{"role": "assistant", "content": ...}]) to train '
+        "in the chat format (plain text is right for a base model, or for a deliberate raw-text format)"
+    )
+
+
 def row_warnings(row: dict[str, Any], tokenized: TokenizedRow, tokenizer: Any) -> list[tuple[str, str]]:
     """Every warning of one row, as ``(kind, message)``."""
     found = []
+    if message := chat_template_warning(row, tokenizer):
+        found.append(("no_chat_template", message))
     if message := bos_warning(row, tokenized, tokenizer):
         found.append(("two_bos", message))
     found += eos_warnings(tokenized, tokenizer)

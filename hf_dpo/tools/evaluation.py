@@ -1,6 +1,7 @@
 """``hf-dpo eval``: what a DPO run learned, on held-out pairs, against its reference.
 
-    hf-dpo eval outputs/demo --dataset hf_dpo:concise_qa --generate 20 --scorer hf_dpo.tools.scoring:concise_qa
+    hf-dpo eval outputs/demo --dataset hf_dpo:concise_qa --generate 80 \\
+        --scorer hf_dpo.tools.scoring:one_sentence hf_dpo.tools.scoring:states_answer
 
 MODEL_OR_ADAPTER is a model (folder or Hub id) or a LoRA adapter folder, whose base model is loaded first (the
 ``base_model_name_or_path`` of its ``adapter_config.json``, or the packaged copy its model card says training
@@ -176,21 +177,8 @@ def side_by_side(
     return records
 
 
-def add_scores(records: list[dict[str, Any]], rows: list[dict[str, Any]], score: Any) -> None:
-    """``score(completions, rows) -> scores`` on both answer sets; each record gets the scores and its outcome."""
-    by_row = {row["row"]: row for row in rows}
-    answer_rows = [by_row[record["row"]] for record in records]
-    for side in ("policy", "reference"):
-        if all(side in record for record in records):
-            for record, value in zip(records, score([record[side] for record in records], answer_rows)):
-                record[f"{side}_score"] = value
-    for record in records:
-        if "reference_score" in record:
-            record["outcome"] = pair_metrics.score_outcomes([record["policy_score"]], [record["reference_score"]])[0]
-
-
-def sample_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Length statistics of both sides, mean scores, and the policy's win rate on scored answers."""
+def sample_summary(records: list[dict[str, Any]], scorers: list[str]) -> dict[str, Any]:
+    """Length statistics of both sides and, per scorer, the mean scores and the policy's win rate on answers."""
     summary: dict[str, Any] = {"prompts": len(records)}
     for side in ("policy", "reference"):
         if records and all(side in record for record in records):
@@ -198,12 +186,10 @@ def sample_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
                 [record[f"{side}_tokens"] for record in records], [record[f"{side}_hit_limit"] for record in records]
             )
             summary |= {f"{side}_{name}": value for name, value in lengths.items()}
-            if all(f"{side}_score" in record for record in records):
-                summary[f"{side}_mean_score"] = sum(record[f"{side}_score"] for record in records) / len(records)
-    if records and all("outcome" in record for record in records):
-        summary |= {
-            f"answers_{name}": value for name, value in pair_metrics.win_rate([r["outcome"] for r in records]).items()
-        }
+    if scorers:
+        from hf_dpo.tools.scoring import score_summary
+
+        summary["scores"] = score_summary(records, scorers)
     return summary
 
 
@@ -235,7 +221,8 @@ def evaluate_run(options: argparse.Namespace) -> dict[str, Any]:
     output_dir = options.output_dir or default_output_dir(options.model)
     os.makedirs(output_dir, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    scorer = _scorer(options, device)  # a mistake in its name fails before any model loads
+    scorers = _scorers(options, device)  # a mistake in a scorer's name fails before any model loads
+    _check_model_names(options)
     args = eval_arguments(options, output_dir)
     models = load_models(options, device)
     tokenizer = load_eval_tokenizer(options.model, adapter_base(options.model, options.base))
@@ -249,8 +236,13 @@ def evaluate_run(options: argparse.Namespace) -> dict[str, Any]:
         "split": options.split,
         "beta": args.beta,
         "loss_type": args.loss_type,
+        "precision": "bfloat16 autocast" if options.bf16 else f"weights in {options.dtype or 'their saved dtype'}",
         **pair_summary(pairs),
     }
+    if os.path.isdir(options.model):
+        from hf_dpo.publish.card_sections import weights_fingerprint
+
+        metrics["weights"] = weights_fingerprint(options.model)  # a card shows this table only beside these weights
     _write_jsonl(Path(output_dir) / "pairs.jsonl", pairs)
     if options.generate:
         rows = [dataset[index] for index in range(min(options.generate, len(dataset)))]
@@ -258,10 +250,12 @@ def evaluate_run(options: argparse.Namespace) -> dict[str, Any]:
             options.max_new_tokens, options.do_sample, options.temperature, options.top_p, options.seed
         )
         samples = side_by_side(models, tokenizer, rows, args, settings, autocast_dtype, options.batch_size)
-        if scorer is not None:
-            add_scores(samples, rows, scorer)
-        metrics["generation"] = {"settings": settings.describe(), "scorer": _scorer_name(options)}
-        metrics["generation"] |= sample_summary(samples)
+        if scorers:
+            from hf_dpo.tools.scoring import add_scores
+
+            add_scores(samples, rows, scorers)
+        metrics["generation"] = {"settings": settings.describe(), "scorers": list(scorers)}
+        metrics["generation"] |= sample_summary(samples, list(scorers))
         _write_jsonl(Path(output_dir) / "samples.jsonl", samples)
         from hf_dpo.tools.report import samples_html
 
@@ -275,23 +269,29 @@ def evaluate_run(options: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def _scorer(options: argparse.Namespace, device: torch.device) -> Any:
-    from hf_dpo.tools.scoring import RewardModelScorer, load_scorer, score_with
+def _check_model_names(options: argparse.Namespace) -> None:
+    """A policy, reference or base named by a Hub id that cannot come from the Hub: one line, before any load."""
+    from hf_dpo.models.loading import hub_problem
 
-    if options.scorer and options.reward_model:
-        raise UserError("give --scorer or --reward_model, not both")
-    if (options.scorer or options.reward_model) and not options.generate:
+    for flag, name in (("model", options.model), ("--ref", options.ref), ("--base", options.base)):
+        if name and name.lower() != "none" and (problem := hub_problem(name)):
+            raise UserError(f"{flag}: {problem}")
+
+
+def _scorers(options: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """name -> ``score(completions, rows) -> scores`` for each ``--scorer`` and the ``--reward_model``."""
+    from hf_dpo.tools.scoring import RewardModelScorer, load_scorer, score_with, scorer_names
+
+    specs = options.scorer or []
+    if (specs or options.reward_model) and not options.generate:
         raise UserError("--scorer and --reward_model score generated answers: add --generate N")
-    if options.scorer:
-        function = load_scorer(options.scorer)
-        return lambda completions, rows: score_with(function, completions, rows)
+    scorers: dict[str, Any] = {}
+    for name, spec in zip(scorer_names(specs), specs):
+        function = load_scorer(spec)
+        scorers[name] = lambda completions, rows, function=function: score_with(function, completions, rows)
     if options.reward_model:
-        return RewardModelScorer(options.reward_model, device)
-    return None
-
-
-def _scorer_name(options: argparse.Namespace) -> str | None:
-    return options.scorer or (f"reward model {options.reward_model}" if options.reward_model else None)
+        scorers[f"reward model {options.reward_model}"] = RewardModelScorer(options.reward_model, device)
+    return scorers
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
@@ -321,24 +321,27 @@ def format_table(metrics: dict[str, Any]) -> str:
     if "wins" in metrics:
         lines.append(f"{'':4}won {metrics['wins']}, tied {metrics['ties']}, lost {metrics['losses']}")
     if generation := metrics.get("generation"):
-        scored = f"; scored by {generation['scorer']}" if generation.get("scorer") else ""
-        lines += ["", f"{generation['prompts']} answers, {generation['settings']}{scored}"]
+        lines += ["", f"{generation['prompts']} answers of each model ({generation['settings']})"]
         lines.append(f"{'':40}{'policy':>10}{'reference':>11}")
         for label, key, fmt in (
             ("mean tokens", "mean_tokens", ".1f"),
             ("share that hit the limit", "hit_limit", ".2f"),
-            ("mean score", "mean_score", ".3f"),
         ):
             mine, theirs = generation.get(f"policy_{key}"), generation.get(f"reference_{key}")
             if mine is not None:
                 theirs_text = format(theirs, fmt) if theirs is not None else "-"
                 lines.append(f"{label:40}{mine:>10{fmt}}{theirs_text:>11}")
-        if "answers_win_rate" in generation:
+        for name, scores in generation.get("scores", {}).items():
+            theirs = scores.get("reference_mean")
+            theirs_text = format(theirs, ".3f") if theirs is not None else "-"
             lines.append(
-                f"{'win rate vs reference (scored answers)':40}{generation['answers_win_rate']:>10.3f}"
-                f"   won {generation['answers_wins']}, tied {generation['answers_ties']}, "
-                f"lost {generation['answers_losses']}"
+                f"{'mean score, ' + name:40}{scores.get('policy_mean', float('nan')):>10.3f}{theirs_text:>11}"
             )
+            if "wins" in scores:
+                lines.append(
+                    f"{'':4}answers won {scores['wins']}, tied {scores['ties']}, lost {scores['losses']} against the "
+                    "reference's"
+                )
     return "\n".join(lines)
 
 

@@ -6,10 +6,11 @@ tokenizes them, the mistakes users report, and the lengths of the whole split.
 
 Each shown sequence is ``prompt ⟦trained completion⟧``: BOS/EOS are written out, ``[✂ N tokens]`` marks where
 truncation cut (the prompt's start under ``keep_end``, a completion's end). Warnings, each once with its count:
-two BOS in a row or a BOS in the data text; a completion without EOS (cut by the length limits), or ending its turn with a special
-token that is not the tokenizer's EOS; a chat template that writes text after the assistant's answer (trained as
-part of every completion); a text completion that starts without the space or newline that separates it from
-its prompt. Then length histograms (prompt, chosen, rejected, before any cut), the share truncated, and the
+plain-text prompts for a tokenizer with a chat template (trained without the chat format); two BOS in a row or a
+BOS in the data text; a completion without EOS (cut by the length limits), or ending its turn with a special token
+that is not the tokenizer's EOS; a chat template that writes text after the assistant's answer (trained as part of
+every completion); a text completion that starts without the space or newline that separates it from its prompt.
+``hf-dpo train`` logs the same warnings before it loads the model. Then length histograms (prompt, chosen, rejected, before any cut), the share truncated, and the
 padding waste of batches drawn as training draws them.
 
 Rows are tokenized and checked by :mod:`hf_dpo.tools.data_checks`; this module shows them and sums up the split.
@@ -179,7 +180,9 @@ def report_lines(report: Report, args: Any, batch_size: int) -> list[str]:
     for kind, (count, first, message) in report.warnings.items():
         lines.append(f"WARNING ({kind}, {count} rows, first: row {first}): {message}")
     if not report.warnings:
-        lines.append("no warnings (checked: BOS, EOS and end-of-turn tokens, text after the answer, separators)")
+        lines.append(
+            "no warnings (checked: chat format, BOS, EOS and end-of-turn tokens, text after the answer, separators)"
+        )
     for name, values in report.lengths.items():
         mean = sum(values) / max(len(values), 1)
         lines += ["", f"{name} tokens (before any cut): mean {mean:.1f}, max {max(values, default=0)}"]
@@ -230,6 +233,10 @@ def load_target(options: argparse.Namespace) -> tuple[Any, Any, Any, str]:
         )
         tokenizer_name, split_name = options.tokenizer, options.split or "train"
         data_args = DataArguments(dataset_name=options.target, dataset_train_split=split_name, dataset_test_split=None)
+    from hf_dpo.models.loading import hub_problem
+
+    if problem := hub_problem(tokenizer_name):
+        raise UserError(f"tokenizer: {problem}")
     tokenizer = load_tokenizer(tokenizer_name)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

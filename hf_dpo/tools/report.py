@@ -1,7 +1,7 @@
 """A small static HTML page of answers side by side (``hf-dpo eval --generate N`` writes it as
 ``eval/samples.html``): one self-contained file, no script, readable offline and attachable to an issue::
 
-    python -m pytest tests/test_tools_eval.py -k html
+    python -m pytest tests/tools/test_evaluation.py -k html
 """
 
 from __future__ import annotations
@@ -28,16 +28,21 @@ pre { white-space: pre-wrap; word-break: break-word; margin: 0; font-family: ui-
 
 
 def _answer_cell(record: dict[str, Any], side: str) -> str:
-    """One answer with its length, a mark when it hit the limit, and its score."""
+    """One answer with its length, a mark when it hit the limit, and its score under each scorer; with one scorer,
+    the side whose answer scored higher is shaded."""
     if side not in record:
         return "<td><em>no reference</em></td>"
     tokens = record[f"{side}_tokens"]
     tags = [f'<span class="tag len">{tokens} token{"" if tokens == 1 else "s"}</span>']
     if record.get(f"{side}_hit_limit"):
         tags.append('<span class="tag limit">hit the limit</span>')
-    if f"{side}_score" in record:
-        tags.append(f'<span class="tag score">score {record[f"{side}_score"]:.3g}</span>')
-    outcome = record.get("outcome")
+    scores = record.get(f"{side}_scores", {})
+    tags += [
+        f'<span class="tag score">{escape(name) + " " if len(scores) > 1 else "score "}{value:.3g}</span>'
+        for name, value in scores.items()
+    ]
+    outcomes = list(record.get("outcomes", {}).values())
+    outcome = outcomes[0] if len(outcomes) == 1 else None
     won = (outcome == "win" and side == "policy") or (outcome == "loss" and side == "reference")
     css = ' class="win"' if won else ""
     return f"<td{css}><pre>{escape(record[side]) or '<em>(empty)</em>'}</pre>{' '.join(tags)}</td>"
@@ -45,15 +50,16 @@ def _answer_cell(record: dict[str, Any], side: str) -> str:
 
 def _summary_rows(metrics: dict[str, Any]) -> list[str]:
     generation = metrics.get("generation", {})
-    rows = [("reward accuracy (pairs)", metrics.get("reward_accuracy"), None)]
+    rows: list[tuple[str, Any, Any]] = [("reward accuracy (pairs)", metrics.get("reward_accuracy"), None)]
+    rows.append(("reward margin (pairs, mean)", metrics.get("reward_margin"), None))
     rows.append(("win rate vs reference (pairs)", metrics.get("win_rate"), None))
-    for label, key in (
-        ("mean tokens", "mean_tokens"),
-        ("share that hit the limit", "hit_limit"),
-        ("mean score", "mean_score"),
-    ):
+    for label, key in (("mean tokens", "mean_tokens"), ("share that hit the limit", "hit_limit")):
         rows.append((label, generation.get(f"policy_{key}"), generation.get(f"reference_{key}")))
-    rows.append(("win rate vs reference (scored answers)", generation.get("answers_win_rate"), None))
+    for name, scores in generation.get("scores", {}).items():
+        rows.append((f"mean score, {name}", scores.get("policy_mean"), scores.get("reference_mean")))
+        if "wins" in scores:
+            counts = f"won {scores['wins']}, tied {scores['ties']}, lost {scores['losses']}"
+            rows.append((f"win rate vs reference, {name} ({counts})", scores.get("win_rate"), None))
 
     def cell(value: Any) -> str:
         return "" if value is None else f"{value:.2f}"
@@ -68,7 +74,7 @@ def _summary_rows(metrics: dict[str, Any]) -> list[str]:
 def samples_html(records: list[dict[str, Any]], metrics: dict[str, Any]) -> str:
     """The page: what was compared, the summary numbers, then one row per prompt (prompt | policy | reference)."""
     generation = metrics.get("generation", {})
-    scorer = generation.get("scorer")
+    scorers = ", ".join(generation.get("scorers", []))
     rows = [
         "<tr>"
         f'<td class="index">{record["row"]}</td>'
@@ -86,7 +92,7 @@ def samples_html(records: list[dict[str, Any]], metrics: dict[str, Any]) -> str:
             f'<p class="meta">reference: {escape(str(metrics.get("reference", "")))}</p>',
             f'<p class="meta">data: {escape(str(metrics.get("dataset", "")))}, split {escape(str(metrics.get("split", "")))}; '
             f"{escape(generation.get('settings', ''))}"
-            f"{'; scored by ' + escape(scorer) if scorer else ''}</p>",
+            f"{'; scored by ' + escape(scorers) if scorers else ''}</p>",
             '<table class="summary"><tr><th></th><th>policy</th><th>reference</th></tr>',
             *_summary_rows(metrics),
             "</table>",

@@ -1,8 +1,10 @@
-"""Scores of generated answers: a Python callable (``--scorer module:function``) or a sequence-classification
-reward model (``--reward_model PATH``). ``hf-dpo eval --generate N`` scores the policy's and the reference's
-answers with the same one, the "true reward before and after" of a DPO run::
+"""Scores of generated answers: Python callables (``--scorer module:function``, several at once) and a
+sequence-classification reward model (``--reward_model PATH``). ``hf-dpo eval --generate N`` scores the policy's and
+the reference's answers with each, the "true reward before and after" of a DPO run; several scorers show a trade-off
+one alone hides (the demo's: the form it teaches, and the facts)::
 
-    hf-dpo eval outputs/demo --dataset hf_dpo:concise_qa --generate 20 --scorer hf_dpo.tools.scoring:concise_qa
+    hf-dpo eval outputs/demo --dataset hf_dpo:concise_qa --generate 80 \\
+        --scorer hf_dpo.tools.scoring:one_sentence hf_dpo.tools.scoring:states_answer
 
 A scorer is ``function(completion: str, row: dict) -> float | bool``: the answer's text and the dataset row it
 answers (``prompt``, ``chosen``, ``rejected`` and any other column, such as the demo's ``answers``).
@@ -18,15 +20,18 @@ import torch
 
 from hf_dpo.config.recipe import UserError
 from hf_dpo.data.formats import is_conversation
+from hf_dpo.monitor import pair_metrics
 
 Scorer = Callable[[str, dict[str, Any]], float]
+# Scores a list of answers to a list of rows at once (a reward model batches them); a Scorer wrapped by score_with
+BatchScorer = Callable[[Sequence[str], Sequence[dict[str, Any]]], list[float]]
 
 
 def load_scorer(spec: str) -> Scorer:
     """``"package.module:function"`` -> the function; the error says which part is missing."""
     module_name, _, function_name = spec.partition(":")
     if not module_name or not function_name:
-        raise UserError(f"--scorer takes module:function (e.g. hf_dpo.tools.scoring:concise_qa), got {spec!r}")
+        raise UserError(f"--scorer takes module:function (e.g. hf_dpo.tools.scoring:states_answer), got {spec!r}")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -37,11 +42,80 @@ def load_scorer(spec: str) -> Scorer:
     return function
 
 
-def concise_qa(completion: str, row: dict[str, Any]) -> float:
-    """The demo's exact-match checker as a scorer: 1.0 when the answer is one of the row's ``answers``."""
-    from hf_dpo.demo.make_data import is_correct  # the demo's checker; only this scorer needs it
+def scorer_names(specs: Sequence[str]) -> list[str]:
+    """A short name per ``module:function`` spec: the function's name, or the whole spec where two share one."""
+    short = [spec.rpartition(":")[2] for spec in specs]
+    return [name if short.count(name) == 1 else spec for name, spec in zip(short, specs)]
 
-    return float(is_correct(completion, row["answers"]))
+
+# ---- the demo's checks as scorers (rows need the demo's ``answers`` column) ---------------------------------------
+
+
+def _answers(row: dict[str, Any], scorer: str) -> list[str]:
+    if "answers" not in row:
+        columns = ", ".join(sorted(row))
+        raise UserError(
+            f"--scorer hf_dpo.tools.scoring:{scorer} reads each row's accepted 'answers'; the data has no such "
+            f"column (it has {columns})"
+        )
+    return row["answers"]
+
+
+def one_sentence(completion: str, row: dict[str, Any]) -> float:
+    """The form the demo teaches: 1.0 for one sentence of at most 16 words with nothing around it."""
+    from hf_dpo.demo.checks import one_sentence as check  # the demo's checks; only these scorers need them
+
+    return float(check(completion, _answers(row, "one_sentence")))
+
+
+def states_answer(completion: str, row: dict[str, Any]) -> float:
+    """The facts: 1.0 when one of the row's accepted ``answers`` appears anywhere in the answer."""
+    from hf_dpo.demo.checks import states_answer as check
+
+    return float(check(completion, _answers(row, "states_answer")))
+
+
+def bare_answer(completion: str, row: dict[str, Any]) -> float:
+    """Exact match: 1.0 when the whole answer is one of the row's accepted ``answers`` (``hf_dpo:bare_qa``'s form)."""
+    from hf_dpo.demo.checks import bare_answer as check
+
+    return float(check(completion, _answers(row, "bare_answer")))
+
+
+# ---- scoring both answer sets ---------------------------------------------------------------------------------------
+
+
+def add_scores(records: list[dict[str, Any]], rows: list[dict[str, Any]], scorers: dict[str, BatchScorer]) -> None:
+    """Score the policy's and the reference's answers with each of ``scorers`` (name -> ``score(completions, rows)
+    -> scores``): each record gets ``policy_scores``, ``reference_scores`` and ``outcomes``, one entry per name
+    (win, tie or loss of the policy's answer against the reference's)."""
+    by_row = {row["row"]: row for row in rows}
+    answer_rows = [by_row[record["row"]] for record in records]
+    for name, score in scorers.items():
+        for side in ("policy", "reference"):
+            if records and all(side in record for record in records):
+                for record, value in zip(records, score([record[side] for record in records], answer_rows)):
+                    record.setdefault(f"{side}_scores", {})[name] = value
+        for record in records:
+            if "reference_scores" in record:
+                mine, theirs = record["policy_scores"][name], record["reference_scores"][name]
+                record.setdefault("outcomes", {})[name] = pair_metrics.score_outcomes([mine], [theirs])[0]
+
+
+def score_summary(records: list[dict[str, Any]], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per scorer: the mean score of each side and, against a reference, the policy's wins, ties, losses and win
+    rate on scored answers."""
+    summary: dict[str, dict[str, Any]] = {}
+    for name in names:
+        entry: dict[str, Any] = {}
+        for side in ("policy", "reference"):
+            values = [record[f"{side}_scores"][name] for record in records if f"{side}_scores" in record]
+            if records and len(values) == len(records):
+                entry[f"{side}_mean"] = sum(values) / len(values)
+        if records and all("outcomes" in record for record in records):
+            entry |= pair_metrics.win_rate([record["outcomes"][name] for record in records])
+        summary[name] = entry
+    return summary
 
 
 def score_with(scorer: Scorer, completions: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[float]:

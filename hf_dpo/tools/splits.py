@@ -3,8 +3,10 @@
     load_splits(DataArguments(dataset_name="hf_dpo:concise_qa"))   # (train, test) of the demo's data
 
 A ``dataset_name`` is data packaged with hf_dpo (an ``hf_dpo:`` name, the demo's), one local file (json, jsonl, csv,
-parquet, ...: its rows are the train split), or a Hub id or local folder. The commands share this; it lives here,
-below the CLI and beside the tools, because the packaged data is the demo's, which the core modules never import.
+parquet, ...: its rows are the train split), or a Hub id or local folder (a folder of ``train.jsonl`` and
+``test.jsonl`` has those two splits, as ``datasets`` names files). ``eval_split_size`` holds part of the train split
+out for evaluation, where the data has no test split. The commands share this; it lives here, below the CLI and
+beside the tools, because the packaged data is the demo's, which the core modules never import.
 """
 
 from __future__ import annotations
@@ -17,19 +19,39 @@ from hf_dpo.config.run_arguments import DataArguments
 from hf_dpo.models.packaged import PACKAGED_PREFIX
 
 
-def load_splits(data_args: DataArguments) -> tuple[Any, Any]:
-    """The train and evaluation splits named by ``data_args`` (evaluation may be ``None``)."""
+def load_splits(data_args: DataArguments, seed: int = 42) -> tuple[Any, Any]:
+    """The train and evaluation splits named by ``data_args`` (evaluation may be ``None``); with
+    ``eval_split_size``, the evaluation rows are drawn from the train split with ``seed`` and left out of it."""
     splits = _dataset_dict(data_args)
-    for split in filter(None, (data_args.dataset_train_split, data_args.dataset_test_split)):
+    wanted = [data_args.dataset_train_split]
+    if data_args.eval_split_size is None and data_args.dataset_test_split:
+        wanted.append(data_args.dataset_test_split)
+    for split in wanted:
         if split not in splits:
-            raise UserError(f"dataset {data_args.dataset_name!r} has no split {split!r}; it has {list(splits)}")
+            hint = "; or hold rows of the train split out with eval_split_size" if split != wanted[0] else ""
+            raise UserError(f"dataset {data_args.dataset_name!r} has no split {split!r}; it has {list(splits)}{hint}")
     train = splits[data_args.dataset_train_split]
-    test = splits[data_args.dataset_test_split] if data_args.dataset_test_split else None
+    test = splits[data_args.dataset_test_split] if len(wanted) == 2 else None
+    if data_args.eval_split_size is not None:
+        train, test = _held_out(train, data_args, seed)
     if data_args.max_train_samples is not None:
         train = train.select(range(min(data_args.max_train_samples, len(train))))
     if test is not None and data_args.max_eval_samples is not None:
         test = test.select(range(min(data_args.max_eval_samples, len(test))))
     return train, test
+
+
+def _held_out(train: Any, data_args: DataArguments, seed: int) -> tuple[Any, Any]:
+    """``(train, eval)``: ``eval_split_size`` rows of ``train`` (a fraction or a count) drawn with ``seed``."""
+    size = data_args.eval_split_size
+    count = round(size * len(train)) if size < 1 else int(size)
+    if not 0 < count < len(train):
+        raise UserError(
+            f"eval_split_size={size:g} holds out {count} of the {len(train)} training rows; both splits need at "
+            "least one row"
+        )
+    parts = train.train_test_split(test_size=count, seed=seed, shuffle=True)
+    return parts["train"], parts["test"]
 
 
 def _dataset_dict(data_args: DataArguments) -> Any:
@@ -47,10 +69,11 @@ def _dataset_dict(data_args: DataArguments) -> Any:
             raise UserError(str(error)) from error
     path = os.path.expanduser(name)
     if os.path.isfile(path):
-        if data_args.dataset_test_split is not None:
+        if data_args.dataset_test_split is not None and data_args.eval_split_size is None:
             raise UserError(
-                f"dataset_name={name!r} is a single file, which holds only the train split; set "
-                "dataset_test_split to null (--dataset_test_split none) or give a folder or Hub id with both splits"
+                f"dataset_name={name!r} is a single file, which holds only the train split: hold some of its rows out "
+                "for evaluation with eval_split_size (e.g. --eval_split_size 0.1), set dataset_test_split to null "
+                "(--dataset_test_split none) to train without one, or give a folder of train.jsonl and test.jsonl"
             )
         extension = path.rsplit(".", 1)[-1].replace("jsonl", "json")
         return load_dataset(extension, data_files={data_args.dataset_train_split: path})

@@ -1,15 +1,18 @@
-"""``hf-dpo sweep``: one training run per value of β (and of the loss type), all sharing one reference pass.
+"""``hf-dpo sweep``: one training run per value of the swept knobs (β, the loss type, RPO's α, the learning rate),
+all sharing one reference pass.
 
     hf-dpo sweep recipes/demo.yaml --beta 0.01 0.1 0.5
     hf-dpo sweep recipes/demo.yaml --beta 0.1 0.5 --loss_type sigmoid ipo --max_steps 20   # other flags: as train's
+    hf-dpo sweep recipes/demo.yaml --rpo_alpha 0 1
 
-Every run is ``hf-dpo train RECIPE [flags]`` with ``--beta``/``--loss_type`` set, its own output folder
-``SWEEP_DIR/<loss_type>-beta<value>``, and ``precompute_ref_log_probs=True`` with one ``ref_logps_cache_dir``
-(``SWEEP_DIR/ref_logps`` unless the recipe names one): β and the loss type change nothing the reference computes,
-so the first run's reference pass is cached and every later run loads it (see :mod:`hf_dpo.reference.cache`). Then
-``SWEEP_DIR/sweep.png`` draws loss, reward accuracy, margin and KL per step, one line per run, and
-``SWEEP_DIR/sweep.md`` (also printed) tables the final metrics. SWEEP_DIR is ``--output_dir``, else the recipe's
-``output_dir`` with ``-sweep`` appended.
+Every run is ``hf-dpo train RECIPE [flags]`` with the swept values set, its own output folder
+``SWEEP_DIR/<loss_type>-beta<value>-rpo<value>-lr<value>``, and ``precompute_ref_log_probs=True`` with one
+``ref_logps_cache_dir`` (``SWEEP_DIR/ref_logps`` unless the recipe names one): these knobs change nothing the
+reference computes, so the first run's reference pass is cached and every later run loads it (see
+:mod:`hf_dpo.reference.cache`). Then ``SWEEP_DIR/sweep.png`` draws loss, reward accuracy, margin and the mean
+log-ratio per step, one line per run, and ``SWEEP_DIR/sweep.md`` (also printed) tables the final metrics and, when
+the recipe scores a task (the demo's format and fact), its checks before and after. SWEEP_DIR is ``--output_dir``,
+else the recipe's ``output_dir`` with ``-sweep`` appended.
 """
 
 from __future__ import annotations
@@ -33,56 +36,62 @@ PANELS = (
     ("rewards/margins", "reward margin"),
     ("logps/mean_logratio", "mean log-ratio (policy - reference)"),
 )
-FINAL_COLUMNS = (  # the last training log (and evaluations during training, if the recipe asks for them)
+# The knobs a sweep can vary: flag -> (folder-name prefix, legend name); none changes what the reference computes.
+SWEEP_AXES = {
+    "loss_type": ("", "loss"),
+    "beta": ("beta", "β"),
+    "rpo_alpha": ("rpo", "rpo_alpha"),
+    "learning_rate": ("lr", "lr"),
+}
+# The last training log (and the evaluations during training when there is no held-out summary, which holds the
+# same numbers measured after the last step)
+FINAL_COLUMNS = (
     ("loss", "loss"),
     ("rewards/accuracies", "reward acc"),
     ("rewards/margins", "margin"),
     ("logps/mean_logratio", "mean log-ratio"),
-    ("eval_rewards/accuracies", "eval reward acc"),
-    ("eval_rewards/margins", "eval margin"),
 )
+EVAL_COLUMNS = (("eval_rewards/accuracies", "eval reward acc"), ("eval_rewards/margins", "eval margin"))
 # what hf-dpo train scores on the held-out split after training (its summary), when the recipe has one
-SUMMARY_COLUMNS = (
-    ("reward_accuracy_after", "held-out reward acc"),
-    ("reward_margin_after", "held-out margin"),
-    ("task_accuracy_after", "task acc"),
-)
+SUMMARY_COLUMNS = (("reward_accuracy_after", "held-out reward acc"), ("reward_margin_after", "held-out margin"))
 
 
-def sweep_points(betas: list[float] | None, loss_types: list[str] | None) -> list[dict[str, Any]]:
-    """Every combination of the swept values, in the order given.
+def sweep_points(axes: dict[str, list[Any] | None]) -> list[dict[str, Any]]:
+    """Every combination of the swept values (``axes``: flag -> values, ``None`` or empty for an unswept flag), in
+    the order given.
 
-    >>> sweep_points([0.01, 0.1], ["sigmoid", "ipo"])
+    >>> sweep_points({"loss_type": ["sigmoid", "ipo"], "beta": [0.01, 0.1]})
     [{'loss_type': 'sigmoid', 'beta': 0.01}, {'loss_type': 'sigmoid', 'beta': 0.1}, {'loss_type': 'ipo', 'beta': 0.01}, {'loss_type': 'ipo', 'beta': 0.1}]
-    >>> sweep_points([0.5], None)
+    >>> sweep_points({"beta": [0.5], "rpo_alpha": None})
     [{'beta': 0.5}]
     """
-    axes = {"loss_type": loss_types, "beta": betas}
-    axes = {name: values for name, values in axes.items() if values}
-    if not axes:
-        raise UserError("nothing to sweep: give --beta and/or --loss_type with one or more values")
-    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    swept = {name: values for name, values in axes.items() if values}
+    if not swept:
+        flags = ", ".join(f"--{name}" for name in SWEEP_AXES)
+        raise UserError(f"nothing to sweep: give one or more values to at least one of {flags}")
+    return [dict(zip(swept, values)) for values in itertools.product(*swept.values())]
 
 
 def run_name(point: dict[str, Any]) -> str:
-    """A folder and legend name: ``sigmoid-beta0.1``.
+    """A folder name: ``sigmoid-beta0.1``, ``rpo1``.
 
-    >>> run_name({"loss_type": "ipo", "beta": 0.5}), run_name({"beta": 0.01})
-    ('ipo-beta0.5', 'beta0.01')
+    >>> run_name({"loss_type": "ipo", "beta": 0.5}), run_name({"beta": 0.01, "rpo_alpha": 1.0})
+    ('ipo-beta0.5', 'beta0.01-rpo1')
     """
-    parts = [str(point["loss_type"])] if "loss_type" in point else []
-    parts += [f"beta{point['beta']:g}"] if "beta" in point else []
-    return "-".join(parts)
+    return "-".join(
+        f"{SWEEP_AXES[name][0]}{value:g}" if name != "loss_type" else str(value) for name, value in point.items()
+    )
 
 
 def run_label(point: dict[str, Any]) -> str:
     """A legend entry: ``ipo, β=0.5``.
 
-    >>> run_label({"loss_type": "ipo", "beta": 0.5})
-    'ipo, β=0.5'
+    >>> run_label({"loss_type": "ipo", "beta": 0.5, "rpo_alpha": 1.0})
+    'ipo, β=0.5, rpo_alpha=1'
     """
-    parts = [str(point["loss_type"])] if "loss_type" in point else []
-    return ", ".join(parts + ([f"β={point['beta']:g}"] if "beta" in point else []))
+    return ", ".join(
+        f"{SWEEP_AXES[name][1]}={value:g}" if name != "loss_type" else str(value) for name, value in point.items()
+    )
 
 
 def run_flags(point: dict[str, Any], run_dir: str, cache_dir: str) -> list[str]:
@@ -98,10 +107,10 @@ def run_flags(point: dict[str, Any], run_dir: str, cache_dir: str) -> list[str]:
 
 
 def final_metrics(log_history: list[dict[str, Any]]) -> dict[str, float]:
-    """The last logged value of each metric of :data:`FINAL_COLUMNS` (train logs and evaluations alike)."""
+    """The last logged value of each metric of :data:`FINAL_COLUMNS` and :data:`EVAL_COLUMNS`."""
     metrics: dict[str, float] = {}
     for entry in log_history:
-        metrics |= {key: entry[key] for key, _ in FINAL_COLUMNS if key in entry}
+        metrics |= {key: entry[key] for key, _ in (*FINAL_COLUMNS, *EVAL_COLUMNS) if key in entry}
     return metrics
 
 
@@ -111,40 +120,59 @@ def _series(log_history: list[dict[str, Any]], key: str) -> tuple[list[float], l
 
 
 def plot_sweep(runs: list[dict[str, Any]], path: str) -> str:
-    """Loss, reward accuracy, margin and KL per training step, one line per run; writes ``path``."""
-    import matplotlib
+    """Loss, reward accuracy, margin and mean log-ratio per training step, one line per run; writes ``path``."""
+    from hf_dpo.publish.plots import pyplot, style_step_axis
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    figure, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.6))
+    plt = pyplot()
+    columns = 2  # a grid, readable where the table's page shows it
+    rows = -(-len(PANELS) // columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False)
+    axes = list(grid.flat)
     for axis, (key, title) in zip(axes, PANELS):
+        drawn = False
         for run in runs:
             steps, values = _series(run["log_history"], key)
             if steps:
                 axis.plot(steps, values, "-o", markersize=3, label=run_label(run["point"]))
+                drawn = True
         if key == "loss":
             axis.axhline(0.6931, color="grey", linewidth=0.8, linestyle=":", label="log 2")
-        axis.set_title(title)
-        axis.set_xlabel("step")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+        style_step_axis(axis, title, drawn)
+    for axis in axes[len(PANELS) :]:
+        axis.set_visible(False)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
 
 
+def _task_columns(runs: list[dict[str, Any]]) -> list[str]:
+    """The task's checks scored by the runs (the demo's format and fact), in their order."""
+    names: list[str] = []
+    for run in runs:
+        names += [name for name in run["summary"].get("task_after", {}) if name not in names]
+    return names
+
+
 def sweep_table(runs: list[dict[str, Any]]) -> str:
-    """A Markdown table of the final metrics of every run (columns no run has are left out)."""
+    """A Markdown table of the final metrics of every run (columns no run has are left out): the last training log,
+    the held-out numbers after training (or, without them, the last evaluation during training), and each task
+    check's share after training, with the share before (the starting model's, the same for every run) in its
+    header."""
     columns = [(key, label) for key, label in FINAL_COLUMNS if any(key in run["final"] for run in runs)]
     extra = [(key, label) for key, label in SUMMARY_COLUMNS if any(key in run["summary"] for run in runs)]
-    header = ["run", *(label for _, label in (*columns, *extra)), "train s"]
+    if not extra:
+        columns += [(key, label) for key, label in EVAL_COLUMNS if any(key in run["final"] for run in runs)]
+    checks = _task_columns(runs)
+    before = next((run["summary"]["task_before"] for run in runs if "task_before" in run["summary"]), {})
+    check_labels = [
+        f"{name} after (before: {before[name]:.3f})" if name in before else f"{name} after" for name in checks
+    ]
+    header = ["run", *(label for _, label in (*columns, *extra)), *check_labels, "train s"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for run in runs:
         values = [run["final"].get(key) for key, _ in columns] + [run["summary"].get(key) for key, _ in extra]
+        values += [run["summary"].get("task_after", {}).get(name) for name in checks]
         seconds = run["summary"].get("train_seconds")
         cells = ["" if value is None else f"{value:.4g}" for value in values]
         lines.append(f"| {run['name']} | " + " | ".join([*cells, "" if seconds is None else f"{seconds:.1f}"]) + " |")
@@ -193,8 +221,11 @@ def sweep(
 
 def run(options: argparse.Namespace) -> int:
     """``hf-dpo sweep``: the runs, then the table and where the plot is."""
-    points = sweep_points(options.beta, options.loss_type)
+    from hf_dpo.config.run_arguments import parse_train_args
+
     flags = list(options.train_flags or [])
+    parse_train_args([options.recipe, *flags])  # a typo (--bta) is named before "nothing to sweep" is said
+    points = sweep_points({name: getattr(options, name, None) for name in SWEEP_AXES})
     result = sweep(options.recipe, points, flags, options.output_dir, options.train_from_flags)
     print(f"\nhf-dpo sweep: {len(result['runs'])} runs in {result['dir']}\n")
     print(result["table"])

@@ -134,6 +134,32 @@ def test_doctor_loss_stuck_at_log_2(caplog):
     assert "still equals its reference" in caplog.text and "learning_rate" in caplog.text
 
 
+def test_doctor_accuracy_one_at_a_negligible_margin(caplog):
+    """Issue 26: LoRA at lr 1e-6 gave reward accuracy 1.0 at a margin of 0.003, which the numbers alone read as a
+    win."""
+    doctor = DoctorCallback(stuck_steps=20, negligible_margin=0.05)
+    tiny = _train_log(loss=0.6916, chosen=0.002, rejected=-0.001, accuracy=1.0)
+    with caplog.at_level(logging.WARNING, logger="hf_dpo.doctor"):
+        _log(doctor, 10, tiny)  # too early to say
+        assert doctor.fired == {}
+        _log(doctor, 20, tiny)
+    message = doctor.fired["negligible_margin"]
+    assert "reward accuracy 1.000 at a mean margin of only 0.0030" in message and "learning_rate" in message
+    held_out = DoctorCallback(stuck_steps=20)
+    _log(held_out, 40, {"eval_rewards/accuracies": 1.0, "eval_rewards/margins": 0.01, "eval_loss": 0.69})
+    assert "held-out reward accuracy 1.000" in held_out.fired["negligible_margin"]
+    learned = DoctorCallback(stuck_steps=20)
+    _log(learned, 40, _train_log(loss=0.3, chosen=0.5, rejected=-0.5, accuracy=1.0))
+    assert learned.fired == {}
+
+
+def test_doctor_checks_the_margin_at_the_end_of_a_short_run():
+    doctor = DoctorCallback(stuck_steps=20)
+    history = [{"step": 5, **_train_log(loss=0.692, chosen=0.001, accuracy=1.0)}, {"step": 5, "train_loss": 0.69}]
+    doctor.on_train_end(None, SimpleNamespace(log_history=history, global_step=5), None)
+    assert "step 5: reward accuracy 1.000" in doctor.fired["negligible_margin"]
+
+
 def test_doctor_stuck_for_another_loss_looks_at_the_rewards():
     doctor = DoctorCallback(stuck_steps=20)
     _log(doctor, 25, _train_log(loss=6.25), loss_type="ipo")  # IPO starts at (1/(2β))², not log 2
@@ -201,10 +227,13 @@ def test_doctor_in_a_run_that_cannot_learn(tmp_path, tokenizer, caplog):
     assert caplog.text.count("hf-dpo doctor") == 1 and "step 3: loss 0.6931" in caplog.text
 
 
-@pytest.mark.parametrize("condition", ["stuck", "chosen_falling", "too_easy", "length_growing", "fp16_skips"])
+@pytest.mark.parametrize(
+    "condition", ["stuck", "chosen_falling", "too_easy", "length_growing", "fp16_skips", "negligible_margin"]
+)
 def test_every_message_names_a_knob(condition):
     knobs = ("learning_rate", "rpo_alpha", "beta", "ld_alpha", "bf16")
     doctor = DoctorCallback(stuck_steps=1, falling_logs=2, min_drop=0.1, growing_evaluations=2, scaler_skips=1)
+    _log(doctor, 1, {"rewards/accuracies": 1.0, "rewards/margins": 0.001})
     for step, logps in enumerate((-1.0, -2.0, -3.0)):
         _log(doctor, step + 1, _train_log(loss=0.0, accuracy=1.0, logps_chosen=logps))
         _log(doctor, step + 1, {"samples/mean_tokens": 10.0 * (step + 1)})

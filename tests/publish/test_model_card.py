@@ -107,3 +107,34 @@ def test_stored_counts_are_found_in_every_shape_the_state_keeps_them():
     # two callbacks of one class are stored as a list
     assert stored_dataset_stats(state([{"args": {"stats": {}}}, {"args": {"stats": STATS}}])) == STATS
     assert stored_dataset_stats(state(None)) == {}
+
+
+def test_the_results_come_first_with_their_notes_and_the_snippet_loads_the_folder(tmp_path):
+    """The card of an hf-dpo train run: its before/after table under the intro, the usage snippet loading the folder
+    the card is in (until the model is pushed), the precision of the logged numbers, no link to an unpublished
+    package."""
+    rows = [("reward accuracy (held-out pairs)", 0.0, 0.95), ("format, greedy answers (held-out)", 0.5, None)]
+    card = render_model_card(
+        model_name="demo",
+        base_model="org/base",
+        is_peft=True,
+        args=_args(tmp_path, bf16=True),
+        reference_kind="peft_disabled",
+        log_history=[{"eval_rewards/margins": 5.0, "step": 3}],
+        dataset_stats={},
+        local_path="outputs/demo",
+        before_after=rows,
+        results_notes=["format: one sentence"],
+    )
+    titles = [line for line in card.splitlines() if line.startswith("#")]
+    assert titles[:3] == ["# demo", "## Results", "## Use"]
+    assert "| reward accuracy (held-out pairs) | 0.000 | 0.950 |" in card
+    assert "| format, greedy answers (held-out) | 0.500 | - |" in card and "- Format: one sentence." in card
+    assert 'AutoPeftModelForCausalLM.from_pretrained("outputs/demo")' in card
+    assert "Logged during training, under bfloat16 autocast:" in card
+    assert "pypi.org" not in card
+    pushed = render_model_card(
+        model_name="demo", base_model=None, is_peft=True, args=_args(tmp_path), reference_kind="peft_disabled",
+        log_history=[], dataset_stats={}, local_path="outputs/demo", hub_model_id="me/demo",
+    )  # fmt: skip
+    assert 'from_pretrained("me/demo")' in pushed and "## Results" not in pushed

@@ -138,29 +138,56 @@ def test_user_mistakes_are_user_errors(tiny_run, tmp_path):
         _run(["eval", str(tiny_run / "run"), "--dataset", data, "--scorer", "json:loads"])
 
 
-def test_generate_side_by_side_with_a_scorer_writes_jsonl_html_and_length_statistics(
+def test_generate_side_by_side_with_several_scorers_writes_jsonl_html_and_length_statistics(
     tiny_run, tmp_path, monkeypatch, capsys
 ):
     (tmp_path / "my_scorer.py").write_text(
         "def shortness(completion, row):\n    return -len(completion)\n"  # rows are passed too
+        "def has_e(completion, row):\n    return 'e' in completion\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "eval"
     argv = ["eval", str(tiny_run / "run"), "--dataset", str(tiny_run / "held_out.jsonl"), "--output_dir", str(out)]
-    assert _run([*argv, "--generate", "3", "--max_new_tokens", "5", "--scorer", "my_scorer:shortness"]) == 0
+    argv += ["--generate", "3", "--max_new_tokens", "5", "--scorer", "my_scorer:shortness", "my_scorer:has_e"]
+    assert _run(argv) == 0
     samples = _read_jsonl(out / "samples.jsonl")
     assert len(samples) == 3 and samples[0]["prompt"] == "Question: is the fox good 32?"
     for sample in samples:
         assert sample["policy_tokens"] <= 5 and sample["reference_tokens"] <= 5
-        assert sample["policy_score"] == -len(sample["policy"]) and sample["outcome"] in ("win", "tie", "loss")
+        assert sample["policy_scores"] == {
+            "shortness": -len(sample["policy"]),
+            "has_e": float("e" in sample["policy"]),
+        }
+        assert set(sample["outcomes"]) == {"shortness", "has_e"}
+        assert set(sample["outcomes"].values()) <= {"win", "tie", "loss"}
     generation = json.loads((out / "metrics.json").read_text())["generation"]
-    assert generation["settings"] == "greedy, at most 5 new tokens"
+    assert generation["settings"] == "greedy, at most 5 new tokens" and generation["scorers"] == ["shortness", "has_e"]
     expected_mean = sum(sample["policy_tokens"] for sample in samples) / 3
     assert generation["policy_mean_tokens"] == pytest.approx(expected_mean)
-    assert 0.0 <= generation["reference_hit_limit"] <= 1.0 and "answers_win_rate" in generation
+    assert 0.0 <= generation["reference_hit_limit"] <= 1.0
+    for name in ("shortness", "has_e"):  # one mean per side and one win count per scorer
+        scores = generation["scores"][name]
+        mean = sum(sample["reference_scores"][name] for sample in samples) / 3
+        assert (
+            scores["reference_mean"] == pytest.approx(mean) and scores["wins"] + scores["ties"] + scores["losses"] == 3
+        )
     html = (out / "samples.html").read_text()
     assert html.startswith("<!doctype html>") and "Question: is the fox good 32?" in html and "<script" not in html
-    assert "mean tokens" in capsys.readouterr().out
+    assert "mean score, has_e" in html and "shortness" in html
+    printed = capsys.readouterr().out
+    assert "mean tokens" in printed and "mean score, shortness" in printed and "mean score, has_e" in printed
+    assert printed.count("    answers won ") == 2
+
+
+def test_the_demo_scorers_read_the_answers_column(tiny_run):
+    from hf_dpo.tools.scoring import bare_answer, one_sentence, states_answer
+
+    row = {"answers": ["Paris"]}
+    assert one_sentence("The capital of France is Paris.", row) == 1.0 and one_sentence("Hi. Paris.", row) == 0.0
+    assert states_answer("Maybe it is Paris, maybe not.", row) == 1.0 and states_answer("Lyon", row) == 0.0
+    assert bare_answer("Paris", row) == 1.0 and bare_answer("It is Paris.", row) == 0.0
+    with pytest.raises(UserError, match="reads each row's accepted 'answers'; the data has no such column"):
+        states_answer("Paris", {"prompt": "p", "chosen": "a", "rejected": "b"})
 
 
 def test_reward_model_scores_both_answer_sets(tiny_run, tmp_path):
@@ -182,10 +209,11 @@ def test_reward_model_scores_both_answer_sets(tiny_run, tmp_path):
     argv = ["eval", str(tiny_run / "run"), "--dataset", str(tiny_run / "held_out.jsonl"), "--output_dir", str(out)]
     assert _run([*argv, "--generate", "2", "--max_new_tokens", "4", "--reward_model", str(tmp_path / "rm")]) == 0
     samples = _read_jsonl(out / "samples.jsonl")
-    assert all(isinstance(sample["policy_score"], float) for sample in samples)
-    assert all(isinstance(sample["reference_score"], float) for sample in samples)
+    name = f"reward model {tmp_path / 'rm'}"
+    assert all(isinstance(sample["policy_scores"][name], float) for sample in samples)
+    assert all(isinstance(sample["reference_scores"][name], float) for sample in samples)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["generation"]["scorer"] == f"reward model {tmp_path / 'rm'}"
+    assert metrics["generation"]["scorers"] == [f"reward model {tmp_path / 'rm'}"]
 
 
 def test_no_reference_counts_reference_log_probs_as_zero(tiny_run, tmp_path):
@@ -230,3 +258,28 @@ def test_the_table_reads_the_metrics():
     table = format_table(metrics)
     assert "reward accuracy                              0.750" in table
     assert "won 2, tied 1, lost 1" in table
+
+
+def test_a_new_run_into_an_evaluated_folder_writes_a_card_without_the_old_evaluation(tiny_run, tmp_path):
+    """Issue 26: retraining into a folder where hf-dpo eval ran kept the old table (read back from eval/) in the new
+    card, which a push would publish."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run / "run", run)
+    assert _run(["eval", str(run), "--dataset", str(tiny_run / "held_out.jsonl"), "--max_samples", "4"]) == 0
+    assert "## Held-out evaluation" in (run / "README.md").read_text()
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert [name for name, *_ in metrics["weights"]] == ["adapter_model.safetensors"]
+    trainer = DPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_run / "base"),
+        args=_args(run, max_steps=1),
+        train_dataset=preference_rows(8),
+        processing_class=build_tokenizer(),
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),
+    )
+    trainer.train()
+    trainer.save_model()
+    trainer.create_model_card()
+    card = (run / "README.md").read_text()
+    assert "Held-out evaluation" not in card and "hf-dpo eval" not in card

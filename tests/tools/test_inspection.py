@@ -53,7 +53,7 @@ def _run(argv):
 
 @pytest.fixture
 def tokenizer_dir(tmp_path):
-    build_tokenizer().save_pretrained(tmp_path / "tokenizer")
+    build_tokenizer(chat_template=False).save_pretrained(tmp_path / "tokenizer")  # a base model's: text rows fit it
     return str(tmp_path / "tokenizer")
 
 
@@ -70,7 +70,7 @@ def test_inspect_ids_are_the_trainings_ids(tokenizer):
 
 
 def test_a_clean_row_has_no_warning(tokenizer):
-    assert _warnings(preference_rows(1)[0], tokenizer) == {}
+    assert _warnings(preference_rows(1)[0], build_tokenizer(chat_template=False)) == {}
     assert _warnings(_chat(["2+2?"]), tokenizer) != {}  # ChatML ends turns with <|im_end|>, not the EOS </s> ...
     tokenizer = build_tokenizer()
     tokenizer.eos_token = "<|im_end|>"  # ... which the warning's own advice fixes
@@ -117,10 +117,21 @@ def test_text_a_chat_template_writes_after_the_answer(tokenizer):
     assert "'<|im_end|>\\nRate this answer!'" in found["text_after_turn"]
 
 
-def test_a_completion_without_its_separator(tokenizer):
+def test_a_completion_without_its_separator():
+    tokenizer = build_tokenizer(chat_template=False)
     found = _warnings({"prompt": "2+2=", "chosen": "4", "rejected": "5"}, tokenizer)
     assert set(found) == {"no_separator"} and "'2+2=' + '4'" in found["no_separator"]
     assert _warnings({"prompt": "2+2=", "chosen": " 4", "rejected": " 5"}, tokenizer) == {}
+
+
+def test_plain_text_prompts_for_a_chat_model(tokenizer):
+    """Issue 26: text rows on a chat model train without its chat template, silently."""
+    found = _warnings(preference_rows(1)[0], tokenizer)
+    assert (
+        set(found) == {"no_chat_template"}
+        and "give prompt, chosen and rejected as chat messages" in found["no_chat_template"]
+    )
+    assert "no_chat_template" not in _warnings(preference_rows(1)[0], build_tokenizer(chat_template=False))
 
 
 def test_padding_waste_counts_padded_positions():

@@ -10,6 +10,7 @@ from tiny import build_model, build_tokenizer, preference_rows
 import hf_dpo.reference.precompute
 from hf_dpo.cli.commands import add_commands
 from hf_dpo.cli.train import train_from_flags
+from hf_dpo.config.recipe import UserError
 from hf_dpo.tools.sweep import final_metrics, run_name, sweep_points, sweep_table
 
 
@@ -70,21 +71,25 @@ def test_a_beta_sweep_runs_the_reference_pass_once(tiny_recipe, tmp_path, monkey
         assert any("logps/mean_logratio" in entry for entry in state["log_history"])
     assert (sweep_dir / "sweep.png").stat().st_size > 10_000
     table = (sweep_dir / "sweep.md").read_text()
-    assert "| beta0.01 |" in table and "held-out reward acc" in table
+    assert "| beta0.01 |" in table and "held-out reward acc" in table and "eval reward acc" not in table
     assert json.loads((sweep_dir / "sweep.json").read_text())["runs"][2]["point"] == {"beta": 0.5}
     assert "hf-dpo sweep: 3 runs" in capsys.readouterr().out
 
 
 def test_sweep_points_and_names():
-    points = sweep_points([0.1, 0.5], ["sigmoid", "ipo"])
+    points = sweep_points({"loss_type": ["sigmoid", "ipo"], "beta": [0.1, 0.5]})
     assert [run_name(point) for point in points] == [
         "sigmoid-beta0.1",
         "sigmoid-beta0.5",
         "ipo-beta0.1",
         "ipo-beta0.5",
     ]
-    with pytest.raises(ValueError, match="nothing to sweep"):
-        sweep_points(None, None)
+    assert [run_name(point) for point in sweep_points({"rpo_alpha": [0.0, 1.0], "learning_rate": [1e-4]})] == [
+        "rpo0-lr0.0001",
+        "rpo1-lr0.0001",
+    ]
+    with pytest.raises(ValueError, match="nothing to sweep: give one or more values to at least one of --loss_type"):
+        sweep_points({"beta": None, "rpo_alpha": []})
 
 
 def test_final_metrics_and_table_read_the_last_logs():
@@ -96,11 +101,32 @@ def test_final_metrics_and_table_read_the_last_logs():
     final = final_metrics(history)
     assert final == {"loss": 0.5, "rewards/accuracies": 0.75, "rewards/margins": 0.3, "logps/mean_logratio": 0.1,
                      "eval_rewards/accuracies": 1.0}  # fmt: skip
-    summary = {"train_seconds": 3.21, "reward_accuracy_after": 0.5}
-    table = sweep_table([{"name": "beta0.1", "final": final, "summary": summary}])
-    header = "| run | loss | reward acc | margin | mean log-ratio | eval reward acc | held-out reward acc | train s |"
+    # without held-out numbers after training, the last evaluation during training stands in
+    table = sweep_table([{"name": "beta0.1", "final": final, "summary": {"train_seconds": 3.21}}])
+    header = "| run | loss | reward acc | margin | mean log-ratio | eval reward acc | train s |"
     assert table.splitlines()[0] == header
-    assert table.splitlines()[2] == "| beta0.1 | 0.5 | 0.75 | 0.3 | 0.1 | 1 | 0.5 | 3.2 |"
+    assert table.splitlines()[2] == "| beta0.1 | 0.5 | 0.75 | 0.3 | 0.1 | 1 | 3.2 |"
+
+
+def test_the_table_shows_held_out_numbers_once_and_the_task_checks_before_and_after():
+    """sweep.md repeated the evaluation during training next to the held-out numbers after it (the same pairs);
+    the demo's checks get one column each, with the starting model's share in the header."""
+    final = {"loss": 0.5, "eval_rewards/accuracies": 1.0, "eval_rewards/margins": 2.0}
+    summary = {"train_seconds": 3.0, "reward_accuracy_after": 0.95, "reward_margin_after": 2.5}
+    summary |= {"task_before": {"format": 0.5, "fact": 0.8}, "task_after": {"format": 0.9, "fact": 0.78}}
+    table = sweep_table([{"name": "rpo1", "final": final, "summary": summary}])
+    assert table.splitlines()[0] == (
+        "| run | loss | held-out reward acc | held-out margin | format after (before: 0.500) | "
+        "fact after (before: 0.800) | train s |"
+    )
+    assert table.splitlines()[2] == "| rpo1 | 0.5 | 0.95 | 2.5 | 0.9 | 0.78 | 3.0 |"
+
+
+def test_a_mistyped_flag_is_named_before_nothing_to_sweep(tiny_recipe):
+    with pytest.raises(UserError, match=r"^--bta: did you mean --beta\?$"):
+        _run(["sweep", str(tiny_recipe), "--bta", "0.1"])
+    with pytest.raises(UserError, match="nothing to sweep"):
+        _run(["sweep", str(tiny_recipe), "--max_steps", "2"])
 
 
 def test_sweep_keeps_unknown_flags_for_train_but_not_hf_dpos_debug(tiny_recipe):
