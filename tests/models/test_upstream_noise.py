@@ -1,7 +1,9 @@
 """hf_dpo.models.upstream_noise: exactly the known upstream warnings are silenced, bitsandbytes is held back until released, and the
-command releases it for the runs that need it. The real command's quiet runs are in tests/test_entry_point.py."""
+command releases it for the runs that need it, and the log lines of upstream libraries nobody can act on are dropped.
+The real command's quiet runs are in tests/cli/test_entry_point.py."""
 
 import importlib.util
+import logging
 import sys
 import warnings
 
@@ -60,3 +62,34 @@ def test_what_needs_bitsandbytes(tmp_path):
     (tmp_path / "saved_4bit").mkdir()  # a checkpoint saved quantized: its config.json says so
     (tmp_path / "saved_4bit" / "config.json").write_text('{"quantization_config": {"quant_method": "bitsandbytes"}}')
     assert needs_bitsandbytes(ModelArguments(model_name_or_path=str(tmp_path / "saved_4bit")), args)
+
+
+@pytest.mark.parametrize(
+    ("logger_name", "message"),
+    [
+        ("DeepSpeed", "Setting accelerator to CPU. If you have GPU or other accelerator, we were unable to detect it."),
+        ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please "
+                                          "make sure you already `pip install kernels`"),
+        ("kernels._internals.hf_hub", "Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes' "
+                                      "because Hugging Face Hub is in offline mode."),
+        ("matplotlib.font_manager", "Matplotlib is building the font cache; this may take a moment."),
+    ],
+)  # fmt: skip
+def test_upstream_log_lines_nobody_can_act_on_are_dropped_and_nothing_else(logger_name, message, caplog):
+    """The filters sit on the library's own logger, so they hold however the library configures it later (DeepSpeed
+    sets its level and handler when imported); other lines of the same logger still show."""
+    from hf_dpo.models.upstream_noise import QUIET_LOG_LINES, quiet_upstream_logs
+
+    quiet_upstream_logs()
+    quiet_upstream_logs()  # once is enough; twice adds nothing
+    logger = logging.getLogger(logger_name)
+    assert len([f for f in logger.filters if type(f).__name__ == "_DropLines"]) == 1
+    assert logger_name in QUIET_LOG_LINES
+    with caplog.at_level(logging.INFO, logger=logger_name):
+        logger.propagate, propagate = True, logger.propagate  # DeepSpeed's logger does not propagate to caplog
+        try:
+            logger.warning(message, "detail")
+            logger.warning("a different line from the same library")
+        finally:
+            logger.propagate = propagate
+    assert [record.getMessage() for record in caplog.records] == ["a different line from the same library"]
