@@ -59,7 +59,9 @@ def test_the_readmes_commands_parse():
 
     lines = [line.split("#")[0].strip() for line in README.splitlines() if line.strip().startswith("hf-dpo ")]
     commands = [
-        line.split()[1:] for line in lines if "..." not in line and "[" not in line and "OUTPUT_DIR" not in line
+        line.split()[1:]
+        for line in lines
+        if "..." not in line and "[" not in line and "OUTPUT_DIR" not in line and "--help" not in line
     ]
     assert {"eval", "sweep", "inspect"} <= {argv[0] for argv in commands}
     for argv in commands:

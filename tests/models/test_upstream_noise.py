@@ -92,4 +92,5 @@ def test_upstream_log_lines_nobody_can_act_on_are_dropped_and_nothing_else(logge
             logger.warning("a different line from the same library")
         finally:
             logger.propagate = propagate
-    assert [record.getMessage() for record in caplog.records] == ["a different line from the same library"]
+    said = {record.getMessage() for record in caplog.records}  # an earlier test may leave a second handler on it
+    assert said == {"a different line from the same library"}
