@@ -1,10 +1,7 @@
-"""What the tools add to ``hf-dpo plot`` and to the model card, as functions :mod:`hf_dpo.publish.plots` and
-:mod:`hf_dpo.publish.model_card` call::
+"""What the tools add to the model card, as functions :mod:`hf_dpo.publish.model_card` calls::
 
     python -m pytest tests/publish/test_card_sections.py
 
-- :func:`draw_reward_panels`: chosen and rejected rewards on one axis, the mean log-ratio of policy and reference
-  on another (train lines, eval markers);
 - :func:`card_sections`: Markdown for the card: the training plot, the last ``hf-dpo eval`` table, the doctor's
   warnings;
 - :func:`update_card_eval`: ``hf-dpo eval`` writes its table into the card of the run it evaluated (the card was
@@ -22,7 +19,6 @@ import json
 import os
 from typing import Any
 
-REWARD_PANEL_TITLES = ("chosen / rejected reward", "mean log-ratio (policy - reference)")
 EVAL_ROWS = (
     ("reward accuracy", "reward_accuracy", ".3f"),
     ("reward margin (mean)", "reward_margin", ".3f"),
@@ -30,38 +26,6 @@ EVAL_ROWS = (
     ("reference ranks chosen first", "reference_accuracy", ".3f"),
     ("win rate vs reference (pairs)", "win_rate", ".3f"),
 )
-
-
-def _series(log_history: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    points = [(entry["step"], entry[key]) for entry in log_history if key in entry and "step" in entry]
-    return [step for step, _ in points], [value for _, value in points]
-
-
-def draw_reward_panels(axes: Any, log_history: list[dict[str, Any]]) -> None:
-    """On ``axes[0]`` the chosen and rejected rewards, on ``axes[1]`` the mean log-ratio, per step; training as
-    lines with small markers, evaluations as larger markers (a single point shows either way). A reward curve tells
-    what a margin hides: whether the margin grows because chosen rises or because rejected falls (both falling is
-    the likelihood-displacement failure)."""
-    from hf_dpo.publish.plots import style_step_axis
-
-    reward_axis, logratio_axis = axes
-    drawn = {0: False, 1: False}
-    for key, color in (("rewards/chosen", "tab:green"), ("rewards/rejected", "tab:red")):
-        for prefix, style in (("", "-o"), ("eval_", "s--")):
-            steps, values = _series(log_history, prefix + key)
-            if steps:
-                label = f"{'eval ' if prefix else ''}{key.split('/')[1]}"
-                reward_axis.plot(steps, values, style, color=color, label=label, markersize=4 if prefix else 2.5)
-                drawn[0] = True
-    reward_axis.axhline(0.0, color="grey", linewidth=0.8, linestyle=":")
-    for prefix, style in (("", "-o"), ("eval_", "s--")):
-        steps, values = _series(log_history, prefix + "logps/mean_logratio")
-        if steps:
-            label, size = ("eval", 4) if prefix else ("train", 2.5)
-            logratio_axis.plot(steps, values, style, color="tab:purple", label=label, markersize=size)
-            drawn[1] = True
-    for index, (axis, title) in enumerate(zip(axes, REWARD_PANEL_TITLES)):
-        style_step_axis(axis, title, drawn[index])
 
 
 EVAL_BEGIN, EVAL_END = "<!-- hf-dpo eval -->", "<!-- /hf-dpo eval -->"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 PANELS = (("loss", "loss"), ("rewards/accuracies", "reward accuracy"), ("rewards/margins", "reward margin"))
+REWARD_PANEL_TITLES = ("chosen / rejected reward", "mean log-ratio (policy - reference)")
 COLUMNS = 2  # panels per row: a 2-wide grid keeps each panel ~450 px wide where a card shows the image ~900 px wide
 
 
@@ -55,6 +56,31 @@ def style_step_axis(axis: Any, title: str, drawn: bool = True) -> None:
         axis.legend(fontsize=8)
 
 
+def draw_reward_panels(axes: Any, log_history: list[dict[str, Any]]) -> None:
+    """On ``axes[0]`` the chosen and rejected rewards, on ``axes[1]`` the mean log-ratio, per step; training as
+    lines with small markers, evaluations as larger markers (a single point shows either way). A reward curve tells
+    what a margin hides: whether the margin grows because chosen rises or because rejected falls (both falling is
+    the likelihood-displacement failure)."""
+    reward_axis, logratio_axis = axes
+    drawn = {0: False, 1: False}
+    for key, color in (("rewards/chosen", "tab:green"), ("rewards/rejected", "tab:red")):
+        for prefix, style in (("", "-o"), ("eval_", "s--")):
+            steps, values = _series(log_history, prefix + key)
+            if steps:
+                label = f"{'eval ' if prefix else ''}{key.split('/')[1]}"
+                reward_axis.plot(steps, values, style, color=color, label=label, markersize=4 if prefix else 2.5)
+                drawn[0] = True
+    reward_axis.axhline(0.0, color="grey", linewidth=0.8, linestyle=":")
+    for prefix, style in (("", "-o"), ("eval_", "s--")):
+        steps, values = _series(log_history, prefix + "logps/mean_logratio")
+        if steps:
+            label, size = ("eval", 4) if prefix else ("train", 2.5)
+            logratio_axis.plot(steps, values, style, color="tab:purple", label=label, markersize=size)
+            drawn[1] = True
+    for index, (axis, title) in enumerate(zip(axes, REWARD_PANEL_TITLES)):
+        style_step_axis(axis, title, drawn[index])
+
+
 def plot_training(log_history: list[dict[str, Any]], path: str, loss_type: str = "sigmoid") -> str:
     """Write :func:`training_figure` to ``path`` and return it."""
     plt = pyplot()
@@ -68,7 +94,6 @@ def training_figure(log_history: list[dict[str, Any]], loss_type: str = "sigmoid
     """The panels as a matplotlib figure, two to a row; the loss panel marks where ``loss_type`` starts. Every series
     has markers, so a series of one point (one log, one evaluation) shows."""
     plt = pyplot()
-    from hf_dpo.publish.card_sections import REWARD_PANEL_TITLES, draw_reward_panels
 
     count = len(PANELS) + len(REWARD_PANEL_TITLES)
     rows = -(-count // COLUMNS)

@@ -13,11 +13,11 @@ import matplotlib.pyplot as plt
 from hf_dpo.monitor.doctor import DoctorCallback
 from hf_dpo.publish.card_sections import (
     card_sections,
-    draw_reward_panels,
     read_eval_metrics,
     update_card_eval,
     weights_fingerprint,
 )
+from hf_dpo.publish.plots import draw_reward_panels
 
 HISTORY = [
     {"step": 1, "loss": 0.69, "rewards/chosen": 0.0, "rewards/rejected": 0.0, "logps/mean_logratio": 0.0},
