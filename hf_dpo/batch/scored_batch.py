@@ -27,6 +27,7 @@ from hf_dpo.batch.scored_tokens import (
     shared_prompt_tokens,
 )
 from hf_dpo.batch.segments import Segments
+from hf_dpo.batch.vision_inputs import image_model_inputs
 from hf_dpo.models.wrappers import base_model
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "labels", "position_ids", GROUP_COLUMN, SEGMENT_COLUMN)
@@ -98,7 +99,8 @@ class ScoredBatch:
 
         Padded: ``input_ids`` and the 2D mask. Shared prompt: where the model can, the spans for the attention
         function (:mod:`~hf_dpo.batch.attention`, read inside ``reading_shared_prompt``), the 2D mask of the real
-        tokens and the position ids; else (or with ``dense``) a 4D mask (:mod:`~hf_dpo.batch.dense_mask`).
+        tokens and the position ids; else (or with ``dense``) a 4D mask (:mod:`~hf_dpo.batch.dense_mask`). With
+        images, their inputs for the layout's rows too (:mod:`~hf_dpo.batch.vision_inputs`).
         """
         base = base_model(model)
         embeddings = base.get_input_embeddings() if hasattr(base, "get_input_embeddings") else None
@@ -113,7 +115,7 @@ class ScoredBatch:
                 inputs |= {"position_ids": self.layout_columns["position_ids"], "hf_dpo_shared_prompt": call}
             elif self.shared_prompt:
                 inputs = shared_prompt_model_inputs(self.input_ids, self.layout_columns, kernel_of(model), dtype)
-            self._model_inputs[key] = inputs
+            self._model_inputs[key] = inputs | image_model_inputs(model, self)
         return self._model_inputs[key]
 
     def column(self, name: str) -> torch.Tensor:

@@ -29,6 +29,9 @@ def reference_columns(unpaired: bool, with_kl: bool) -> tuple[str, ...]:
     return UNPAIRED_REF_COLUMNS if with_kl else UNPAIRED_REF_COLUMNS[:1]
 
 
+# TRL's names for a vision-language row's images: a list per row, or one per row; kept as they are until the collator
+IMAGE_COLUMNS = ("images", "image")
+
 # Every column the trainer reads from a tokenized row (kept whatever remove_unused_columns says).
 ALL_REF_COLUMNS = (*REF_COLUMNS, *UNPAIRED_REF_COLUMNS)
-TRAINER_COLUMNS = (*TOKEN_COLUMNS, LABEL_COLUMN, *ALL_REF_COLUMNS)
+TRAINER_COLUMNS = (*TOKEN_COLUMNS, LABEL_COLUMN, *ALL_REF_COLUMNS, *IMAGE_COLUMNS)

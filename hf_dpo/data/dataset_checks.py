@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, IterableDatasetDict, concatenate_datasets
 
-from hf_dpo.data.columns import ID_COLUMNS, LABEL_COLUMN, UNPAIRED_ID_COLUMNS
+from hf_dpo.data.columns import ID_COLUMNS, IMAGE_COLUMNS, LABEL_COLUMN, UNPAIRED_ID_COLUMNS
 from hf_dpo.data.errors import DataFormatError
 from hf_dpo.data.formats import (
     MESSAGE_COLUMNS,
@@ -20,12 +20,11 @@ from hf_dpo.data.formats import (
     normalise_row,
     normalise_unpaired_row,
 )
+from hf_dpo.data.images import image_values
 from hf_dpo.data.tool_calls import TOOLS_COLUMN
+from hf_dpo.data.vision import check_vision_pair
 
 EVAL_SPLIT_NAMES = ("test", "validation", "eval", "dev")
-
-
-IMAGE_COLUMNS = ("images", "image")  # TRL's names for a vision-language preference dataset
 
 
 # datasets >= 4.7 can keep free-form nested dicts as JSON (datasets.Json) instead of padding them into one struct
@@ -82,9 +81,10 @@ def _refuse_images(columns: list[str], split: str) -> None:
     for name in IMAGE_COLUMNS:
         if name in columns:
             raise DataFormatError(
-                f"the {split} dataset has an {name!r} column: vision-language DPO is not supported yet, and the "
-                f"images would be ignored; to train on the text alone, drop the column first "
-                f"(dataset.remove_columns({name!r}), or the key from each row of a list)"
+                f"the {split} dataset has an {name!r} column, and the processing class is a tokenizer (a text-only "
+                f"model): the images would be ignored; to train on them, give a vision-language model and its "
+                f"processor (processing_class=AutoProcessor.from_pretrained(...)); to train on the text alone, drop "
+                f"the column first (dataset.remove_columns({name!r}), or the key from each row of a list)"
             )
 
 
@@ -105,10 +105,12 @@ def _check_unpaired_columns(columns: list[str], split: str) -> None:
         )
 
 
-def check_columns(columns: list[str], split: str, unpaired: bool = False) -> None:
-    """The dataset must have chosen and rejected (and prompt, unless it is implicit), and no image column; for an
-    ``unpaired`` run (KTO) prompt, completion and label instead, or pairs."""
-    _refuse_images(columns, split)
+def check_columns(columns: list[str], split: str, unpaired: bool = False, images: bool = False) -> None:
+    """The dataset must have chosen and rejected (and prompt, unless it is implicit), and no image column unless
+    ``images`` (the processing class reads them); for an ``unpaired`` run (KTO) prompt, completion and label
+    instead, or pairs."""
+    if not images:
+        _refuse_images(columns, split)
     if not is_paired(columns):
         if unpaired:
             _check_unpaired_columns(columns, split)
@@ -130,15 +132,18 @@ def check_columns(columns: list[str], split: str, unpaired: bool = False) -> Non
         )
 
 
-def rows_from_list(rows: list[Any], split: str, mapping: dict[str, str] | None = None) -> Dataset:
+def rows_from_list(
+    rows: list[Any], split: str, mapping: dict[str, str] | None = None, images: bool = False
+) -> Dataset:
     """A Dataset from a list of dicts (``mapping`` applied), with our own message for rows Arrow cannot put in
-    one table."""
+    one table; image columns only with ``images`` (a processor reads them), their in-memory images kept exactly."""
     if not rows:
         raise DataFormatError(f"the {split} dataset has no rows")
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             raise DataFormatError(f"row {index} of the {split} dataset: expected a dict, got {type(row).__name__}")
-    _refuse_images(list(dict.fromkeys(key for row in rows for key in row)), split)  # before Arrow meets an image
+    if not images:
+        _refuse_images(list(dict.fromkeys(key for row in rows for key in row)), split)  # before Arrow meets an image
     if mapping:
         renames = _checked_renames(mapping, list(rows[0]), split)
         rows = [{renames.get(key, key): value for key, value in row.items()} for row in rows]
@@ -157,7 +162,7 @@ def rows_from_list(rows: list[Any], split: str, mapping: dict[str, str] | None =
         # Check first what Arrow would report without naming a row or field. Rows without both completions are
         # left to the column checks that follow column_mapping.
         if {"chosen", "rejected"} <= set(row) and not set(ID_COLUMNS) <= set(row):
-            normalise_row(row, index)
+            check_vision_pair(row, index) if images and "prompt" in row else normalise_row(row, index)
         elif set(UNPAIRED_COLUMNS) <= set(row):
             normalise_unpaired_row(row, index)
     return _table(rows, split)
@@ -173,6 +178,8 @@ def _table(rows: list[dict[str, Any]], split: str) -> Dataset:
     for name in dict.fromkeys(key for row in rows for key in row):
         values = [row.get(name) for row in rows]
         free_form = _KEEPS_JSON and name in (*MESSAGE_COLUMNS, TOOLS_COLUMN, "chat_template_kwargs")
+        if name in IMAGE_COLUMNS:
+            values = image_values(values)
         try:
             columns.append(Dataset.from_dict({name: values}, **({"on_mixed_types": "use_json"} if free_form else {})))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:

@@ -13,6 +13,10 @@ rejected ones (undesirable), each with its pair's prompt and other columns.
 
 Rows whose prompt leaves no room for a completion within ``max_length``, and pairs whose completions are identical
 (also after truncation; both rows, once unrolled), are dropped; the counts are logged and returned.
+
+With a processor as the processing class, rows may carry images (``images``/``image``): they are tokenized by
+:mod:`hf_dpo.data.vision`, their images kept in their column for the collator, and a row whose truncation would cut
+its image tokens is dropped and counted too.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ from hf_dpo.data.tokenization import (
     tokenize_unpaired_row,
     tokenizer_adds_bos,
 )
+from hf_dpo.data.images import image_column
 from hf_dpo.data.unpaired import unrolled_pairs
+from hf_dpo.data.vision import DROPPED_IMAGE_CUT, is_processor, text_tokenizer, tokenize_vision_row
 from hf_dpo.losses import is_unpaired
 
 logger = logging.getLogger(__name__)
@@ -59,6 +65,7 @@ class PreparationStats:
     desirable: int | None = None
     undesirable: int | None = None
     pairs_unrolled: int | None = None  # the pairs ``rows_in`` came from, when an unpaired run was given pairs
+    dropped_image_cut: int | None = None  # rows with images: truncation would have cut their image tokens
 
     def summary(self) -> str:
         source = f"{self.pairs_unrolled} pairs unrolled into {self.rows_in} rows; " if self.pairs_unrolled else ""
@@ -66,6 +73,8 @@ class PreparationStats:
         dropped = [f"{self.dropped_no_room} whose prompt leaves no room for a completion within max_length"]
         if self.desirable is None or self.pairs_unrolled:  # rows given unpaired have no twin to be identical to
             dropped.append(f"{self.dropped_identical} whose chosen and rejected completions are identical")
+        if self.dropped_image_cut is not None:
+            dropped.append(f"{self.dropped_image_cut} whose image tokens the length limits would cut")
         return (
             f"{self.split} set: {source}{self.kept} of {self.rows_in} rows kept ({self.truncated} of them "
             f"truncated){labels}; dropped {', '.join(dropped)}"
@@ -75,19 +84,27 @@ class PreparationStats:
         return asdict(self)
 
 
+_DROP_REASONS = {
+    DROPPED_NO_ROOM: "no room for a completion within max_length",
+    DROPPED_IDENTICAL: "identical pair",
+    DROPPED_IMAGE_CUT: "the length limits would cut its image tokens",
+}
+
+
 def _keep_streamed_row(row: dict[str, Any], index: int, split: str) -> bool:
     status = row[STATUS_COLUMN]
-    if status in (DROPPED_NO_ROOM, DROPPED_IDENTICAL):
-        reason = "no room for a completion within max_length" if status == DROPPED_NO_ROOM else "identical pair"
-        logger.warning("%s set: dropped streamed row %d (%s)", split, index, reason)
+    if status in _DROP_REASONS:
+        logger.warning("%s set: dropped streamed row %d (%s)", split, index, _DROP_REASONS[status])
     return status in (KEPT, TRUNCATED)
 
 
-def _renamed(dataset: Any, args: Any, split: str) -> tuple[Dataset | IterableDataset, list[str]]:
+def _renamed(
+    dataset: Any, args: Any, split: str, images: bool = False
+) -> tuple[Dataset | IterableDataset, list[str]]:
     """The split's rows as a Dataset or IterableDataset with ``column_mapping`` applied, and its column names."""
     column_mapping = getattr(args, "column_mapping", None)
     if isinstance(dataset, list):
-        dataset = rows_from_list(dataset, split, column_mapping)
+        dataset = rows_from_list(dataset, split, column_mapping, images=images)
     else:
         dataset = apply_column_mapping(select_split(dataset, split), column_mapping, split)
     columns = dataset.column_names
@@ -96,7 +113,9 @@ def _renamed(dataset: Any, args: Any, split: str) -> tuple[Dataset | IterableDat
     return dataset, list(columns or ())
 
 
-def _counted(tokenized: Dataset, split: str, unpaired: bool, pairs_unrolled: int | None) -> PreparationStats:
+def _counted(
+    tokenized: Dataset, split: str, unpaired: bool, pairs_unrolled: int | None, images: bool = False
+) -> PreparationStats:
     statuses = list(tokenized[STATUS_COLUMN])
     kept = [status in (KEPT, TRUNCATED) for status in statuses]
     desirable = undesirable = None
@@ -114,6 +133,7 @@ def _counted(tokenized: Dataset, split: str, unpaired: bool, pairs_unrolled: int
         desirable=desirable,
         undesirable=undesirable,
         pairs_unrolled=pairs_unrolled,
+        dropped_image_cut=statuses.count(DROPPED_IMAGE_CUT) if images else None,
     )
 
 
@@ -130,23 +150,34 @@ def prepare_dataset(
     Already tokenized datasets (with ``prompt_input_ids``, ``chosen_input_ids``, ``rejected_input_ids``, or for an
     unpaired loss ``prompt_input_ids``, ``completion_input_ids``, ``label``) pass through unchanged (tokenized pairs
     are unrolled for an unpaired loss). Returns the dataset and its :class:`PreparationStats` (``None`` for a
-    streamed or already tokenized dataset, whose rows are not counted).
+    streamed or already tokenized dataset, whose rows are not counted). ``tokenizer`` may be a processor: then rows
+    may carry images (see :mod:`hf_dpo.data.vision`).
     """
-    dataset, columns = _renamed(dataset, args, split)
+    reads_images = is_processor(tokenizer)
+    dataset, columns = _renamed(dataset, args, split, images=reads_images)
     unpaired = is_unpaired(args.loss_type)
     unroll = unpaired and is_paired(columns)
     if unpaired and {*UNPAIRED_ID_COLUMNS, LABEL_COLUMN} <= set(columns):
         return dataset, None
     if set(ID_COLUMNS) <= set(columns):
         return (unrolled_pairs(dataset, split) if unroll else dataset), None
-    check_columns(columns, split, unpaired)
+    check_columns(columns, split, unpaired, images=reads_images)
+    images = image_column(columns) is not None
+    if images and unpaired:
+        raise DataFormatError(
+            f"the {split} dataset has images and loss_type={args.loss_type!r} trains on unpaired rows; rows with "
+            "images train with the paired losses only (TRL's KTOTrainer takes no images either)"
+        )
     if isinstance(dataset, Dataset) and len(dataset) == 0:
         raise DataFormatError(f"the {split} dataset has no rows")
+    processor, tokenizer = tokenizer, text_tokenizer(tokenizer)
     if tokenizer.eos_token_id is None:
         raise DataFormatError("the tokenizer has no eos_token: set tokenizer.eos_token so completions can end")
+    # a processor renders every pair with a prompt column, images or not: its chat template is the model's
+    by_processor = reads_images and not unpaired and "prompt" in columns
 
     fn_kwargs = {
-        "tokenizer": tokenizer,
+        "tokenizer": processor if by_processor else tokenizer,
         "add_bos": tokenizer_adds_bos(tokenizer),
         "max_length": args.max_length,
         "max_prompt_length": args.max_prompt_length,
@@ -154,6 +185,7 @@ def prepare_dataset(
         "truncation_mode": args.truncation_mode,
     }
     tokenize = tokenize_unpaired_row if unpaired and not unroll else tokenize_row
+    tokenize = tokenize_vision_row if by_processor else tokenize
     text_columns = [name for name in MESSAGE_COLUMNS if name in columns]
     map_kwargs: dict[str, Any] = {"fn_kwargs": fn_kwargs, "with_indices": True, "remove_columns": text_columns}
     if isinstance(dataset, IterableDataset):
@@ -165,7 +197,7 @@ def prepare_dataset(
 
     tokenized = dataset.map(tokenize, num_proc=args.dataset_num_proc, desc=f"Tokenizing {split} set", **map_kwargs)
     tokenized = unrolled_pairs(tokenized, split) if unroll else tokenized
-    stats = _counted(tokenized, split, unpaired, len(dataset) if unroll else None)
+    stats = _counted(tokenized, split, unpaired, len(dataset) if unroll else None, images)
     if stats.kept < stats.rows_in:
         tokenized = tokenized.filter(lambda status: status in (KEPT, TRUNCATED), input_columns=STATUS_COLUMN)
     (logger.warning if stats.kept < stats.rows_in or stats.truncated else logger.info)(stats.summary())

@@ -14,6 +14,7 @@ import torch
 
 from hf_dpo.batch import ScoredBatch
 from hf_dpo.batch.attention import own_kernel, reading_shared_prompt
+from hf_dpo.batch.vision_inputs import sequence_image_inputs
 from hf_dpo.logprobs.from_hidden import captured_output
 from hf_dpo.models.modes import eval_mode
 from hf_dpo.models.wrappers import base_model
@@ -34,6 +35,7 @@ def attention_function_matches(model: torch.nn.Module, batch: ScoredBatch) -> bo
         _CHECKED[base] = False
         return False
     shared_index, padded_index, padded = _as_padded_rows(batch)
+    padded |= sequence_image_inputs(model, batch)  # each sequence's row with its pair's images
     keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(base.forward).parameters else {}
     with torch.no_grad(), eval_mode(model):
         with captured_output(decoder) as through_function, reading_shared_prompt(model):

@@ -2,7 +2,8 @@
 
 A model id always means the Hub's weights (or a local folder's):
 ``load_causal_lm("HuggingFaceTB/SmolLM2-135M-Instruct")`` is ``AutoModelForCausalLM.from_pretrained`` with the
-``load_in_4bit``/``load_in_8bit`` switches. A copy of a model shipped inside a Python package is loaded only when
+``load_in_4bit``/``load_in_8bit`` switches (``AutoModelForImageTextToText`` for a vision-language model, with its
+``AutoProcessor``: :mod:`hf_dpo.models.vision`). A copy of a model shipped inside a Python package is loaded only when
 asked for by its own name, ``hf_dpo:<name>`` (see :data:`hf_dpo.models.packaged.PACKAGED_MODELS`); the demo recipe does so to run with no
 network::
 
@@ -23,6 +24,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from hf_dpo.models.packaged import PACKAGED_ATTRIBUTE, PACKAGED_PREFIX, packaged_file, packaged_model
+from hf_dpo.models.vision import auto_model_class, loads_as_vision_language
 from hf_dpo.models.wrappers import base_model
 
 logger = logging.getLogger(__name__)
@@ -132,7 +134,7 @@ def load_causal_lm(name_or_path: str, *, role: str = "model", **init_kwargs: Any
     """
     source = resolve(name_or_path, quantization_kwargs(dict(init_kwargs)))
     gguf = "gguf_file" in source.kwargs
-    model = AutoModelForCausalLM.from_pretrained(source.path, **source.kwargs)
+    model = auto_model_class(source.path, source.kwargs).from_pretrained(source.path, **source.kwargs)
     if gguf:
         model = _plain_copy(model, _dtype(source.kwargs.get("dtype")))
     model.config.name_or_path = source.name_or_path
@@ -189,8 +191,15 @@ def hub_problem(name: str, revision: str | None = None) -> str | None:
 
 
 def load_tokenizer(name_or_path: str, **init_kwargs: Any) -> Any:
-    """``AutoTokenizer.from_pretrained``, resolving names as :func:`load_causal_lm` does."""
+    """``AutoTokenizer.from_pretrained``, resolving names as :func:`load_causal_lm` does; a vision-language model's
+    ``AutoProcessor`` (its tokenizer inside)."""
     source = resolve(name_or_path, init_kwargs)
+    if loads_as_vision_language(source.path, source.kwargs):
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(source.path, **source.kwargs)
+        logger.info("processor: %s", source.description)
+        return processor
     tokenizer = AutoTokenizer.from_pretrained(source.path, **source.kwargs)
     tokenizer.name_or_path = source.name_or_path
     logger.info("tokenizer: %s", source.description)

@@ -63,7 +63,8 @@ def named_model_kwargs(args: Any, like: Any = None) -> dict[str, Any]:
 
 def model_and_tokenizer(model: Any, tokenizer: Any, args: Any) -> tuple[Any, Any]:
     """The policy (loaded when given by name, see :func:`named_model_kwargs`) and its tokenizer (loaded by the
-    model's name when not given), with a pad token: ``args.pad_token``, else the tokenizer's, else its EOS token."""
+    model's name when not given; a vision-language model's processor), with a pad token: ``args.pad_token``, else
+    the tokenizer's, else its EOS token (on the tokenizer inside a processor)."""
     name = model_id(model)
     if isinstance(model, str):
         model = load_causal_lm(model, role="policy", **named_model_kwargs(args))
@@ -71,13 +72,18 @@ def model_and_tokenizer(model: Any, tokenizer: Any, args: Any) -> tuple[Any, Any
         if not name:
             raise ValueError("pass processing_class (the tokenizer): the model has no name or path to load one from")
         tokenizer = load_tokenizer(name, **remote_code(args))
-    if args.pad_token is not None:
-        if args.pad_token not in tokenizer.get_vocab():
-            raise ValueError(f"pad_token={args.pad_token!r} is not in the tokenizer's vocabulary")
-        tokenizer.pad_token = args.pad_token
-    if getattr(tokenizer, "pad_token", None) is None:
-        tokenizer.pad_token = tokenizer.eos_token
-        logger.warning("the tokenizer has no pad token; using its EOS token %r", tokenizer.eos_token)
+    set_pad_token(getattr(tokenizer, "tokenizer", tokenizer), args.pad_token)  # a processor's tokenizer
     if hasattr(model, "add_model_tags"):
         model.add_model_tags(MODEL_TAGS)
     return model, tokenizer
+
+
+def set_pad_token(tokenizer: Any, pad_token: str | None) -> None:
+    """``pad_token`` (a run's ``args.pad_token``), else the tokenizer's own, else its EOS token."""
+    if pad_token is not None:
+        if pad_token not in tokenizer.get_vocab():
+            raise ValueError(f"pad_token={pad_token!r} is not in the tokenizer's vocabulary")
+        tokenizer.pad_token = pad_token
+    if getattr(tokenizer, "pad_token", None) is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        logger.warning("the tokenizer has no pad token; using its EOS token %r", tokenizer.eos_token)

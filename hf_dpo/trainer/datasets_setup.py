@@ -17,6 +17,7 @@ from hf_dpo.data import (
     with_kl_completions,
     with_lengths,
 )
+from hf_dpo.data.vision import text_tokenizer
 from hf_dpo.models import is_quantized
 from hf_dpo.reference import (
     PrecomputedReference,
@@ -26,7 +27,7 @@ from hf_dpo.reference import (
     precompute_columns,
     precompute_model,
 )
-from hf_dpo.trainer.preparation import per_eval_split
+from hf_dpo.trainer.preparation import check_vision_run, per_eval_split
 
 
 class PreferenceDatasets:
@@ -36,10 +37,12 @@ class PreferenceDatasets:
         self, model: Any, train_dataset: Any, eval_dataset: Any, tokenizer: Any, args: DPOTrainingArguments
     ) -> tuple[Any, Any]:
         """The training and evaluation sets tokenized (counted into ``dataset_stats``), with KTO's KL counterparts."""
+        check_vision_run(model, tokenizer, train_dataset, "train")
+        per_eval_split(eval_dataset, lambda dataset, split: check_vision_run(model, tokenizer, dataset, split))
         with args.main_process_first(desc="tokenizing preference data"):
             train_dataset = self._prepare(train_dataset, "train", tokenizer, args)
             eval_dataset = per_eval_split(eval_dataset, self._prepare, tokenizer, args)
-        check_vocabulary(model, tokenizer, train_dataset)
+        check_vocabulary(model, text_tokenizer(tokenizer), train_dataset)
         if self._with_kl:  # each row's mismatched completion, fixed so its reference log-probs can be cached
             train_dataset = with_kl_completions(train_dataset)
             eval_dataset = per_eval_split(eval_dataset, lambda dataset, split: with_kl_completions(dataset))
@@ -88,6 +91,7 @@ class PreferenceDatasets:
     def _prepare_late(self, dataset: Any, split: str) -> Any:
         """A dataset handed to evaluate()/predict(): tokenized, with reference columns when the run reads them
         (computed by the reference if it can still run, or by the untrained policy, which equals it)."""
+        check_vision_run(self.model, self.processing_class, dataset, split)
         dataset = self._prepare(dataset, split)
         if set(self.reference.batch_columns) <= set(dataset.column_names or ()):
             return dataset

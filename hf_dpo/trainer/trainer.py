@@ -20,12 +20,14 @@ from transformers.trainer_utils import EvalLoopOutput
 
 from hf_dpo.batch import ScoredBatch, SharedPromptCollator, default_collator
 from hf_dpo.batch.attention import attention_support, reading_shared_prompt
+from hf_dpo.batch.vision import layout_collator
 from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.data import (
     ALL_REF_COLUMNS,
     LABEL_COLUMN,
     DataStatsCallback,
 )
+from hf_dpo.data.vision import text_tokenizer
 from hf_dpo.logprobs import sequence_scores
 from hf_dpo.losses import LossSettings, RewardMean
 from hf_dpo.models import (
@@ -58,7 +60,7 @@ from hf_dpo.trainer.guards import (
 )
 from hf_dpo.trainer.interrupt import StopOnInterrupt, any_process, stopping_at_step_boundary
 from hf_dpo.trainer.metrics import PAIRED, UNPAIRED, MetricWindows, with_train_window
-from hf_dpo.trainer.preparation import checked_args
+from hf_dpo.trainer.preparation import checked_args, image_processor
 from hf_dpo.trainer.step import pair_loss, unpaired_loss
 
 logger = logging.getLogger(__name__)
@@ -76,7 +78,8 @@ class DPOTrainer(PreferenceDatasets, Trainer):
         args: `DPOTrainingArguments`.
         train_dataset, eval_dataset: rows with `prompt`/`chosen`/`rejected` (strings or chat messages), or rows
             already tokenized into `prompt_input_ids`/`chosen_input_ids`/`rejected_input_ids`.
-        processing_class: the tokenizer; loaded from `model`'s name when omitted.
+        processing_class: the tokenizer, or a vision-language model's processor (rows may then hold images: TRL's
+            `images`/`image` columns); loaded from `model`'s name when omitted.
         peft_config: a `peft.PeftConfig`; the model is wrapped with `get_peft_model`.
         Other arguments are `transformers.Trainer`'s.
     """
@@ -120,7 +123,14 @@ class DPOTrainer(PreferenceDatasets, Trainer):
         )
         if data_collator is None:
             layout = (args, self._unpaired, self._with_kl, bool(self.loss_settings.router_aux_loss_coef))
-            data_collator = default_collator([model, self.reference.model], processing_class.pad_token_id, *layout)
+            pad_token_id = text_tokenizer(processing_class).pad_token_id
+            images = image_processor(processing_class, train_dataset, eval_dataset)  # rows with images: processed
+            data_collator = default_collator([model, self.reference.model], pad_token_id, *layout, processor=images)
+            checkpointing = getattr(args, "activation_checkpointing_kwargs", None) or args.gradient_checkpointing_kwargs
+            if images is not None and args.ddp_find_unused_parameters is None and not (checkpointing or {}).get(
+                "use_reentrant"
+            ):  # as TRL: a batch without images leaves the vision tower without gradients under DDP
+                args.ddp_find_unused_parameters = True
 
         super().__init__(
             model=model,
@@ -134,7 +144,7 @@ class DPOTrainer(PreferenceDatasets, Trainer):
         refuse_data_parallel(self)
         self.model_accepts_loss_kwargs = False  # our loss never takes num_items_in_batch
         self._reads_shared_prompt = (
-            isinstance(data_collator, SharedPromptCollator) and attention_support(model) is None
+            isinstance(layout_collator(data_collator), SharedPromptCollator) and attention_support(model) is None
         )
         self._windows = MetricWindows(
             UNPAIRED if self._unpaired else PAIRED, aux_loss=bool(self.loss_settings.router_aux_loss_coef)
