@@ -127,7 +127,7 @@ def build_processor(family: str, video: bool = False):
 def _config(family: str, tokenizer: PreTrainedTokenizerFast):
     ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIALS}
     vocab = len(tokenizer)
-    special = {"eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    special = {"bos_token_id": None, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     if family in ("qwen2_vl", "qwen2_5_vl"):
         vision = {"depth": 2, "num_heads": 2, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
         if family == "qwen2_vl":

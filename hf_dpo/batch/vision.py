@@ -121,7 +121,7 @@ class VisionCollator:
     """A text layout's collator with each pair's images processed once by ``processor`` (see the module docstring).
 
     Rows are the prepared rows (token ids, and the row's ``images`` list or ``image``); the batch is the layout's,
-    plus :data:`IMAGE_INPUTS` (an :class:`ImageInputs`, or ``None`` for a batch without images).
+    plus :data:`IMAGE_INPUTS` (an :class:`ImageInputs`) when some row has an image.
 
     Args:
         layout: the collator of the text layout (``DPODataCollator``, ``SharedPromptCollator``).
@@ -137,7 +137,9 @@ class VisionCollator:
         if self._per_row is None:
             self._per_row = per_row_inputs(self.processor)
         pairs = [row_images(row, index) for index, row in enumerate(rows)]
-        batch[IMAGE_INPUTS] = image_inputs(self.processor, pairs, self._per_row)
+        inputs = image_inputs(self.processor, pairs, self._per_row)
+        if inputs is not None:  # a batch of text-only rows holds no image inputs at all
+            batch[IMAGE_INPUTS] = inputs
         return batch
 
     def fingerprint(self) -> str:

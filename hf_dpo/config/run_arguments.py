@@ -16,13 +16,19 @@ from typing import Any, Literal
 
 from hf_dpo.config.recipe import UserError, check_flags, check_recipe, field_types, read_recipe
 
+# Where vision-language families keep their vision tower and projector (module names under the model), and the regex
+# peft's exclude_modules full-matches against every module inside them: LoRA leaves them alone unless asked.
+VISION_MODULE_NAMES = ("visual", "vision_tower", "vision_model", "multi_modal_projector", "connector")
+VISION_MODULES_PATTERN = rf"(.*\.)?({'|'.join(VISION_MODULE_NAMES)})(\..*)?"
+
 
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(
         default="HuggingFaceTB/SmolLM2-135M-Instruct",
         metadata={
-            "help": "Hub id or local folder of the policy (a causal LM), or a copy shipped in a Python package, "
+            "help": "Hub id or local folder of the policy (a causal LM or a vision-language model), or a copy shipped "
+            "in a Python package, "
             "named explicitly: 'hf_dpo:SmolLM2-135M-Instruct' (the demo's; see hf_dpo.models.loading)."
         },
     )
@@ -56,6 +62,13 @@ class ModelArguments:
         default_factory=lambda: ["all-linear"],
         metadata={
             "help": "Module names to adapt (a YAML list, several flag values, or comma-separated), or 'all-linear'."
+        },
+    )
+    lora_vision_tower: bool = field(
+        default=False,
+        metadata={
+            "help": "A vision-language model: adapt the vision tower and its projector too (default: the "
+            "lora_target_modules of the language model only)."
         },
     )
 
@@ -97,6 +110,7 @@ class ModelArguments:
             lora_alpha=self.lora_alpha,
             lora_dropout=self.lora_dropout,
             target_modules=self.target_modules(),
+            exclude_modules=None if self.lora_vision_tower else VISION_MODULES_PATTERN,  # nothing on a text model
             task_type="CAUSAL_LM",
         )
 

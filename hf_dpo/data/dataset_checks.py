@@ -162,9 +162,10 @@ def rows_from_list(
         # Check first what Arrow would report without naming a row or field. Rows without both completions are
         # left to the column checks that follow column_mapping.
         if {"chosen", "rejected"} <= set(row) and not set(ID_COLUMNS) <= set(row):
-            check_vision_pair(row, index) if images and "prompt" in row else normalise_row(row, index)
-        elif set(UNPAIRED_COLUMNS) <= set(row):
-            normalise_unpaired_row(row, index)
+            by_processor = images and ("prompt" in row or set(IMAGE_COLUMNS) & set(row))  # as prepare_dataset reads it
+            check_vision_pair(row, index) if by_processor else normalise_row(row, index)
+        elif set(UNPAIRED_COLUMNS) <= set(row) and not (images and set(IMAGE_COLUMNS) & set(row)):
+            normalise_unpaired_row(row, index)  # (unpaired rows with images are refused once the columns are known)
     return _table(rows, split)
 
 

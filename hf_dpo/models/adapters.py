@@ -13,6 +13,7 @@ import torch
 
 from hf_dpo.models.facts import is_peft_model, is_quantized
 from hf_dpo.models.upstream_noise import PEFT_READS_DEPRECATED_CHECKPOINTING, silenced
+from hf_dpo.models.vision import language_model_lora
 
 
 def wrap_peft(model: torch.nn.Module, peft_config: Any, activation_checkpointing: bool) -> torch.nn.Module:
@@ -34,7 +35,7 @@ def wrap_peft(model: torch.nn.Module, peft_config: Any, activation_checkpointing
             # fp32 norms and an input that requires grad; checkpointing is left to the Trainer's own argument
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         with silenced(PEFT_READS_DEPRECATED_CHECKPOINTING):  # peft 0.21 reads a property transformers deprecated
-            model = get_peft_model(model, peft_config)
+            model = get_peft_model(model, language_model_lora(peft_config, model))
     if activation_checkpointing and is_peft_model(model):
         # LoRA leaves the embeddings frozen; checkpointed blocks still need an input that requires grad.
         model.enable_input_require_grads()

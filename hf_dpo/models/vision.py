@@ -12,13 +12,10 @@ from typing import Any
 
 import torch
 
+from hf_dpo.config.run_arguments import VISION_MODULE_NAMES, VISION_MODULES_PATTERN
 from hf_dpo.models.wrappers import base_model
 
 HUB_KWARGS = ("revision", "subfolder", "cache_dir", "token", "trust_remote_code", "local_files_only")
-# where the families keep their vision tower and projector (module names under the model)
-VISION_MODULE_NAMES = ("visual", "vision_tower", "vision_model", "multi_modal_projector", "connector")
-# a regex peft's exclude_modules full-matches: any module inside the vision tower or the projector
-VISION_MODULES_PATTERN = rf"(.*\.)?({'|'.join(VISION_MODULE_NAMES)})(\..*)?"
 
 
 def is_vision_language(model: Any) -> bool:
@@ -77,3 +74,15 @@ def vision_tower(model: torch.nn.Module) -> torch.nn.Module | None:
         if name.split(".")[-1] in VISION_MODULE_NAMES[:3]:
             return base.get_submodule(name)
     return None
+
+
+def language_model_lora(peft_config: Any, model: torch.nn.Module) -> Any:
+    """``peft_config`` as it applies to ``model``: the vision tower's exclusion (``hf-dpo``'s default, see
+    ``lora_vision_tower``) is dropped for a text model, where it excludes nothing and peft would warn so."""
+    if getattr(peft_config, "exclude_modules", None) != VISION_MODULES_PATTERN or is_vision_language(model):
+        return peft_config
+    import copy
+
+    peft_config = copy.copy(peft_config)
+    peft_config.exclude_modules = None
+    return peft_config

@@ -8,7 +8,8 @@ skips the pass: a β or learning-rate sweep over one dataset computes the refere
 - the reference weights (a sample of every tensor's bytes, with names, shapes and dtypes; for a PEFT policy, the
   base weights without the adapters, which are disabled for the reference),
 - the tokenized ids of the dataset (which already reflect the tokenizer, chat template, max lengths and
-  truncation mode),
+  truncation mode), and the bytes of its images (files named by path are read), with the image processor's
+  settings (how images become pixels),
 - the precision the pass runs in (autocast bf16/fp16 or none) and the log-prob definition (summed completion
   log-probs, or LD-DPO's weighted sums; format version).
 
@@ -33,7 +34,8 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from hf_dpo.data.columns import TOKEN_COLUMNS
+from hf_dpo.data.columns import IMAGE_COLUMNS, TOKEN_COLUMNS
+from hf_dpo.data.images import image_digest
 from hf_dpo.reference.engines import whole
 
 logger = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ def weights_fingerprint(model: torch.nn.Module, skip: Callable[[str], bool] | No
 
 def dataset_fingerprint(dataset: Dataset) -> str:
     """A hash of the token ids in the id columns (pairs, or unpaired rows and their KL counterparts), in row
-    order."""
+    order, and of the bytes of each row's images (a vision-language dataset's image column)."""
     if getattr(dataset, "_indices", None) is not None:
         dataset = dataset.flatten_indices()  # hash what the rows are, not how a filter reached them
     digest = hashlib.sha256(str(len(dataset)).encode())
@@ -74,6 +76,8 @@ def dataset_fingerprint(dataset: Dataset) -> str:
         digest.update(name.encode())
         digest.update(np.asarray(column.offsets).tobytes())
         digest.update(np.asarray(column.flatten()).astype(np.int64).tobytes())
+    for name in (name for name in IMAGE_COLUMNS if name in dataset.column_names):
+        digest.update(f"{name}:{image_digest(dataset.data.column(name).to_pylist())}".encode())  # stored, undecoded
     return digest.hexdigest()
 
 

@@ -106,11 +106,13 @@ def precompute_columns(
     if cache_dir is not None:
         precision = f"{accelerator.mixed_precision}-{accelerator.device.type}"
         data = ref_cache.dataset_fingerprint(dataset)
+        pixels = getattr(collator, "fingerprint", None)  # how a vision collator turns images into pixels
         key = ref_cache.cache_key(
             fingerprint(policy),
             data,
             precision,
-            f"{'sum' if ld_alpha is None else f'ld_alpha={ld_alpha}'}:{','.join(columns)}",
+            f"{'sum' if ld_alpha is None else f'ld_alpha={ld_alpha}'}:{','.join(columns)}"
+            + (f":pixels={pixels()}" if pixels else ""),
         )
         cache_file = Path(cache_dir) / f"{key}.pt"
     # The main process reads the cache and tells the others, so all take the same branch around the collectives.
