@@ -45,7 +45,7 @@ CHAT_TEMPLATE = (
     "{% if part['type'] == 'image' %}IMAGE{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
     "{% endfor %}{% endif %}<|im_end|>{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+TEXT_SIZES = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
 
 
 def build_vision_tokenizer(family: str) -> PreTrainedTokenizerFast:
@@ -124,17 +124,21 @@ def build_processor(family: str, video: bool = False):
     raise ValueError(family)
 
 
-def _config(family: str, tokenizer: PreTrainedTokenizerFast):
+def _config(family: str, tokenizer: PreTrainedTokenizerFast, hidden_size: int = 32):
     ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIALS}
+    TEXT = {**TEXT_SIZES, "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size}
     vocab = len(tokenizer)
     special = {"bos_token_id": None, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     if family in ("qwen2_vl", "qwen2_5_vl"):
+        half = hidden_size // TEXT["num_attention_heads"] // 2  # rotary frequencies per head, split t/h/w
+        mrope = [half // 4, half // 4, half - 2 * (half // 4)]
         vision = {"depth": 2, "num_heads": 2, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
         if family == "qwen2_vl":
-            vision |= {"embed_dim": 32, "hidden_size": 32, "mlp_ratio": 2}
+            vision |= {"embed_dim": hidden_size, "hidden_size": hidden_size, "mlp_ratio": 2}
         else:
-            vision |= {"hidden_size": 32, "intermediate_size": 64, "out_hidden_size": 32, "fullatt_block_indexes": [1]}
-        text = {**TEXT, "num_key_value_heads": 2, "vocab_size": vocab, "rope_parameters": {"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 10000.0}, **special}
+            vision |= {"hidden_size": hidden_size, "intermediate_size": 2 * hidden_size, "out_hidden_size": hidden_size,
+                       "fullatt_block_indexes": [1]}  # fmt: skip
+        text = {**TEXT, "num_key_value_heads": 2, "vocab_size": vocab, "rope_parameters": {"rope_type": "default", "mrope_section": mrope, "rope_theta": 10000.0}, **special}
         return AutoConfig.for_model(
             family, text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
             video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"], **special,
@@ -166,11 +170,11 @@ def _config(family: str, tokenizer: PreTrainedTokenizerFast):
     raise ValueError(family)
 
 
-def build_vlm(family: str, seed: int = 0, attention: str = "sdpa"):
+def build_vlm(family: str, seed: int = 0, attention: str = "sdpa", hidden_size: int = 32):
     """A tiny fp32 ``family`` model and its processor."""
     processor = build_processor(family)
     torch.manual_seed(seed)
-    config = _config(family, processor.tokenizer)
+    config = _config(family, processor.tokenizer, hidden_size)
     model = AutoModelForImageTextToText.from_config(config, attn_implementation=attention).float()
     return model, processor
 
