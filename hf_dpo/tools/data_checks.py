@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hf_dpo.data.tokenization import STATUS_COLUMN, render, tokenize_row, tokenizer_adds_bos
+from hf_dpo.data.vision import is_processor, text_tokenizer, tokenize_vision_row
 
 LIMIT_NAMES = ("max_length", "max_prompt_length", "max_completion_length")
 SIDES = ("chosen", "rejected")
@@ -30,6 +31,7 @@ class TokenizedRow:
     full_prompt: list[int]
     full_completions: dict[str, list[int]]
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (kind, message)
+    images: str | None = None  # a row with images: how many, their tokens and where they sit
 
 
 def _limits(args: Any) -> dict[str, Any]:
@@ -37,11 +39,14 @@ def _limits(args: Any) -> dict[str, Any]:
 
 
 def tokenize_for_inspection(row: dict[str, Any], index: int, tokenizer: Any, args: Any) -> TokenizedRow:
-    """``row`` tokenized with ``args``' limits (as training does) and without them (to see what was cut)."""
-    add_bos = tokenizer_adds_bos(tokenizer)
-    trained = tokenize_row(row, index, tokenizer, add_bos, **_limits(args))
+    """``row`` tokenized with ``args``' limits (as training does) and without them (to see what was cut); with a
+    processor, as :func:`hf_dpo.data.preparation.prepare_dataset` tokenizes a pair with a prompt (its images
+    expanded)."""
+    add_bos = tokenizer_adds_bos(text_tokenizer(tokenizer))
+    tokenize = tokenize_vision_row if is_processor(tokenizer) and "prompt" in row else tokenize_row
+    trained = tokenize(row, index, tokenizer, add_bos, **_limits(args))
     unlimited = dict.fromkeys(LIMIT_NAMES)
-    full = tokenize_row(row, index, tokenizer, add_bos, **unlimited, truncation_mode=args.truncation_mode)
+    full = tokenize(row, index, tokenizer, add_bos, **unlimited, truncation_mode=args.truncation_mode)
     return TokenizedRow(
         index=index,
         status=trained[STATUS_COLUMN],
@@ -186,14 +191,15 @@ def chat_template_warning(row: dict[str, Any], tokenizer: Any) -> str | None:
 
 
 def row_warnings(row: dict[str, Any], tokenized: TokenizedRow, tokenizer: Any) -> list[tuple[str, str]]:
-    """Every warning of one row, as ``(kind, message)``."""
+    """Every warning of one row, as ``(kind, message)`` (with a processor: its tokenizer's, and no template check)."""
+    processor, tokenizer = is_processor(tokenizer), text_tokenizer(tokenizer)
     found = []
     if message := chat_template_warning(row, tokenizer):
         found.append(("no_chat_template", message))
     if message := bos_warning(row, tokenized, tokenizer):
         found.append(("two_bos", message))
     found += eos_warnings(tokenized, tokenizer)
-    if (suffix := template_suffix(row, tokenized.index, tokenizer)) is not None:
+    if not processor and (suffix := template_suffix(row, tokenized.index, tokenizer)) is not None:
         found.append(
             (
                 "text_after_turn",

@@ -27,9 +27,12 @@ from typing import Any
 
 from hf_dpo.config.recipe import UserError
 from hf_dpo.data.tokenization import KEPT, TRUNCATED
+from hf_dpo.data.vision import DROPPED_IMAGE_CUT, is_processor, text_tokenizer
 from hf_dpo.tools.data_checks import LIMIT_NAMES, SIDES, TokenizedRow, row_warnings, tokenize_for_inspection
+from hf_dpo.tools.image_tokens import compressed, image_summary
 
 STATUS_WORDS = {KEPT: "kept", TRUNCATED: "truncated", 2: "dropped: no room for a completion", 3: "dropped: identical"}
+STATUS_WORDS[DROPPED_IMAGE_CUT] = "dropped: the limits would cut its image tokens"
 OPEN, CLOSE = "⟦", "⟧"
 
 
@@ -37,7 +40,7 @@ OPEN, CLOSE = "⟦", "⟧"
 
 
 def _text(tokenizer: Any, ids: list[int]) -> str:
-    return tokenizer.decode(ids, skip_special_tokens=False)
+    return compressed(tokenizer, ids)  # an image's hundreds of placeholder tokens written once, with their count
 
 
 def sequence_line(tokenized: TokenizedRow, side: str, tokenizer: Any, mode: str, color: bool = False) -> str:
@@ -84,6 +87,8 @@ def show_row(tokenized: TokenizedRow, tokenizer: Any, mode: str, color: bool = F
         text = sequence_line(tokenized, side, tokenizer, mode, color).replace("\n", "↵\n" + " " * 11 + "│")
         lines.append(f"  {side:8} │{text}")
     lines.append(f"  {'':8} │{boundary_line(tokenized, tokenizer)}")
+    if tokenized.images:
+        lines.append(f"  {'images':8} │{tokenized.images}")
     lines += [f"  ! {message}" for _, message in tokenized.warnings]
     return lines
 
@@ -153,6 +158,8 @@ def scan(dataset: Any, tokenizer: Any, args: Any, limit: int) -> tuple[Report, l
         row = dataset[index]
         tokenized = tokenize_for_inspection(row, index, tokenizer, args)
         tokenized.warnings = row_warnings(row, tokenized, tokenizer)
+        if is_processor(tokenizer):
+            tokenized.images = image_summary(row, tokenized.prompt, tokenizer)  # where training sees them
         views.append(tokenized)
         statuses[tokenized.status] += 1
         lengths["prompt"].append(len(tokenized.full_prompt))
@@ -237,9 +244,10 @@ def load_target(options: argparse.Namespace) -> tuple[Any, Any, Any, str]:
 
     if problem := hub_problem(tokenizer_name):
         raise UserError(f"tokenizer: {problem}")
-    tokenizer = load_tokenizer(tokenizer_name)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(tokenizer_name)  # a vision-language model's processor
+    text = text_tokenizer(tokenizer)
+    if text.pad_token is None:
+        text.pad_token = text.eos_token
     split, _ = load_splits(data_args)
     from hf_dpo.data.dataset_checks import apply_column_mapping
 
@@ -262,7 +270,7 @@ def inspect_lines(options: argparse.Namespace) -> list[str]:
         "",
     ]
     for tokenized in views[: options.rows]:
-        lines += [*show_row(tokenized, tokenizer, args.truncation_mode, color), ""]
+        lines += [*show_row(tokenized, text_tokenizer(tokenizer), args.truncation_mode, color), ""]
     batch_size = options.batch_size or args.per_device_train_batch_size
     return lines + report_lines(report, args, batch_size)
 

@@ -286,12 +286,13 @@ BAD_ROWS = [
     (
         "image column, text-only training",
         Dataset.from_list([{"images": ["cat.png"], "prompt": [USER], "chosen": "a", "rejected": "b"}]),
-        r"the train dataset has an 'images' column: vision-language DPO is not supported yet.*remove_columns",
+        r"the train dataset has an 'images' column, and the processing class is a tokenizer \(a text-only model\): "
+        r"the images would be ignored.*remove_columns",
     ),
     (
         "image key in a list of rows",
         [{"prompt": "q", "chosen": "a", "rejected": "b"}, {"prompt": "q", "chosen": "a", "rejected": "b", "image": 1}],
-        r"the train dataset has an 'image' column: vision-language DPO is not supported yet",
+        r"the train dataset has an 'image' column, and the processing class is a tokenizer \(a text-only model\)",
     ),
     (
         "dataset dict without a usable split",
