@@ -35,10 +35,38 @@ def push_from_the_command_line(output_dir: str) -> None:
     print("PUSHED tester/tiny-dpo-cli")
 
 
+def push_a_vision_language_run(output_dir: str, merged: bool) -> None:
+    """A tiny LLaVA with LoRA on its language model, trained on rows with images, pushed with its processor."""
+    from tiny_vision import build_vlm, vision_rows
+
+    from hf_dpo.config.run_arguments import ModelArguments
+
+    model, processor = build_vlm("llava")
+    name = f"tiny-dpo-vision{'-merged' * merged}"
+    args = DPOTrainingArguments(
+        output_dir=output_dir, hub_model_id=name, hub_token="hf_FakeTokenForPushTests0123456789",
+        per_device_train_batch_size=2, learning_rate=5e-2, max_steps=2, report_to="none", save_strategy="no",
+        use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
+    lora = ModelArguments(use_peft=True, lora_r=4).peft_config()  # the command line's: the language model only
+    trainer = DPOTrainer(model, args=args, train_dataset=vision_rows(4), processing_class=processor, peft_config=lora)
+    trainer.train()
+    trainer.push_to_hub(merge_adapter=merged, dataset="tiny-image-preferences")
+    if merged:
+        row = vision_rows(1)[0]
+        text = processor.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+        batch = processor(text=[text], images=[row["images"]], return_tensors="pt")
+        with torch.no_grad():
+            torch.save(trainer.model.eval()(**batch).logits, Path(output_dir) / "expected_logits.pt")
+    print("PUSHED", trainer.hub_model_id)
+
+
 def main() -> None:
     output_dir, mode = sys.argv[1], sys.argv[2]
     if mode == "cli":
         return push_from_the_command_line(output_dir)
+    if mode.startswith("vision"):
+        return push_a_vision_language_run(output_dir, merged=mode == "vision-merged")
     tokenizer = build_tokenizer()
     args = DPOTrainingArguments(
         output_dir=output_dir,

@@ -13,6 +13,7 @@ from hf_dpo.models.loading import packaged_name
 from hf_dpo.models.packaged import PACKAGED_MODELS
 from hf_dpo.models.wrappers import base_model
 from hf_dpo.publish.card_sections import card_sections
+from hf_dpo.publish.vision_card import vision_facts, vision_lines, vision_usage
 
 _DPO_CITATION = """@inproceedings{rafailov2023direct,
   title     = {Direct Preference Optimization: Your Language Model is Secretly a Reward Model},
@@ -84,6 +85,7 @@ def render_model_card(
     extra_sections: list[str] | None = None,
     before_after: list[tuple[str, float | None, float | None]] | None = None,
     results_notes: list[str] | None = None,
+    vision: dict[str, Any] | None = None,
     **_: Any,
 ) -> str:
     """Markdown with YAML metadata describing what was trained, how, on what, and where it ended.
@@ -94,7 +96,8 @@ def render_model_card(
     ``merged``: the trained adapter was merged into the base weights (a plain model). ``extra_sections``: lines
     placed before the citation (the training plot, an ``hf-dpo eval`` table, the doctor's warnings).
     ``before_after``: ``(label, before, after)`` rows measured on the held-out split before and after training
-    (``hf-dpo train``'s table), shown first, with ``results_notes`` under them.
+    (``hf-dpo train``'s table), shown first, with ``results_notes`` under them. ``vision``: a vision-language run's
+    facts (:func:`~hf_dpo.publish.vision_card.vision_facts`).
     """
     datasets = _as_list(dataset)
     kto = "kto" in str(args.loss_type) or "unpaired" in str(args.loss_type)
@@ -103,8 +106,11 @@ def render_model_card(
         _metadata(base_model, is_adapter, datasets, tags, license, language),
         _intro(model_name, base_model, is_adapter, datasets, packaged_copy, kto, merged),
         _results(before_after or [], results_notes or []),
-        _usage(hub_model_id or local_path or model_name, is_adapter, packaged_copy),
+        vision_usage(hub_model_id or local_path or model_name, base_model, is_adapter)
+        if vision
+        else _usage(hub_model_id or local_path or model_name, is_adapter, packaged_copy),
         _hyper_parameters(args, reference_kind),
+        vision_lines(vision),
         _data_table(dataset_stats),
         _metrics(log_history, _precision(args)),
         ["", *(extra_sections or [])] if extra_sections else [],
@@ -248,7 +254,7 @@ def _data_table(dataset_stats: dict[str, dict[str, Any]]) -> list[str]:
         "| --- | --- | --- | --- | --- |",
     ]
     for split, stats in dataset_stats.items():
-        dropped = stats["dropped_no_room"] + stats["dropped_identical"]
+        dropped = stats["dropped_no_room"] + stats["dropped_identical"] + (stats.get("dropped_image_cut") or 0)
         lines.append(f"| {split} | {stats['rows_in']} | {stats['kept']} | {stats['truncated']} | {dropped} |")
     return lines
 
@@ -314,6 +320,7 @@ def write_model_card(path: str, trainer: Any, model_name: str, **kwargs: Any) ->
         local_path=os.path.dirname(path) or ".",
         packaged_copy=packaged_name(model),
         extra_sections=card_sections(os.path.dirname(path) or ".", trainer.state),
+        vision=vision_facts(trainer),
         **kwargs,
     )
     with open(path, "w", encoding="utf-8") as file:

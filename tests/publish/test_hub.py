@@ -21,7 +21,7 @@ def _push(tmp_path, hub, mode):
         "HF_ENDPOINT": hub.endpoint,  # read when huggingface_hub is imported: hence a subprocess
         "HF_HUB_OFFLINE": "0",  # offline mode blocks even 127.0.0.1
         "HF_HUB_DISABLE_TELEMETRY": "1",
-        "PYTHONPATH": str(SCRIPT.parent),
+        "PYTHONPATH": os.pathsep.join([str(SCRIPT.parents[1]), str(SCRIPT.parent)]),  # this checkout's hf_dpo
         "OMP_NUM_THREADS": "1",
     }
     output_dir = tmp_path / mode
@@ -96,3 +96,35 @@ def test_the_command_line_pushes_the_merged_model_with_its_card_and_plot(tmp_pat
     card = files["README.md"].decode()
     assert "library_name: transformers" in card and "![training curves](training.png)" in card
     assert not any(TOKEN.encode() in content for content in files.values())
+
+
+def test_a_vision_language_adapter_arrives_with_its_processor_and_a_card_that_says_so(tmp_path):
+    with HubServer() as hub:
+        _push(tmp_path, hub, "vision")
+    files = hub.repos["tester/tiny-dpo-vision"]
+    assert {"adapter_model.safetensors", "adapter_config.json", "processor_config.json", "tokenizer.json"} <= set(files)
+    card = files["README.md"].decode()
+    assert "AutoModelForImageTextToText" in card and "AutoProcessor.from_pretrained" in card
+    assert "| processor | LlavaProcessor |" in card and "| training images | 4 |" in card
+    assert "| vision tower | frozen (the language model trained) |" in card
+    assert "| batch layout | the shared prompt" in card
+
+
+def test_a_merged_vision_language_push_loads_back_and_reads_images_as_trained(tmp_path):
+    from tiny_vision import vision_rows
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    with HubServer() as hub:
+        output_dir, _ = _push(tmp_path, hub, "vision-merged")
+    files = hub.repos["tester/tiny-dpo-vision-merged"]
+    downloaded = tmp_path / "downloaded"
+    for name, content in files.items():
+        (downloaded / name).parent.mkdir(parents=True, exist_ok=True)
+        (downloaded / name).write_bytes(content)
+    model = AutoModelForImageTextToText.from_pretrained(downloaded)
+    processor = AutoProcessor.from_pretrained(downloaded)
+    row = vision_rows(1)[0]
+    text = processor.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    with torch.no_grad():
+        logits = model.eval()(**processor(text=[text], images=[row["images"]], return_tensors="pt")).logits
+    torch.testing.assert_close(logits, torch.load(output_dir / "expected_logits.pt"), atol=1e-5, rtol=1e-5)
