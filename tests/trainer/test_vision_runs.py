@@ -187,3 +187,25 @@ def test_wrong_pairings_of_model_processor_and_rows_are_refused(tmp_path):
             build_model(tokenizer), args=_args(tmp_path), train_dataset=[{"prompt": "q", "chosen": " a", "rejected": " b"}],
             eval_dataset=vision_rows(2), processing_class=build_processor("llava"),
         )  # fmt: skip
+
+
+def _torchvision_missing() -> str | None:
+    try:
+        import torchvision  # noqa: F401
+    except Exception as error:  # absent, or built for another torch ("operator torchvision::nms does not exist")
+        return f"Qwen2-VL's own processor builds its video processor with torchvision, which is missing here ({error})"
+    return None
+
+
+@pytest.mark.skipif(_torchvision_missing() is not None, reason=str(_torchvision_missing()))
+def test_qwens_own_processor_with_its_video_half_trains_as_the_image_only_one(tmp_path):
+    """With torchvision (the vision extra), Qwen2-VL's processor as AutoProcessor builds it: the same ids and losses."""
+    runs = {}
+    for video in (False, True):
+        model, _ = build_vlm("qwen2_vl")
+        processor = build_processor("qwen2_vl", video=video)
+        trainer = DPOTrainer(model, args=_args(tmp_path / str(video)), train_dataset=vision_rows(4), processing_class=processor)
+        trainer.train()
+        runs[video] = (trainer.train_dataset["prompt_input_ids"], _losses(trainer))
+    assert runs[True][0] == runs[False][0]
+    assert_close(runs[True][1], runs[False][1], atol=1e-6, rtol=1e-6)
