@@ -5,6 +5,11 @@
 These are estimates, not measurements: weights + LoRA training state + activations with activation
 checkpointing + the float32 logits of the completion positions, plus a fixed 0.8 GiB for the CUDA context and
 allocator slack. Assumptions are written next to each term.
+
+A vision-language model (:func:`estimate_vision`) adds its vision tower's weights (4-bit under QLoRA too:
+bitsandbytes quantizes every linear layer but the output head) and one image's pass through the frozen tower (LoRA on
+the language model: nothing of it is kept for backward), and its image tokens join the prompt: read once per pair in
+the shared-prompt layout, twice (chosen and rejected rows) in TRL's padded one.
 """
 
 from __future__ import annotations
@@ -79,6 +84,78 @@ def estimate(shape: Shape, four_bit: bool, lora_r: int = 16, prompt: int = 512, 
     }
 
 
+@dataclass
+class VisionShape:
+    """A ViT-style vision tower with a patch-merging projector into the language model (Qwen2-VL's design)."""
+
+    name: str
+    layers: int
+    hidden: int
+    intermediate: int
+    patch: int = 14
+    merge: int = 2  # merge x merge patches become one image token
+    gated_mlp: bool = True  # gate/up/down (SwiGLU), else up/down
+
+    @property
+    def params(self) -> int:
+        mlp = (3 if self.gated_mlp else 2) * self.hidden * self.intermediate
+        return self.layers * (4 * self.hidden * self.hidden + mlp)  # qkv + proj, and the MLP
+
+    def projector_params(self, text_hidden: int) -> int:
+        merged = self.hidden * self.merge * self.merge
+        return merged * merged + merged * text_hidden  # the merger's two linear layers
+
+    def patches(self, side: int) -> int:
+        return (side // self.patch) ** 2
+
+    def image_tokens(self, side: int) -> int:
+        return self.patches(side) // (self.merge * self.merge)
+
+
+# Qwen2.5-VL-7B-Instruct: Qwen2.5-7B's language model and a 32-block ViT (1280 wide, SwiGLU 3420), patches of 14
+# merged 2 x 2 into one image token
+QWEN25_VL_VISION = VisionShape("Qwen2.5-VL-7B vision tower", 32, 1280, 3420)
+
+
+def estimate_vision(
+    shape: Shape,
+    vision: VisionShape,
+    four_bit: bool,
+    image_side: int = 1008,
+    prompt: int = 128,
+    completion: int = 512,
+    shared_prompt: bool = True,
+    lora_r: int = 16,
+) -> dict:
+    """:func:`estimate` for a vision-language model with one image of ``image_side`` pixels a side per pair, ``prompt``
+    text tokens and ``completion`` tokens per answer; LoRA on the language model only (the tower frozen)."""
+    image_tokens = vision.image_tokens(image_side)
+    prompt_tokens = prompt + image_tokens
+    # the language model's tokens per pair: the prompt once (shared) or in both rows (padded)
+    tokens = prompt_tokens + 2 * completion if shared_prompt else 2 * (prompt_tokens + completion)
+    text = estimate(shape, four_bit, lora_r, prompt=prompt_tokens, completion=completion)
+    # estimate() counted 2 * (prompt + completion) tokens of activations: rescale that term to the layout's tokens
+    activations_per_token = (text["activations"] * GIB - 2 * (completion + 1) * shape.vocab * 8) / (
+        2 * (prompt_tokens + completion)
+    )
+    logits = 2 * (completion + 1) * shape.vocab * 4 * 2
+    vision_params = vision.params + vision.projector_params(shape.hidden)
+    vision_weights = vision_params * (4.127 / 8 if four_bit else 2)
+    # a frozen tower keeps nothing for backward: one layer's input, attention and MLP intermediates at a time (bf16)
+    vision_pass = vision.patches(image_side) * (4 * vision.hidden + 2 * vision.intermediate) * 2
+    activations = activations_per_token * tokens + logits + vision_pass
+    total = text["weights"] * GIB + vision_weights + text["training_state"] * GIB + activations + 0.8 * GIB
+    return {
+        "image_tokens": image_tokens,
+        "vision_params_M": vision_params / 1e6,
+        "weights": (text["weights"] * GIB + vision_weights) / GIB,
+        "lora_params_M": text["lora_params_M"],
+        "training_state": text["training_state"],
+        "activations": activations / GIB,
+        "total": total / GIB,
+    }
+
+
 def estimate_sharded(
     shape: Shape, gpus: int, full: bool, lora_r: int = 16, pairs: int = 1, prompt: int = 512, completion: int = 512
 ) -> dict:
@@ -113,6 +190,17 @@ def main() -> None:
             print(
                 f"{shape.name:30}{'QLoRA' if four_bit else 'LoRA':8}{row['weights']:9.1f}{row['lora_params_M']:8.0f}"
                 f"{row['training_state']:9.2f}{row['activations']:8.2f}{row['total']:11.1f}"
+            )
+
+    print()
+    qwen = next(shape for shape in SHAPES if shape.name == "Qwen2.5-7B")
+    print(f"{'Qwen2.5-VL-7B, 1 image':30}{'mode':8}{'layout':8}{'img tok':>8}{'weights':>9}{'activ':>8}{'total GiB':>11}")
+    for four_bit in (True, False):
+        for shared in (True, False):
+            row = estimate_vision(qwen, QWEN25_VL_VISION, four_bit, shared_prompt=shared)
+            print(
+                f"{'1008 px, 128 + 2 x 512 tokens':30}{'QLoRA' if four_bit else 'LoRA':8}{'shared' if shared else 'padded':8}"
+                f"{row['image_tokens']:8d}{row['weights']:9.1f}{row['activations']:8.2f}{row['total']:11.1f}"
             )
 
     print()
