@@ -36,10 +36,18 @@ def _model_type(name_or_path: str, kwargs: dict[str, Any]) -> str | None:
     return config.get("model_type")
 
 
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")  # what a saved processor writes
+
+
 def loads_as_vision_language(name_or_path: str, kwargs: dict[str, Any]) -> bool:
-    """Whether the checkpoint is of a vision-language type (transformers' image-text-to-text models)."""
+    """Whether the checkpoint is of a vision-language type (transformers' image-text-to-text models), or a local
+    folder a processor was saved in (a vision-language run's adapter)."""
+    import os
+
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
+    if any(os.path.isfile(os.path.join(name_or_path, name)) for name in PROCESSOR_FILES):
+        return True
     return _model_type(name_or_path, kwargs) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
 

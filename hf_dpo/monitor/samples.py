@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from hf_dpo.data.images import image_column
+from hf_dpo.data.vision import text_tokenizer
 from hf_dpo.monitor.generation import SamplingSettings, generate
 from hf_dpo.monitor.pair_metrics import length_stats
 from hf_dpo.monitor.trackers import send_table
@@ -23,6 +25,18 @@ SAMPLE_COLUMNS = ("step", "prompt", "completion", "num_tokens", "hit_limit")
 
 
 # ---- samples ------------------------------------------------------------------------------------------------------
+
+
+def refuse_images(trainer: Any) -> None:
+    """Samples are generated from prompt ids alone: a vision-language model would answer without its images."""
+    dataset = trainer.eval_dataset if trainer.eval_dataset is not None else trainer.train_dataset
+    splits = dataset.values() if isinstance(dataset, dict) else [dataset]
+    if any(image_column(getattr(split, "column_names", None)) for split in splits):
+        raise ValueError(
+            "generate_samples > 0 generates answers from the prompts' token ids alone, and these rows hold images: "
+            "the model would answer without seeing them; set generate_samples=0 for a run with images"
+        )
+
 
 
 def eval_prompts(trainer: Any, count: int) -> list[list[int]]:
@@ -70,9 +84,10 @@ class SamplesCallback(TrainerCallback):
     @classmethod
     def attach(cls, trainer: Any, count: int, max_new_tokens: int = 64) -> SamplesCallback:
         """Add a samples callback on the first ``count`` evaluation prompts to ``trainer``."""
+        refuse_images(trainer)
         callback = cls(
             eval_prompts(trainer, count),
-            trainer.processing_class,
+            text_tokenizer(trainer.processing_class),
             SamplingSettings(max_new_tokens=max_new_tokens, seed=trainer.args.seed),
             integrations=lambda: trainer.callback_handler.callbacks,
             log=trainer.log,

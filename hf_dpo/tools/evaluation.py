@@ -53,7 +53,6 @@ def pair_records(
     """One record per held-out pair: policy and reference log-probs, implicit rewards, and which model ranks the
     pair right. ``dataset`` holds the raw rows with a ``row`` column (their index in the split)."""
     from hf_dpo.batch import ScoredBatch
-    from hf_dpo.batch.padded import DPODataCollator
     from hf_dpo.data.preparation import prepare_dataset
     from hf_dpo.logprobs import sequence_scores
     from hf_dpo.losses import LossSettings
@@ -62,7 +61,7 @@ def pair_records(
     prepared, _ = prepare_dataset(dataset, tokenizer, args, "eval")
     rows = prepared["row"]
     prepared = prepared.remove_columns("row")
-    collator = DPODataCollator(tokenizer.pad_token_id)
+    collator = pairs_collator(tokenizer, prepared)
     device = next(models.policy.parameters()).device
     records = []
     settings = LossSettings.from_args(args)
@@ -80,6 +79,20 @@ def pair_records(
                     _pair_record(rows[start + offset], values, offset, ref_chosen[offset], ref_rejected[offset])
                 )
     return records
+
+
+def pairs_collator(tokenizer: Any, prepared: Any) -> Any:
+    """Padded rows, as training's precompute pass batches them; with a processor and rows with images, each pair's
+    images processed once and read by both its rows."""
+    from hf_dpo.batch.padded import DPODataCollator
+    from hf_dpo.batch.vision import VisionCollator
+    from hf_dpo.data.images import image_column
+    from hf_dpo.data.vision import is_processor, text_tokenizer
+
+    collator = DPODataCollator(text_tokenizer(tokenizer).pad_token_id)
+    if is_processor(tokenizer) and image_column(prepared.column_names):
+        return VisionCollator(collator, tokenizer)
+    return collator
 
 
 def _pair_record(row: int, values: dict[str, torch.Tensor], offset: int, ref_chosen: Any, ref_rejected: Any) -> dict:
@@ -119,7 +132,14 @@ def pair_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def generation_prompts(rows: list[dict[str, Any]], tokenizer: Any, args: Any) -> list[tuple[int, list[int]]]:
     """``(index, prompt ids)`` of rows, tokenized as training tokenizes them (rows with no room left out)."""
+    from hf_dpo.data.images import image_column
     from hf_dpo.data.tokenization import DROPPED_NO_ROOM, STATUS_COLUMN, tokenize_row, tokenizer_adds_bos
+
+    if rows and image_column(list(rows[0])):
+        raise UserError(
+            "--generate answers from the prompts' token ids alone, and these rows hold images: the models would "
+            "answer without seeing them; evaluate rows with images without --generate"
+        )
 
     limits = {name: getattr(args, name) for name in CARD_FIELDS[2:]}
     add_bos = tokenizer_adds_bos(tokenizer)

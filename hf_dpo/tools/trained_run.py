@@ -91,10 +91,13 @@ def load_eval_tokenizer(name: str, base: str | None) -> Any:
     pad token (the EOS when it has none, as training does)."""
     from hf_dpo.models.loading import load_tokenizer
 
+    from hf_dpo.data.vision import text_tokenizer
+
     saved = Path(name) / "tokenizer_config.json"
-    tokenizer = load_tokenizer(name if saved.is_file() or base is None else base)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(name if saved.is_file() or base is None else base)  # a processor, for images
+    text = text_tokenizer(tokenizer)
+    if text.pad_token is None:
+        text.pad_token = text.eos_token
     return tokenizer
 
 

@@ -209,3 +209,12 @@ def test_qwens_own_processor_with_its_video_half_trains_as_the_image_only_one(tm
         runs[video] = (trainer.train_dataset["prompt_input_ids"], _losses(trainer))
     assert runs[True][0] == runs[False][0]
     assert_close(runs[True][1], runs[False][1], atol=1e-6, rtol=1e-6)
+
+
+def test_samples_that_would_be_generated_without_their_images_are_refused(tmp_path):
+    model, processor = build_vlm("llava")
+    with pytest.raises(ValueError, match="generate_samples > 0 generates answers from the prompts' token ids alone"):
+        DPOTrainer(
+            model, args=_args(tmp_path, generate_samples=2), train_dataset=vision_rows(2), eval_dataset=vision_rows(2),
+            processing_class=processor,
+        )  # fmt: skip
