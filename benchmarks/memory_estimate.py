@@ -194,7 +194,9 @@ def main() -> None:
 
     print()
     qwen = next(shape for shape in SHAPES if shape.name == "Qwen2.5-7B")
-    print(f"{'Qwen2.5-VL-7B, 1 image':30}{'mode':8}{'layout':8}{'img tok':>8}{'weights':>9}{'activ':>8}{'total GiB':>11}")
+    print(
+        f"{'Qwen2.5-VL-7B, 1 image':30}{'mode':8}{'layout':8}{'img tok':>8}{'weights':>9}{'activ':>8}{'total GiB':>11}"
+    )
     for four_bit in (True, False):
         for shared in (True, False):
             row = estimate_vision(qwen, QWEN25_VL_VISION, four_bit, shared_prompt=shared)

@@ -36,14 +36,119 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TRAINERS = ("hf_dpo", "trl")
-WORDS = (
-    "the of and to in is that for it as was with be by on not this are or from at which but have an they you were "
-    "her she there been one all we their has would when if so no will can more other its into them than then some "
-    "time two may first only new could people after year work made over also way well even back any good house "
-    "school country water river mountain window morning evening letter teacher doctor market village kitchen bottle "
-    "picture weather journey garden forest island ocean valley meadow harbour lantern blanket pencil notebook"
-).split()
-SPECIALS = ["<pad>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "this",
+    "are",
+    "or",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+    "they",
+    "you",
+    "were",
+    "her",
+    "she",
+    "there",
+    "been",
+    "one",
+    "all",
+    "we",
+    "their",
+    "has",
+    "would",
+    "when",
+    "if",
+    "so",
+    "no",
+    "will",
+    "can",
+    "more",
+    "other",
+    "its",
+    "into",
+    "them",
+    "than",
+    "then",
+    "some",
+    "time",
+    "two",
+    "may",
+    "first",
+    "only",
+    "new",
+    "could",
+    "people",
+    "after",
+    "year",
+    "work",
+    "made",
+    "over",
+    "also",
+    "way",
+    "well",
+    "even",
+    "back",
+    "any",
+    "good",
+    "house",
+    "school",
+    "country",
+    "water",
+    "river",
+    "mountain",
+    "window",
+    "morning",
+    "evening",
+    "letter",
+    "teacher",
+    "doctor",
+    "market",
+    "village",
+    "kitchen",
+    "bottle",
+    "picture",
+    "weather",
+    "journey",
+    "garden",
+    "forest",
+    "island",
+    "ocean",
+    "valley",
+    "meadow",
+    "harbour",
+    "lantern",
+    "blanket",
+    "pencil",
+    "notebook",
+]
+SPECIALS = [
+    "<pad>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for part in message['content'] %}"
@@ -272,7 +377,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_child(json.loads(options.child))))
         return 0
     shape = "tiny" if options.quick else "small"
-    base = {"shape": shape, "warmup": options.warmup, "steps": options.steps, "batch": options.batch, "seed": options.seed}
+    base = {
+        "shape": shape,
+        "warmup": options.warmup,
+        "steps": options.steps,
+        "batch": options.batch,
+        "seed": options.seed,
+    }
     load_before, started, results = os.getloadavg(), time.time(), []
     for _ in range(options.rounds):
         for trainer in TRAINERS:
@@ -280,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
             if options.json:
                 with open(options.json, "a", encoding="utf-8") as file:
                     file.write(json.dumps(results[-1]) + "\n")
-    print(f"model: Qwen2-VL-shaped, {shape} {SHAPES[shape]}; LoRA r=16 on the language model; fp32; batch {options.batch}")
+    print(
+        f"model: Qwen2-VL-shaped, {shape} {SHAPES[shape]}; LoRA r=16 on the language model; fp32; batch {options.batch}"
+    )
     print("\n".join(summary(results)))
     print(
         f"{len(results)} runs in {(time.time() - started) / 60:.1f} min; load average before "

@@ -19,8 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 from PIL import Image
-from tokenizers import ByteLevelBPETokenizer
 from tiny import CORPUS
+from tokenizers import ByteLevelBPETokenizer
 from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedTokenizerFast
 
 FAMILIES = ("qwen2_vl", "qwen2_5_vl", "idefics3", "llava", "gemma3")
@@ -138,7 +138,13 @@ def _config(family: str, tokenizer: PreTrainedTokenizerFast, hidden_size: int = 
         else:
             vision |= {"hidden_size": hidden_size, "intermediate_size": 2 * hidden_size, "out_hidden_size": hidden_size,
                        "fullatt_block_indexes": [1]}  # fmt: skip
-        text = {**TEXT, "num_key_value_heads": 2, "vocab_size": vocab, "rope_parameters": {"rope_type": "default", "mrope_section": mrope, "rope_theta": 10000.0}, **special}
+        text = {
+            **TEXT,
+            "num_key_value_heads": 2,
+            "vocab_size": vocab,
+            "rope_parameters": {"rope_type": "default", "mrope_section": mrope, "rope_theta": 10000.0},
+            **special,
+        }
         return AutoConfig.for_model(
             family, text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
             video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"], **special,

@@ -83,7 +83,9 @@ class ImageInputs:
 
 
 def _processed(processor: Any, images: list[Any]) -> dict[str, torch.Tensor]:
-    output = processor(images=images, return_tensors="pt", padding=True)  # padding: a processor that writes text for images-only calls (Gemma 3)
+    output = processor(
+        images=images, return_tensors="pt", padding=True
+    )  # padding: a processor that writes text for images-only calls (Gemma 3)
     return {name: value for name, value in output.items() if name not in TEXT_KEYS and torch.is_tensor(value)}
 
 

@@ -6,6 +6,8 @@ counted drops, unpaired (KTO) rows, and the column names of the tokenized-row co
 - :mod:`~hf_dpo.data.tokenization`: one row's text to token ids (chat templates, BOS/EOS, truncation);
 - :mod:`~hf_dpo.data.preparation`: a dataset to tokenized rows, with the counts of what was dropped or cut;
 - :mod:`~hf_dpo.data.unpaired`: KTO's rows and their KL counterparts;
+- :mod:`~hf_dpo.data.images`, :mod:`~hf_dpo.data.vision`: rows with images, read and checked, tokenized by a
+  processor with every image token kept;
 - :mod:`~hf_dpo.data.columns`: the column names every later stage reads.
 """
 
@@ -34,6 +36,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
         "prepare_dataset": "hf_dpo.data.preparation",
         "reference_columns": "hf_dpo.data.columns",
         "tokenize_row": "hf_dpo.data.tokenization",
+        "tokenize_vision_row": "hf_dpo.data.vision",
         "tokenizer_adds_bos": "hf_dpo.data.tokenization",
         "warn_if_unbalanced": "hf_dpo.data.unpaired",
         "with_kl_completions": "hf_dpo.data.unpaired",

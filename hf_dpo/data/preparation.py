@@ -33,6 +33,7 @@ from hf_dpo.data.columns import ID_COLUMNS, LABEL_COLUMN, TOKEN_COLUMNS, UNPAIRE
 from hf_dpo.data.dataset_checks import apply_column_mapping, check_columns, is_paired, rows_from_list, select_split
 from hf_dpo.data.errors import DataFormatError
 from hf_dpo.data.formats import MESSAGE_COLUMNS
+from hf_dpo.data.images import image_column
 from hf_dpo.data.tokenization import (
     DROPPED_IDENTICAL,
     DROPPED_NO_ROOM,
@@ -43,7 +44,6 @@ from hf_dpo.data.tokenization import (
     tokenize_unpaired_row,
     tokenizer_adds_bos,
 )
-from hf_dpo.data.images import image_column
 from hf_dpo.data.unpaired import unrolled_pairs
 from hf_dpo.data.vision import DROPPED_IMAGE_CUT, is_processor, text_tokenizer, tokenize_vision_row
 from hf_dpo.losses import is_unpaired
@@ -98,9 +98,7 @@ def _keep_streamed_row(row: dict[str, Any], index: int, split: str) -> bool:
     return status in (KEPT, TRUNCATED)
 
 
-def _renamed(
-    dataset: Any, args: Any, split: str, images: bool = False
-) -> tuple[Dataset | IterableDataset, list[str]]:
+def _renamed(dataset: Any, args: Any, split: str, images: bool = False) -> tuple[Dataset | IterableDataset, list[str]]:
     """The split's rows as a Dataset or IterableDataset with ``column_mapping`` applied, and its column names."""
     column_mapping = getattr(args, "column_mapping", None)
     if isinstance(dataset, list):

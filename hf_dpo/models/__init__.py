@@ -7,6 +7,7 @@ the policy and its tokenizer, PEFT adapters, modes, bitsandbytes only where a ru
 - :mod:`~hf_dpo.models.quantization`: bitsandbytes held back until needed; 4-bit layers trainable on a CPU;
 - :mod:`~hf_dpo.models.facts`, :mod:`~hf_dpo.models.wrappers`: PEFT or not, quantized or not, the router's weight,
   the model inside DDP/PEFT wrappers;
+- :mod:`~hf_dpo.models.vision`: vision-language models, their auto class and processor by name, their vision tower;
 - :mod:`~hf_dpo.models.upstream_noise`: upstream warnings nobody can act on, silenced where they arise.
 """
 
@@ -24,6 +25,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
         "init_kwargs": "hf_dpo.models.loading",
         "is_peft_model": "hf_dpo.models.facts",
         "is_quantized": "hf_dpo.models.facts",
+        "is_vision_language": "hf_dpo.models.vision",
         "keep_4bit_layers_trainable": "hf_dpo.models.quantization",
         "load_causal_lm": "hf_dpo.models.loading",
         "load_tokenizer": "hf_dpo.models.loading",

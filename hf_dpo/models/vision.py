@@ -61,7 +61,10 @@ def auto_model_class(name_or_path: str, kwargs: dict[str, Any]) -> Any:
     )
 
     model_type = _model_type(name_or_path, kwargs)
-    if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+    if (
+        model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+        and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    ):
         return AutoModelForImageTextToText
     return AutoModelForCausalLM
 

@@ -38,7 +38,6 @@ def refuse_images(trainer: Any) -> None:
         )
 
 
-
 def eval_prompts(trainer: Any, count: int) -> list[list[int]]:
     """The first ``count`` prompts of the trainer's evaluation set (the first named set of several, else the
     training set), as the token ids training tokenized."""

@@ -47,7 +47,9 @@ def vision_facts(trainer: Any) -> dict[str, Any] | None:
         layout = "the shared prompt: each pair's images and prompt read once for both completions"
     else:
         why = vision_layout_support(model) or ("prefix_sharing=False" if not trainer.args.prefix_sharing else None)
-        layout = "padded rows: each pair's images read for its chosen and its rejected row" + (f" ({why})" if why else "")
+        layout = "padded rows: each pair's images read for its chosen and its rejected row" + (
+            f" ({why})" if why else ""
+        )
     return {
         "processor": type(collator.processor).__name__,
         "model_class": type(base_model(model)).__name__,

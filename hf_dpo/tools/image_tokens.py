@@ -28,7 +28,9 @@ def image_summary(row: dict[str, Any], prompt_ids: list[int], processor: Any) ->
     runs = sum(1 for is_image, _ in groupby(token in image_ids for token in prompt_ids) if is_image)
     span = image_token_span(prompt_ids, processor)
     where = f", prompt positions {span[0]}-{span[1] - 1} of {len(prompt_ids)}" if span else ""
-    return f"{images} image{'s' * (images != 1)}: {len(positions)} image tokens in {runs} run{'s' * (runs != 1)}{where}"
+    return (
+        f"{images} image{'s' * (images != 1)}: {len(positions)} image tokens in {runs} run{'s' * (runs != 1)}{where}"
+    )
 
 
 def compressed(tokenizer: Any, ids: list[int]) -> str:

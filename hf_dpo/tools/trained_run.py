@@ -89,9 +89,8 @@ def load_model_or_adapter(name: str, role: str, base: str | None = None, **init_
 def load_eval_tokenizer(name: str, base: str | None) -> Any:
     """The tokenizer saved with the run (the Trainer saves it next to the adapter), else the base model's; with a
     pad token (the EOS when it has none, as training does)."""
-    from hf_dpo.models.loading import load_tokenizer
-
     from hf_dpo.data.vision import text_tokenizer
+    from hf_dpo.models.loading import load_tokenizer
 
     saved = Path(name) / "tokenizer_config.json"
     tokenizer = load_tokenizer(name if saved.is_file() or base is None else base)  # a processor, for images

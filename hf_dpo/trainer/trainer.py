@@ -126,9 +126,13 @@ class DPOTrainer(PreferenceDatasets, Trainer):
             pad_token_id = text_tokenizer(processing_class).pad_token_id
             images = image_processor(processing_class, train_dataset, eval_dataset)  # rows with images: processed
             data_collator = default_collator([model, self.reference.model], pad_token_id, *layout, processor=images)
-            checkpointing = getattr(args, "activation_checkpointing_kwargs", None) or args.gradient_checkpointing_kwargs
-            if images is not None and args.ddp_find_unused_parameters is None and not (checkpointing or {}).get(
-                "use_reentrant"
+            checkpointing = (
+                getattr(args, "activation_checkpointing_kwargs", None) or args.gradient_checkpointing_kwargs
+            )
+            if (
+                images is not None
+                and args.ddp_find_unused_parameters is None
+                and not (checkpointing or {}).get("use_reentrant")
             ):  # as TRL: a batch without images leaves the vision tower without gradients under DDP
                 args.ddp_find_unused_parameters = True
 

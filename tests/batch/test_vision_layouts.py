@@ -52,7 +52,9 @@ def _separate_logits(model, processor, rows):
             inputs = {"input_ids": ids}
             if row["images"]:
                 images = processor(images=[row["images"]], return_tensors="pt", padding=True)
-                inputs |= {k: v for k, v in images.items() if k in ("pixel_values", "image_grid_thw", "pixel_attention_mask")}
+                inputs |= {
+                    k: v for k, v in images.items() if k in ("pixel_values", "image_grid_thw", "pixel_attention_mask")
+                }
             parameters = inspect.signature(model.forward).parameters
             name = next((name for name in ("mm_token_type_ids", "token_type_ids") if name in parameters), None)
             if name is not None:  # Qwen-VL and Gemma 3 read the processor's token types
@@ -113,8 +115,12 @@ def test_the_shared_prompt_runs_the_attention_function_with_each_image_once(fami
         lambda *a, **k: calls.append(k.get("hf_dpo_shared_prompt") is not None) or real(*a, **k),
     )
     tower = vision_tower(model)
-    tower.register_forward_hook(lambda module, args, kwargs, out: encoded.append(_images_in(family, args, kwargs)), with_kwargs=True)
-    batches = {layout: ScoredBatch.from_collated(_collator(layout, processor)(rows)) for layout in ("shared", "padded")}
+    tower.register_forward_hook(
+        lambda module, args, kwargs, out: encoded.append(_images_in(family, args, kwargs)), with_kwargs=True
+    )
+    batches = {
+        layout: ScoredBatch.from_collated(_collator(layout, processor)(rows)) for layout in ("shared", "padded")
+    }
     with torch.no_grad():
         sequence_scores(model, batches["shared"])  # the model's first shared batch is also checked as separate rows
         per_layout = {}
@@ -125,7 +131,10 @@ def test_the_shared_prompt_runs_the_attention_function_with_each_image_once(fami
     assert calls and all(calls)
     images = batches["shared"].columns[IMAGE_INPUTS].images
     own = [processor(images=[row["images"]], return_tensors="pt", padding=True) for row in rows if row["images"]]
-    crops = [o["pixel_values"].shape[1] if family == "idefics3" else len(o.get("image_grid_thw", o["pixel_values"])) for o in own]
+    crops = [
+        o["pixel_values"].shape[1] if family == "idefics3" else len(o.get("image_grid_thw", o["pixel_values"]))
+        for o in own
+    ]
     assert images == sum(crops) >= 3  # 3 images (Idefics3 splits each into crops and a global view)
     assert per_layout == {"shared": [images], "padded": [2 * images]}  # one pass per forward, each image once
 

@@ -43,7 +43,9 @@ def test_the_shared_prompt_needs_less_than_padded_rows_and_4_bit_less_than_bf16(
     assert rows[False, True]["weights"] - text["weights"] == pytest.approx(674_529_280 * 2 / 2**30)  # bf16 tower
 
 
-@pytest.mark.parametrize(("recipe", "four_bit"), [("qwen2.5-vl-7b-qlora.yaml", True), ("qwen2.5-vl-7b-lora.yaml", False)])
+@pytest.mark.parametrize(
+    ("recipe", "four_bit"), [("qwen2.5-vl-7b-qlora.yaml", True), ("qwen2.5-vl-7b-lora.yaml", False)]
+)
 def test_the_vision_recipes_quote_the_computed_memory(memory, recipe, four_bit):
     header = (ROOT / "recipes" / "one_gpu" / recipe).read_text().split("\n\n")[0]
     qwen = next(shape for shape in memory.SHAPES if shape.name == "Qwen2.5-7B")

@@ -64,7 +64,10 @@ def test_plain_text_messages_get_one_image_part_per_image_before_the_first_user_
         **row,
         "prompt": [
             {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
-            {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Is it good?"}]},
+            {
+                "role": "user",
+                "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Is it good?"}],
+            },
         ],
     }
     prepared = [prepare_dataset([r], qwen, _args(tmp_path), "train")[0][0] for r in (plain, parts)]
@@ -90,11 +93,20 @@ def test_images_as_paths_bytes_and_stored_dicts_give_the_same_ids(qwen, tmp_path
     path = tmp_path / "fox.png"
     path.write_bytes(_png(5))
     row = vision_rows(1)[0]
-    forms = [load_image(_png(5), "x"), str(path), _png(5), {"bytes": _png(5), "path": None}, {"bytes": None, "path": str(path)}]
+    forms = [
+        load_image(_png(5), "x"),
+        str(path),
+        _png(5),
+        {"bytes": _png(5), "path": None},
+        {"bytes": None, "path": str(path)},
+    ]
     ids = [prepare_dataset([{**row, "images": [form]}], qwen, _args(tmp_path), "train")[0][0] for form in forms]
     assert all(entry["prompt_input_ids"] == ids[0]["prompt_input_ids"] for entry in ids)
     as_dataset = Dataset.from_list([{**row, "images": [str(path)]}])  # a Hub-style dataset with a path column
-    assert prepare_dataset(as_dataset, qwen, _args(tmp_path), "train")[0][0]["prompt_input_ids"] == ids[0]["prompt_input_ids"]
+    assert (
+        prepare_dataset(as_dataset, qwen, _args(tmp_path), "train")[0][0]["prompt_input_ids"]
+        == ids[0]["prompt_input_ids"]
+    )
 
 
 def test_an_in_memory_jpeg_keeps_its_pixels_in_the_table(qwen, tmp_path):
@@ -143,7 +155,11 @@ def test_bad_image_rows_are_refused_naming_the_row(qwen, tmp_path, change, match
 
 def test_a_row_with_images_needs_a_prompt_and_an_unpaired_loss_takes_no_images(qwen, tmp_path):
     row = vision_rows(1)[0]
-    implicit = {"images": row["images"], "chosen": row["prompt"] + row["chosen"], "rejected": row["prompt"] + row["rejected"]}
+    implicit = {
+        "images": row["images"],
+        "chosen": row["prompt"] + row["chosen"],
+        "rejected": row["prompt"] + row["rejected"],
+    }
     with pytest.raises(DataFormatError, match="row 0: a row with images needs a 'prompt' column"):
         prepare_dataset([implicit], qwen, _args(tmp_path), "train")
     both = {**row, "image": row["images"][0]}
@@ -155,7 +171,9 @@ def test_a_row_with_images_needs_a_prompt_and_an_unpaired_loss_takes_no_images(q
 
 
 def test_a_tokenizer_keeps_refusing_images_for_a_text_only_model(tmp_path, tokenizer):
-    with pytest.raises(DataFormatError, match=r"has an 'images' column, and the processing class is a tokenizer.*remove_columns"):
+    with pytest.raises(
+        DataFormatError, match=r"has an 'images' column, and the processing class is a tokenizer.*remove_columns"
+    ):
         prepare_dataset(vision_rows(1), tokenizer, _args(tmp_path), "train")
 
 
@@ -184,12 +202,17 @@ def test_a_cut_into_the_image_tokens_drops_the_row_and_counts_it(qwen, tmp_path,
     inside = end - 1 if mode == "keep_start" else len(full) - start - 1
     outside = end if mode == "keep_start" else len(full) - start
     limits = {"max_length": None, "max_completion_length": None, "truncation_mode": mode}
-    assert tokenize_vision_row(row, 0, qwen, False, max_prompt_length=inside, **limits)["_hf_dpo_status"] == DROPPED_IMAGE_CUT
+    assert (
+        tokenize_vision_row(row, 0, qwen, False, max_prompt_length=inside, **limits)["_hf_dpo_status"]
+        == DROPPED_IMAGE_CUT
+    )
     kept = tokenize_vision_row(row, 0, qwen, False, max_prompt_length=outside, **limits)
     assert kept["_hf_dpo_status"] == 1 and _image_tokens(qwen, kept["prompt_input_ids"]) == _image_tokens(qwen, full)
     rows = [row, {**vision_rows(2)[1], "images": [], "prompt": [{"role": "user", "content": "Is it good?"}]}]
     with caplog.at_level(logging.WARNING, logger="hf_dpo.data.preparation"):
-        dataset, stats = prepare_dataset(rows, qwen, _args(tmp_path, max_prompt_length=inside, truncation_mode=mode), "train")
+        _, stats = prepare_dataset(
+            rows, qwen, _args(tmp_path, max_prompt_length=inside, truncation_mode=mode), "train"
+        )
     assert stats.dropped_image_cut >= 1 and stats.kept == 2 - stats.dropped_image_cut
     assert f"{stats.dropped_image_cut} whose image tokens the length limits would cut" in caplog.text
 

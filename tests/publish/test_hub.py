@@ -102,7 +102,9 @@ def test_a_vision_language_adapter_arrives_with_its_processor_and_a_card_that_sa
     with HubServer() as hub:
         _push(tmp_path, hub, "vision")
     files = hub.repos["tester/tiny-dpo-vision"]
-    assert {"adapter_model.safetensors", "adapter_config.json", "processor_config.json", "tokenizer.json"} <= set(files)
+    assert {"adapter_model.safetensors", "adapter_config.json", "processor_config.json", "tokenizer.json"} <= set(
+        files
+    )
     card = files["README.md"].decode()
     assert "AutoModelForImageTextToText" in card and "AutoProcessor.from_pretrained" in card
     assert "| processor | LlavaProcessor |" in card and "| training images | 4 |" in card

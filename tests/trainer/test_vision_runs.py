@@ -56,7 +56,9 @@ def test_every_reference_kind_starts_at_log_2_and_precomputes_the_same_numbers(t
         if peft == "sft adapter":  # a PeftModel the run starts from: its adapter, frozen, is the reference
             model, peft_config = get_peft_model(model, LORA), None
         args = _args(tmp_path / str(precompute), precompute_ref_log_probs=precompute, ref_logps_cache=False)
-        trainer = DPOTrainer(model, args=args, train_dataset=vision_rows(4), processing_class=processor, peft_config=peft_config)
+        trainer = DPOTrainer(
+            model, args=args, train_dataset=vision_rows(4), processing_class=processor, peft_config=peft_config
+        )
         assert trainer.reference.kind == ("precomputed" if precompute else kind)
         trainer.train()
         runs[precompute] = _losses(trainer)
@@ -110,7 +112,11 @@ def test_command_line_lora_adapts_the_language_model_unless_told(family):
         config = ModelArguments(use_peft=True, lora_r=2, lora_vision_tower=vision).peft_config()
         adapted = get_peft_model(build_vlm(family)[0], config)
         names = [name.split(".lora_A")[0] for name, _ in adapted.named_parameters() if ".lora_A." in name]
-        in_vision = [name for name in names if not any(name.endswith(f"language_model.{m}") or name.endswith(f"text_model.{m}") for m in language if m)]
+        in_vision = [
+            name
+            for name in names
+            if not any(name.endswith(f"language_model.{m}") or name.endswith(f"text_model.{m}") for m in language if m)
+        ]
         assert names and bool(in_vision) == expect_vision, (family, vision, in_vision[:3])
 
 
@@ -168,21 +174,31 @@ def test_a_processor_whose_tokenizer_has_no_pad_token_gets_its_eos(tmp_path):
     """Before: AttributeError: 'Qwen2VLProcessor' object has no attribute 'eos_token', setting the pad token."""
     model, processor = build_vlm("qwen2_vl")
     processor.tokenizer.pad_token = None
-    trainer = DPOTrainer(model, args=_args(tmp_path, max_steps=1), train_dataset=vision_rows(2), processing_class=processor)
+    trainer = DPOTrainer(
+        model, args=_args(tmp_path, max_steps=1), train_dataset=vision_rows(2), processing_class=processor
+    )
     assert processor.tokenizer.pad_token == "<|im_end|>" and trainer.processing_class is processor
     trainer.train()
 
 
 def test_wrong_pairings_of_model_processor_and_rows_are_refused(tmp_path):
     vlm, processor = build_vlm("qwen2_vl")
-    with pytest.raises(ValueError, match="the processing class is a tokenizer .* pass processing_class=AutoProcessor"):
+    with pytest.raises(
+        ValueError, match=r"the processing class is a tokenizer .* pass processing_class=AutoProcessor"
+    ):
         DPOTrainer(vlm, args=_args(tmp_path), train_dataset=vision_rows(2), processing_class=processor.tokenizer)
     tokenizer = build_tokenizer()
-    with pytest.raises(ValueError, match="a processor was given, but the model .* is text-only"):
-        DPOTrainer(build_model(tokenizer), args=_args(tmp_path), train_dataset=vision_rows(2), processing_class=processor)
-    with pytest.raises(DataFormatError, match="'images' column, and the processing class is a tokenizer.*remove_columns"):
-        DPOTrainer(build_model(tokenizer), args=_args(tmp_path), train_dataset=vision_rows(2), processing_class=tokenizer)
-    with pytest.raises(ValueError, match="the eval dataset has an 'images' column .* text-only"):
+    with pytest.raises(ValueError, match=r"a processor was given, but the model .* is text-only"):
+        DPOTrainer(
+            build_model(tokenizer), args=_args(tmp_path), train_dataset=vision_rows(2), processing_class=processor
+        )
+    with pytest.raises(
+        DataFormatError, match=r"'images' column, and the processing class is a tokenizer.*remove_columns"
+    ):
+        DPOTrainer(
+            build_model(tokenizer), args=_args(tmp_path), train_dataset=vision_rows(2), processing_class=tokenizer
+        )
+    with pytest.raises(ValueError, match=r"the eval dataset has an 'images' column .* text-only"):
         DPOTrainer(
             build_model(tokenizer), args=_args(tmp_path), train_dataset=[{"prompt": "q", "chosen": " a", "rejected": " b"}],
             eval_dataset=vision_rows(2), processing_class=build_processor("llava"),
@@ -204,7 +220,9 @@ def test_qwens_own_processor_with_its_video_half_trains_as_the_image_only_one(tm
     for video in (False, True):
         model, _ = build_vlm("qwen2_vl")
         processor = build_processor("qwen2_vl", video=video)
-        trainer = DPOTrainer(model, args=_args(tmp_path / str(video)), train_dataset=vision_rows(4), processing_class=processor)
+        trainer = DPOTrainer(
+            model, args=_args(tmp_path / str(video)), train_dataset=vision_rows(4), processing_class=processor
+        )
         trainer.train()
         runs[video] = (trainer.train_dataset["prompt_input_ids"], _losses(trainer))
     assert runs[True][0] == runs[False][0]
