@@ -23,12 +23,15 @@ from tiny import CORPUS
 from tokenizers import ByteLevelBPETokenizer
 from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedTokenizerFast
 
-FAMILIES = ("qwen2_vl", "qwen2_5_vl", "idefics3", "llava", "gemma3")
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "smolvlm", "llava", "gemma3")
+QWEN = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 # Where the chat template writes each image: what the family's processor expands.
 IMAGE_PLACEHOLDER = {
     "qwen2_vl": "<|vision_start|><|image_pad|><|vision_end|>",
     "qwen2_5_vl": "<|vision_start|><|image_pad|><|vision_end|>",
+    "qwen3_vl": "<|vision_start|><|image_pad|><|vision_end|>",
     "idefics3": "<image>",
+    "smolvlm": "<image>",
     "llava": "<image>",
     "gemma3": "<start_of_image>",
 }
@@ -93,17 +96,23 @@ def build_processor(family: str, video: bool = False):
 
     tokenizer = build_vision_tokenizer(family)
     template = CHAT_TEMPLATE.replace("IMAGE", IMAGE_PLACEHOLDER[family])
-    if family in ("qwen2_vl", "qwen2_5_vl"):
+    if family in QWEN:
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-        cls = transformers.Qwen2VLProcessor if family == "qwen2_vl" else transformers.Qwen2_5_VLProcessor
-        images = Qwen2VLImageProcessorPil(size={"shortest_edge": 28 * 28, "longest_edge": 56 * 84})
+        cls = {"qwen2_vl": transformers.Qwen2VLProcessor, "qwen2_5_vl": transformers.Qwen2_5_VLProcessor}.get(
+            family, transformers.Qwen3VLProcessor
+        )
+        patch = 16 if family == "qwen3_vl" else 14  # Qwen3-VL's patches are 16 pixels a side
+        images = Qwen2VLImageProcessorPil(
+            size={"shortest_edge": (2 * patch) ** 2, "longest_edge": 4 * patch * 6 * patch}, patch_size=patch
+        )
         if video:
             from transformers import Qwen2VLVideoProcessor
 
             return cls(images, tokenizer, Qwen2VLVideoProcessor(), chat_template=template)
         return image_only(cls)(images, tokenizer, chat_template=template)
-    if family == "idefics3":
+    if family in ("idefics3", "smolvlm"):  # SmolVLM's own processor needs torchvision and num2words: Idefics3's
+        # expands images into the same tokens (<fake_token_around_image>, <row_i_col_j>, <global-img>, <image>)
         from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
         images = Idefics3ImageProcessorPil(size={"longest_edge": 56}, max_image_size={"longest_edge": 28})
@@ -129,10 +138,20 @@ def _config(family: str, tokenizer: PreTrainedTokenizerFast, hidden_size: int = 
     TEXT = {**TEXT_SIZES, "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size}
     vocab = len(tokenizer)
     special = {"bos_token_id": None, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
-    if family in ("qwen2_vl", "qwen2_5_vl"):
+    if family in QWEN:
         half = hidden_size // TEXT["num_attention_heads"] // 2  # rotary frequencies per head, split t/h/w
         mrope = [half // 4, half // 4, half - 2 * (half // 4)]
         vision = {"depth": 2, "num_heads": 2, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
+        if family == "qwen3_vl":  # deepstack: the tower's block 0 features also join the first decoder layer
+            vision |= {"hidden_size": hidden_size, "intermediate_size": 2 * hidden_size, "out_hidden_size": hidden_size,
+                       "patch_size": 16, "num_position_embeddings": 16, "deepstack_visual_indexes": [0]}  # fmt: skip
+            text = {**TEXT, "num_key_value_heads": 2, "head_dim": hidden_size // TEXT["num_attention_heads"],
+                    "vocab_size": vocab, "rope_parameters": {"rope_type": "default", "mrope_section": mrope,
+                    "rope_theta": 10000.0, "mrope_interleaved": True}, **special}  # fmt: skip
+            return AutoConfig.for_model(
+                family, text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"], **special,
+            )  # fmt: skip
         if family == "qwen2_vl":
             vision |= {"embed_dim": hidden_size, "hidden_size": hidden_size, "mlp_ratio": 2}
         else:
@@ -149,7 +168,7 @@ def _config(family: str, tokenizer: PreTrainedTokenizerFast, hidden_size: int = 
             family, text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
             video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"], **special,
         )  # fmt: skip
-    if family == "idefics3":
+    if family in ("idefics3", "smolvlm"):
         vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
         text = {**TEXT, "num_key_value_heads": 2, "vocab_size": vocab, "model_type": "llama", **special}
         return AutoConfig.for_model(

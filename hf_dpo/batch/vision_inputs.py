@@ -6,11 +6,11 @@ Qwen-VL families' 3-D rotary positions, the positions of every sequence laid out
 - Token types, where the model's forward takes them: ``mm_token_type_ids`` (Qwen-VL: 1 on image tokens, 2 on video
   tokens; what their rotary index reads) or ``token_type_ids`` (Gemma 3: 1 on image tokens), built from the ids, as
   the processor builds them.
-- Positions (shared prompt only; padded rows let the model compute its own): a Qwen-VL model's rotary index
-  (``get_rope_index``, the model's own) is computed for each sequence ``prompt + completion_k`` as a row of its own,
-  then laid out in the group: the prompt's positions once, each completion's after it. Every token then has the
-  position it has in its own sequence, and the attention function hides each completion from the others: the same
-  logits as separate rows.
+- Positions (shared prompt only; padded rows let the model compute its own): a Qwen-VL model's (Qwen2-VL, Qwen2.5-VL,
+  Qwen3-VL) rotary index (``get_rope_index``, the model's own) is computed for each sequence ``prompt + completion_k``
+  as a row of its own, then laid out in the group: the prompt's positions once, each completion's after it. Every
+  token then has the position it has in its own sequence, and the attention function hides each completion from the
+  others: the same logits as separate rows.
 
 Which vision-language families share the prompt (:func:`vision_layout_support`): those whose shared layout is tested
 against separate rows (tests/batch/test_vision_layouts.py). Gemma 3 (and PaliGemma) attend bidirectionally within an
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # model_type -> why its image tokens cannot share a prompt through the attention function
 BIDIRECTIONAL_IMAGES = ("gemma3", "gemma3n", "paligemma")
 # the families whose shared layout is checked against separate rows, image inputs and positions included
-SHARED_PROMPT_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "llava")
+SHARED_PROMPT_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "smolvlm", "llava")
 
 
 def vision_layout_support(model: torch.nn.Module) -> str | None:

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 import torch
-from tiny_vision import FAMILIES, build_vlm, vision_rows
+from tiny_vision import FAMILIES, QWEN, build_vlm, vision_rows
 from torch.testing import assert_close
 
 import hf_dpo.batch.attention as attention_module
@@ -132,7 +132,7 @@ def test_the_shared_prompt_runs_the_attention_function_with_each_image_once(fami
     images = batches["shared"].columns[IMAGE_INPUTS].images
     own = [processor(images=[row["images"]], return_tensors="pt", padding=True) for row in rows if row["images"]]
     crops = [
-        o["pixel_values"].shape[1] if family == "idefics3" else len(o.get("image_grid_thw", o["pixel_values"]))
+        o["pixel_values"].shape[1] if family in ("idefics3", "smolvlm") else len(o.get("image_grid_thw", o["pixel_values"]))
         for o in own
     ]
     assert images == sum(crops) >= 3  # 3 images (Idefics3 splits each into crops and a global view)
@@ -141,7 +141,7 @@ def test_the_shared_prompt_runs_the_attention_function_with_each_image_once(fami
 
 def _images_in(family, args, kwargs):
     """How many images (or crops) one vision-tower call encodes."""
-    if family in ("qwen2_vl", "qwen2_5_vl"):
+    if family in QWEN:
         return kwargs.get("grid_thw", args[1] if len(args) > 1 else None).shape[0]
     return (args[0] if args else kwargs["pixel_values"]).shape[0]
 
