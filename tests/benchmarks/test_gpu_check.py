@@ -4,13 +4,15 @@ minus the GPU), so the script cannot rot between the rare sessions that have one
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_gpu_check_runs_dry_on_cpu(tmp_path):
-    environment = {**os.environ, "OUT": str(tmp_path)}
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])  # the script's `python`
+    environment = {**os.environ, "OUT": str(tmp_path), "PATH": path}
     done = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"],
         capture_output=True,
