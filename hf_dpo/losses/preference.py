@@ -16,6 +16,7 @@ import torch
 from hf_dpo.losses import paired as paired  # registers the built-in losses
 from hf_dpo.losses.pair_logps import PairLogps
 from hf_dpo.losses.registry import (
+    LIST_LOSS_TYPES,
     UNPAIRED_LOSS_TYPES,
     apply,
     as_loss_types,
@@ -28,9 +29,9 @@ from hf_dpo.losses.settings import LossSettings
 
 _SETTING_NAMES = {field.name for field in fields(LossSettings)}
 PAIRED_LOSS_TYPES: tuple[str, ...] = tuple(
-    name for name in registered_loss_types() if name not in UNPAIRED_LOSS_TYPES
+    name for name in registered_loss_types() if name not in (*LIST_LOSS_TYPES, *UNPAIRED_LOSS_TYPES)
 )  # the built-in losses on pairs
-LOSS_TYPES: tuple[str, ...] = (*PAIRED_LOSS_TYPES, *UNPAIRED_LOSS_TYPES)  # every built-in loss_type
+LOSS_TYPES: tuple[str, ...] = (*PAIRED_LOSS_TYPES, *LIST_LOSS_TYPES, *UNPAIRED_LOSS_TYPES)  # every built-in loss_type
 
 
 def as_pair(

@@ -18,6 +18,8 @@ import torch
 from hf_dpo.losses.pair_logps import PairLogps, logratio_rewards
 
 UNPAIRED_LOSS_TYPES = ("kto", "apo_zero_unpaired")  # losses on rows of one completion and a label (KTO)
+# losses on rows of several ranked or scored answers to one prompt (hf_dpo.losses.lists); pairs are lists of 2
+LIST_LOSS_TYPES = ("plackett_luce", "all_pairs", "best_vs_rest", "nca")
 
 LossFn = Callable[..., torch.Tensor]
 RewardsFn = Callable[[PairLogps, float], tuple[torch.Tensor, torch.Tensor]]
@@ -68,8 +70,8 @@ def apply(name: str, pair: PairLogps, values: Mapping[str, Any]) -> torch.Tensor
 
 def registered_loss_types() -> tuple[str, ...]:
     """Every accepted loss: the registered paired ones (including any registered with :func:`register_loss` after
-    import) and the unpaired ones."""
-    return (*_REGISTRY, *UNPAIRED_LOSS_TYPES)
+    import), the list ones and the unpaired ones."""
+    return (*_REGISTRY, *LIST_LOSS_TYPES, *UNPAIRED_LOSS_TYPES)
 
 
 def as_loss_types(loss_type: str | Sequence[str]) -> list[str]:
@@ -87,15 +89,24 @@ def is_unpaired(loss_type: str | Sequence[str]) -> bool:
     return any(name in UNPAIRED_LOSS_TYPES for name in as_loss_types(loss_type))
 
 
+def is_list_loss(loss_type: str | Sequence[str]) -> bool:
+    """Whether ``loss_type`` names a loss on lists of answers (which also trains on pairs, as lists of 2)."""
+    return any(name in LIST_LOSS_TYPES for name in as_loss_types(loss_type))
+
+
 def needs_reference(loss_type: str | Sequence[str]) -> bool:
     """Whether any of the losses uses reference log-probs (otherwise no reference is built or run)."""
     names = as_loss_types(loss_type)
-    return is_unpaired(names) or any(_REGISTRY[name].needs_reference for name in names if name in _REGISTRY)
+    return (
+        is_unpaired(names)
+        or is_list_loss(names)
+        or any(_REGISTRY[name].needs_reference for name in names if name in _REGISTRY)
+    )
 
 
 def check_names(names: Sequence[str], paired: bool = False) -> None:
     """A clear error for a name that is no loss type (with ``paired``, no loss on pairs)."""
-    known = set(_REGISTRY) if paired else {*_REGISTRY, *UNPAIRED_LOSS_TYPES}
+    known = set(_REGISTRY) if paired else {*_REGISTRY, *LIST_LOSS_TYPES, *UNPAIRED_LOSS_TYPES}
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ValueError(f"loss_type={unknown[0]!r} is not one of {', '.join(registered_loss_types())}")

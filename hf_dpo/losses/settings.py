@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from hf_dpo.losses.pair_logps import F_DIVERGENCES
-from hf_dpo.losses.registry import as_loss_types, check_names, is_unpaired
+from hf_dpo.losses.registry import LIST_LOSS_TYPES, as_loss_types, check_names, is_list_loss, is_unpaired
 
 # Losses built on the chosen-rejected score difference: the only ones a non-default f-divergence applies to (TRL).
 F_DIVERGENCE_LOSS_TYPES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust", "discopop", "sft")
@@ -29,6 +29,9 @@ class LossSettings:
         desirable_weight, undesirable_weight: KTO's λ_D and λ_U.
         router_aux_loss_coef: the weight of a mixture-of-experts router's load-balancing loss (0: none); resolved
             for the model by the trainer (``None`` in the arguments means the model config's own).
+        list_pair_loss_type: the paired loss ``all_pairs`` applies to every ordered pair of a list.
+        score_temperature: α of ``best_vs_rest`` and ``nca``: their targets are ``softmax(scores / α)``; 0: the
+            best answer(s) alone.
     """
 
     loss_types: tuple[str, ...] = ("sigmoid",)
@@ -46,10 +49,13 @@ class LossSettings:
     desirable_weight: float = 1.0
     undesirable_weight: float = 1.0
     router_aux_loss_coef: float = 0.0
+    list_pair_loss_type: str = "sigmoid"
+    score_temperature: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "loss_types", tuple(as_loss_types(self.loss_types)))
         check_names(self.loss_types)
+        check_list_settings(self.list_pair_loss_type, self.score_temperature)
         if self.loss_weights is not None:
             object.__setattr__(self, "loss_weights", tuple(self.loss_weights))
             if len(self.loss_weights) != len(self.loss_types):
@@ -77,6 +83,11 @@ class LossSettings:
         return is_unpaired(self.loss_types)
 
     @property
+    def lists(self) -> bool:
+        """A loss on lists of answers (pairs train as lists of 2)."""
+        return is_list_loss(self.loss_types)
+
+    @property
     def kl_estimate(self) -> bool:
         """KTO's reference point needs each row's mismatched KL counterpart (``apo_zero_unpaired`` needs none)."""
         return "kto" in self.loss_types
@@ -92,3 +103,15 @@ def check_f_divergence(divergence: str, loss_types: Any) -> None:
             f"f_divergence_type={divergence!r} applies only to loss types {', '.join(F_DIVERGENCE_LOSS_TYPES)}; "
             f"{others} use the log-ratios themselves: use f_divergence_type='reverse_kl' with them"
         )
+
+
+def check_list_settings(list_pair_loss_type: str, score_temperature: float) -> None:
+    """``all_pairs`` applies one paired loss; the score temperature is a temperature (0: the best answer alone)."""
+    if list_pair_loss_type in LIST_LOSS_TYPES or is_unpaired(list_pair_loss_type):
+        raise ValueError(
+            f"list_pair_loss_type={list_pair_loss_type!r} must be a loss on pairs (sigmoid, ipo, hinge, ...), which "
+            "all_pairs applies to every ordered pair of a list"
+        )
+    check_names([list_pair_loss_type], paired=True)
+    if not score_temperature >= 0:
+        raise ValueError(f"score_temperature={score_temperature!r} must be >= 0 (0: the best answer takes the target)")

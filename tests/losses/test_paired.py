@@ -91,7 +91,16 @@ def test_hand_worked_values(loss_type, kwargs, expected, arithmetic):
 
 def test_every_loss_type_has_a_hand_worked_test():
     assert {row[0] for row in HAND_WORKED} == set(PAIRED_LOSS_TYPES)  # the unpaired ones: the KTO tests below
-    assert set(LOSS_TYPES) == {*PAIRED_LOSS_TYPES, "kto", "apo_zero_unpaired"}
+    # the list losses: tests/losses/test_lists.py
+    assert set(LOSS_TYPES) == {
+        *PAIRED_LOSS_TYPES,
+        "plackett_luce",
+        "all_pairs",
+        "best_vs_rest",
+        "nca",
+        "kto",
+        "apo_zero_unpaired",
+    }
 
 
 def test_rewards_are_beta_times_log_ratios_and_detached():
