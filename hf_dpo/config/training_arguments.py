@@ -174,6 +174,22 @@ class DPOTrainingArguments(TokensRedacted, TrainingArguments):
         metadata={"help": "TR-DPO's τ: optimizer steps between two updates of the reference."},
     )
 
+    list_pair_loss_type: str = field(
+        default="sigmoid",
+        metadata={
+            "help": "Lists of answers: the paired loss `all_pairs` applies to every ordered pair of a list (any loss "
+            "on pairs: sigmoid, ipo, hinge, ...), averaged over the list's pairs. A paired `loss_type` on lists does "
+            "the same with itself."
+        },
+    )
+    score_temperature: float = field(
+        default=0.0,
+        metadata={
+            "help": "Lists of answers: α of best_vs_rest (InfoNCA) and nca, whose targets are softmax(scores / α); "
+            "0: the best answer(s) alone. With a ranking the scores are the negated ranks."
+        },
+    )
+
     desirable_weight: float = field(
         default=1.0,
         metadata={
@@ -212,6 +228,28 @@ class DPOTrainingArguments(TokensRedacted, TrainingArguments):
             "help": "Rename dataset columns onto prompt/chosen/rejected before use, e.g. "
             '{"question": "prompt", "response_j": "chosen", "response_k": "rejected"}; a JSON string on the '
             "command line."
+        },
+    )
+    score_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Lists of answers given as dicts (UltraFeedback's `completions`): the key of each answer's score, "
+            "higher is better, e.g. 'overall_score'. The answer's text is under 'response', 'answer', 'completion' "
+            "or 'text'."
+        },
+    )
+    ranking_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Lists of answers given as dicts (Nectar's `answers`): the key of each answer's rank, 1 the best, "
+            "e.g. 'rank'."
+        },
+    )
+    max_completions_per_prompt: int | None = field(
+        default=None,
+        metadata={
+            "help": "Lists of answers: keep at most this many per prompt (>= 2): the best, the worst and an even "
+            "spread between; the rest is left out and counted. None: every answer."
         },
     )
     max_length: int | None = field(

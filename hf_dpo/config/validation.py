@@ -6,14 +6,15 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from hf_dpo.losses import as_loss_types, check_f_divergence, is_unpaired, registered_loss_types
+from hf_dpo.losses import LIST_LOSS_TYPES, as_loss_types, check_f_divergence, is_unpaired, registered_loss_types
+from hf_dpo.losses.settings import check_list_settings
 
 TRUNCATION_MODES = ("keep_end", "keep_start")
 
 
 def check_arguments(args: Any) -> None:
     """Raise one ValueError naming every problem of ``args``."""
-    problems = [*loss_and_length_problems(args), *trl_field_problems(args)]
+    problems = [*loss_and_length_problems(args), *trl_field_problems(args), *list_problems(args)]
     if problems:
         raise ValueError("Invalid DPOTrainingArguments: " + "; ".join(problems))
 
@@ -129,4 +130,28 @@ def unpaired_problems(args: Any, loss_types: list[str]) -> list[str]:
     for name in ("desirable_weight", "undesirable_weight"):
         if not getattr(args, name) > 0:
             problems.append(f"{name}={getattr(args, name)!r} must be > 0")
+    return problems
+
+
+def list_problems(args: Any) -> list[str]:
+    """The fields of lists of answers: the pair loss all_pairs applies, the score temperature, the cap."""
+    problems = []
+    try:
+        check_list_settings(args.list_pair_loss_type, args.score_temperature)
+    except ValueError as error:
+        problems.append(str(error))
+    cap = args.max_completions_per_prompt
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 2):
+        problems.append(
+            f"max_completions_per_prompt={cap!r} must be an integer >= 2 (a list needs two answers) or None"
+        )
+    loss_types = as_loss_types(args.loss_type)
+    unsmoothed = set(LIST_LOSS_TYPES) - {"all_pairs"}
+    if args.label_smoothing and set(loss_types) <= unsmoothed:
+        problems.append(
+            f"label_smoothing={args.label_smoothing!r} has no meaning for loss_type {loss_types}; it applies to the "
+            "paired losses (all_pairs with list_pair_loss_type='sigmoid' smooths each pair)"
+        )
+    if is_unpaired(loss_types) and set(loss_types) & set(LIST_LOSS_TYPES):
+        problems.append(f"loss_type {loss_types}: a loss on lists does not combine with an unpaired one")
     return problems

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, IterableDatasetDict, concatenate_datasets
 
-from hf_dpo.data.columns import ID_COLUMNS, IMAGE_COLUMNS, LABEL_COLUMN, UNPAIRED_ID_COLUMNS
+from hf_dpo.data.columns import ID_COLUMNS, IMAGE_COLUMNS, LABEL_COLUMN, LIST_TEXT_COLUMNS, UNPAIRED_ID_COLUMNS
 from hf_dpo.data.errors import DataFormatError
 from hf_dpo.data.formats import (
     MESSAGE_COLUMNS,
@@ -46,11 +46,11 @@ def select_split(dataset: Any, split: str) -> Any:
 
 
 def _checked_renames(mapping: dict[str, str], columns: list[str] | None, split: str) -> dict[str, str]:
-    bad_targets = sorted(set(mapping.values()) - {*TEXT_COLUMNS, *UNPAIRED_COLUMNS})
+    bad_targets = sorted(set(mapping.values()) - {*TEXT_COLUMNS, *UNPAIRED_COLUMNS, *LIST_TEXT_COLUMNS})
     if bad_targets:
         raise DataFormatError(
-            f"column_mapping maps onto {bad_targets}; targets must be among {list(TEXT_COLUMNS)} (pairs) or "
-            f"{list(UNPAIRED_COLUMNS)} (unpaired rows)"
+            f"column_mapping maps onto {bad_targets}; targets must be among {list(TEXT_COLUMNS)} (pairs), "
+            f"{list(UNPAIRED_COLUMNS)} (unpaired rows) or {['prompt', *LIST_TEXT_COLUMNS]} (lists of answers)"
         )
     if columns is not None:
         missing = sorted(set(mapping) - set(columns))
@@ -127,7 +127,8 @@ def check_columns(columns: list[str], split: str, unpaired: bool = False, images
         candidates = [name for name in columns if name not in TEXT_COLUMNS]
         raise DataFormatError(
             f"the {split} dataset has no column(s) {missing}; it has {columns}. Rows need 'chosen' and 'rejected' "
-            "(and 'prompt', unless both completions start with it). Map other names with column_mapping, e.g. "
+            "(and 'prompt', unless both completions start with it), or 'prompt', 'completions' and 'scores' (or "
+            "'ranking') for several answers per prompt. Map other names with column_mapping, e.g. "
             f"column_mapping={{{candidates[0] if candidates else 'question'!r}: 'prompt', ...}}"
         )
 
@@ -178,7 +179,7 @@ def _table(rows: list[dict[str, Any]], split: str) -> Dataset:
     columns = []
     for name in dict.fromkeys(key for row in rows for key in row):
         values = [row.get(name) for row in rows]
-        free_form = _KEEPS_JSON and name in (*MESSAGE_COLUMNS, TOOLS_COLUMN, "chat_template_kwargs")
+        free_form = _KEEPS_JSON and name in (*MESSAGE_COLUMNS, TOOLS_COLUMN, "chat_template_kwargs", "completions")
         if name in IMAGE_COLUMNS:
             values = image_values(values)
         try:

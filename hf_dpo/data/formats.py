@@ -260,11 +260,14 @@ def normalise_unpaired_row(row: dict[str, Any], index: int) -> dict[str, Any]:
 
 
 def check_encodings(row: dict[str, Any], index: int) -> None:
-    """Every text of the row's prompt/chosen/rejected/completion (plain or message content) is valid UTF-8."""
-    for name in MESSAGE_COLUMNS:
-        value = row.get(name)
-        messages = value if isinstance(value, list) else []
-        texts = [value] if isinstance(value, str) else [m.get("content") for m in messages if isinstance(m, dict)]
+    """Every text of the row's prompt/chosen/rejected/completion (plain or message content), and of each of a list
+    row's answers, is valid UTF-8."""
+    answers = row.get("completions") if isinstance(row.get("completions"), list) else []
+    fields = [(name, row.get(name)) for name in MESSAGE_COLUMNS]
+    fields += [(f"completions[{position}]", answer) for position, answer in enumerate(answers)]
+    for name, value in fields:
+        messages = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+        texts = [value] if isinstance(value, str) else [t for m in messages if isinstance(m, dict) for t in m.values()]
         for text in texts:
             if isinstance(text, str):
                 _check_text(index, name, text, allow_empty=True)

@@ -16,7 +16,8 @@ Rows whose prompt leaves no room for a completion within ``max_length``, and pai
 
 With a processor as the processing class, rows may carry images (``images``/``image``): they are tokenized by
 :mod:`hf_dpo.data.vision`, their images kept in their column for the collator, and a row whose truncation would cut
-its image tokens is dropped and counted too.
+its image tokens is dropped and counted too. A dataset of several answers per prompt (a
+``completions`` column) is prepared by :mod:`hf_dpo.data.list_preparation`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from hf_dpo.data.dataset_checks import apply_column_mapping, check_columns, is_p
 from hf_dpo.data.errors import DataFormatError
 from hf_dpo.data.formats import MESSAGE_COLUMNS
 from hf_dpo.data.images import image_column
+from hf_dpo.data.lists import is_list_data, largest_id, token_count
 from hf_dpo.data.tokenization import (
     DROPPED_IDENTICAL,
     DROPPED_NO_ROOM,
@@ -153,6 +155,15 @@ def prepare_dataset(
     """
     reads_images = is_processor(tokenizer)
     dataset, columns = _renamed(dataset, args, split, images=reads_images)
+    if is_list_data(columns):  # several answers per prompt: hf_dpo.data.lists
+        from hf_dpo.data.list_preparation import prepare_lists  # it builds on this module's counts
+
+        if image_column(columns) is not None:  # the list layout reads text only: images would be ignored
+            raise DataFormatError(
+                f"the {split} dataset holds lists of answers ('completions') with images; lists of answers train on "
+                "text only: give rows with images as prompt/chosen/rejected pairs"
+            )
+        return prepare_lists(dataset, columns, tokenizer, args, split)
     unpaired = is_unpaired(args.loss_type)
     unroll = unpaired and is_paired(columns)
     if unpaired and {*UNPAIRED_ID_COLUMNS, LABEL_COLUMN} <= set(columns):
@@ -210,7 +221,7 @@ def with_lengths(dataset: Any, column: str) -> Any:
     if not isinstance(dataset, Dataset) or column in dataset.column_names:
         return dataset
     id_columns = [name for name in TOKEN_COLUMNS if name in dataset.column_names]
-    lengths = [sum(map(len, parts)) for parts in zip(*(dataset[name] for name in id_columns))]
+    lengths = [sum(map(token_count, parts)) for parts in zip(*(dataset[name] for name in id_columns))]
     return dataset.add_column(column, lengths)
 
 
@@ -222,9 +233,10 @@ def check_vocabulary(model: Any, tokenizer: Any, dataset: Any) -> None:
     id_columns = [name for name in TOKEN_COLUMNS if name in dataset.column_names]  # pairs or unpaired rows
     for index, row in enumerate(dataset.select_columns(id_columns)):
         for name in id_columns:
-            if row[name] and max(row[name]) >= embeddings:
+            largest = largest_id(row[name])  # a list row's answers are a list of id lists
+            if largest is not None and largest >= embeddings:
                 raise ValueError(
-                    f"row {index}, field {name!r}: token id {max(row[name])} is past the model's {embeddings} "
+                    f"row {index}, field {name!r}: token id {largest} is past the model's {embeddings} "
                     f"embeddings (the tokenizer has {len(tokenizer)} tokens); call "
                     "model.resize_token_embeddings(len(tokenizer)) before training"
                 )

@@ -420,9 +420,10 @@ def test_unpaired_data_for_a_paired_loss_says_which_loss_takes_it(rows):
         _prepare(rows, loss_type="sigmoid")
 
 
-def test_a_bad_mapping_target_names_both_kinds_of_rows():
+def test_a_bad_mapping_target_names_every_kind_of_rows():
     message = (
-        r"targets must be among \['prompt', 'chosen', 'rejected'\] \(pairs\) or \['prompt', 'completion', 'label'\]"
+        r"targets must be among \['prompt', 'chosen', 'rejected'\] \(pairs\), \['prompt', 'completion', 'label'\] "
+        r"\(unpaired rows\) or \['prompt', 'completions', 'scores', 'ranking'\] \(lists of answers\)"
     )
     with pytest.raises(DataFormatError, match=message):
         _prepare([{"prompt": "q", "completion": "a", "label": True}], column_mapping={"label": "thumbs"})
