@@ -4,6 +4,7 @@ batch object the policy's scoring, the reference and the metrics all read.
 - :mod:`~hf_dpo.batch.padded`: :class:`DPODataCollator` (pairs as ``[chosen; rejected]`` rows) and
   :class:`UnpairedDataCollator` (KTO's ``[completions; KL counterparts]``);
 - :mod:`~hf_dpo.batch.shared_prompt`: :class:`SharedPromptCollator`, each prompt held once per group;
+- :mod:`~hf_dpo.batch.lists`: lists of answers to one prompt, each a group (or :class:`ListDataCollator`'s rows);
 - :mod:`~hf_dpo.batch.choice`: which layout a run uses, and why (:func:`default_collator`);
 - :mod:`~hf_dpo.batch.scored_tokens`: which position scores which token of which sequence;
 - :mod:`~hf_dpo.batch.scored_batch`: :class:`ScoredBatch`, one step's batch as one object;
@@ -18,6 +19,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
     __name__,
     {
         "DPODataCollator": "hf_dpo.batch.padded",
+        "ListDataCollator": "hf_dpo.batch.lists",
         "ScoredBatch": "hf_dpo.batch.scored_batch",
         "ScoredTokens": "hf_dpo.batch.scored_tokens",
         "SharedPromptCollator": "hf_dpo.batch.shared_prompt",

@@ -12,6 +12,7 @@ import torch
 
 from hf_dpo.batch.attention import attention_support
 from hf_dpo.batch.dense_mask import MASKED_ATTENTION
+from hf_dpo.batch.lists import ListDataCollator
 from hf_dpo.batch.padded import DPODataCollator, UnpairedDataCollator
 from hf_dpo.batch.shared_prompt import SharedPromptCollator
 from hf_dpo.batch.vision import VisionCollator
@@ -59,11 +60,13 @@ def default_collator(
     with_kl: bool,
     router: bool,
     processor: Any = None,
+    lists: bool = False,
 ) -> Any:
     """The collator of the batch layout every model in ``models`` reads exactly: each prompt held once per pair
-    (a row per pair, or the batch in one row with ``padding_free``) where they can (:func:`shared_prompt_support`,
-    and with images :func:`~hf_dpo.batch.vision_inputs.vision_layout_support`), else padded rows. With a
-    ``processor`` (rows with images), the layout's collator inside a :class:`~hf_dpo.batch.vision.VisionCollator`."""
+    (or per list of answers, with ``lists``; a row per pair, or the batch in one row with ``padding_free``) where
+    they can (:func:`shared_prompt_support`, and with images :func:`~hf_dpo.batch.vision_inputs.vision_layout_support`),
+    else padded rows. With a ``processor`` (rows with images), the layout's collator inside a
+    :class:`~hf_dpo.batch.vision.VisionCollator`."""
     pad = (pad_token_id, args.pad_to_multiple_of)
     why_not = "prefix_sharing=False" if not args.prefix_sharing else None
     for model in filter(None, models):  # the policy, and the reference's own model when it has one
@@ -71,12 +74,17 @@ def default_collator(
         why_not = why_not or (vision_layout_support(model) if processor is not None else None)
     if why_not is None:
         logger.info("batches share each prompt between its completions%s", " in one row" * args.padding_free)
-        collator = SharedPromptCollator(*pad, padding_free=args.padding_free, unpaired=unpaired, with_kl=with_kl)
+        collator = SharedPromptCollator(
+            *pad, padding_free=args.padding_free, unpaired=unpaired, with_kl=with_kl, lists=lists
+        )
     else:
         message = f"batches are padded, one row per sequence: {why_not}"
         if args.padding_free:
             warnings.warn(f"padding_free=True needs the shared-prompt layout; {message}", UserWarning, stacklevel=3)
         else:
             logger.info(message)
-        collator = UnpairedDataCollator(*pad, with_kl) if unpaired else DPODataCollator(*pad)
+        if lists:
+            collator = ListDataCollator(*pad)
+        else:
+            collator = UnpairedDataCollator(*pad, with_kl) if unpaired else DPODataCollator(*pad)
     return collator if processor is None else VisionCollator(collator, processor)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from hf_dpo.batch.lists import list_batch
 from hf_dpo.batch.padded import number_columns, unpaired_sequences
 from hf_dpo.batch.scored_tokens import GROUP_COLUMN, SEGMENT_COLUMN
 from hf_dpo.data.columns import ID_COLUMNS, IGNORE_INDEX, KL_COMPLETION_COLUMN, LABEL_COLUMN, UNPAIRED_ID_COLUMNS
@@ -27,7 +28,8 @@ class SharedPromptCollator:
     padding (``padding_free``).
 
     Rows are what :class:`~hf_dpo.batch.padded.DPODataCollator` takes (or, with ``unpaired``,
-    :class:`~hf_dpo.batch.padded.UnpairedDataCollator`, with its KL counterparts when ``with_kl``). The batch holds
+    :class:`~hf_dpo.batch.padded.UnpairedDataCollator`, with its KL counterparts when ``with_kl``; with ``lists``,
+    lists of answers or pairs, each list one group: :mod:`hf_dpo.batch.lists`). The batch holds
     ``input_ids``, ``attention_mask`` (1 on tokens), ``labels`` (-100 on prompts and padding), ``position_ids``,
     ``group_ids`` and ``segment_ids``, plus the rows' number columns.
 
@@ -52,10 +54,14 @@ class SharedPromptCollator:
     padding_free: bool = False
     unpaired: bool = False
     with_kl: bool = True
+    lists: bool = False
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if self.pad_token_id is None:
             raise ValueError("SharedPromptCollator needs a pad_token_id (the tokenizer has no pad token; set one)")
+        if self.lists:  # the answers' mask and scores come with the groups
+            groups, columns = list_batch(rows)
+            return {**pack_groups(groups, self.pad_token_id, self.pad_to_multiple_of, self.padding_free), **columns}
         if self.unpaired:
             sequences = unpaired_sequences(rows, self.with_kl)  # [completions; KL counterparts], same prompts
             groups = [(sequences[i][0], [c for _, c in sequences[i :: len(rows)]]) for i in range(len(rows))]
