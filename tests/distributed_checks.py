@@ -5,7 +5,9 @@ number of processes. Prints rank 0's view as JSON:
   per-pair mean computed in one local pass;
 - the ``bco_pair`` running reward statistics each process holds after two DDP steps;
 - a KTO run (its KL reference point is reduced over processes) against the same run in one process;
-- DPO with each kind of reference (frozen copy, disabled adapters, SFT adapter, precomputed), against one process.
+- DPO with each kind of reference (frozen copy, disabled adapters, SFT adapter, precomputed), against one process;
+- lists of answers of different lengths (Plackett-Luce), on the fly and precomputed (the sharded reference pass
+  gathers lists of different lengths), against one process.
 """
 
 import json
@@ -159,6 +161,59 @@ def reference_kinds_check(tokenizer, output_dir):
     return result
 
 
+def answer_lists(count, offset=0):
+    """Lists of 4, 3 and 2 answers in turn, in order of quality, with scores."""
+    answers = [" Answer: yes good", " Answer: yes", " Answer: maybe", " Answer: no bad"]
+    rows = []
+    for i in range(count):
+        size = (4, 3, 2)[i % 3]
+        rows.append(
+            {
+                "prompt": f"Question: is the fox good {i + offset}?",
+                "completions": answers[:size],
+                "scores": [float(size - k) for k in range(size)],
+            }
+        )
+    return rows
+
+
+def list_trainer(tokenizer, output_dir, precompute, per_device_batch):
+    """Plackett-Luce for 2 steps on 8 lists taken in order: 2 x 2 lists see the 1 x 4 batch."""
+    args = _args(
+        output_dir,
+        loss_type="plackett_luce",
+        max_steps=2,
+        per_device_train_batch_size=per_device_batch,
+        per_device_eval_batch_size=per_device_batch,
+        train_sampling_strategy="sequential",
+        logging_steps=1,
+        precompute_ref_log_probs=precompute,
+        ref_logps_cache=False,
+    )
+    torch.manual_seed(0)
+    return DPOTrainer(
+        build_model(tokenizer),
+        args=args,
+        train_dataset=answer_lists(8),
+        eval_dataset=answer_lists(7, offset=100),  # uneven over 2 processes x 2
+        processing_class=tokenizer,
+    )
+
+
+def lists_check(tokenizer, output_dir):
+    result = {}
+    for precompute in (False, True):
+        trainer = list_trainer(tokenizer, f"{output_dir}/lists_{precompute}", precompute, per_device_batch=2)
+        trainer.train()
+        name = "precomputed" if precompute else "on_the_fly"
+        result[f"lists_{name}_losses"] = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        metrics = trainer.evaluate()
+        result[f"lists_{name}_eval"] = [metrics["eval_loss"], metrics["eval_rewards/kendall_tau"]]
+        if precompute:
+            result["lists_reference"] = list(trainer.train_dataset["ref_completion_logps"])
+    return result
+
+
 def main() -> None:
     output_dir = sys.argv[1]
     tokenizer = build_tokenizer()
@@ -167,6 +222,7 @@ def main() -> None:
         **bco_state_check(tokenizer, output_dir),
         **kto_check(tokenizer, output_dir),
         **reference_kinds_check(tokenizer, output_dir),
+        **lists_check(tokenizer, output_dir),
     }
     if torch.distributed.get_rank() == 0:
         print("RESULT " + json.dumps(result))

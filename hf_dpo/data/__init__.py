@@ -8,6 +8,7 @@ counted drops, unpaired (KTO) rows, and the column names of the tokenized-row co
 - :mod:`~hf_dpo.data.unpaired`: KTO's rows and their KL counterparts;
 - :mod:`~hf_dpo.data.images`, :mod:`~hf_dpo.data.vision`: rows with images, read and checked, tokenized by a
   processor with every image token kept;
+- :mod:`~hf_dpo.data.lists`, :mod:`~hf_dpo.data.list_preparation`: rows of several answers per prompt;
 - :mod:`~hf_dpo.data.columns`: the column names every later stage reads.
 """
 
@@ -30,7 +31,9 @@ __getattr__, __dir__, __all__ = lazy_surface(
         "UNPAIRED_ID_COLUMNS": "hf_dpo.data.columns",
         "apply_column_mapping": "hf_dpo.data.dataset_checks",
         "check_vocabulary": "hf_dpo.data.preparation",
+        "holds_lists": "hf_dpo.data.lists",
         "is_conversation": "hf_dpo.data.formats",
+        "is_list_data": "hf_dpo.data.lists",
         "kl_partners": "hf_dpo.data.unpaired",
         "normalise_row": "hf_dpo.data.formats",
         "prepare_dataset": "hf_dpo.data.preparation",

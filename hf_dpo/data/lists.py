@@ -46,6 +46,21 @@ def is_list_data(columns: Any) -> bool:
     return bool({"completions", COMPLETIONS_COLUMN} & set(columns or ()))
 
 
+def holds_lists(*datasets: Any) -> bool:
+    """Whether any of the (tokenized) datasets, or of the named sets of a dict, holds lists of answers; a stream
+    without declared columns is judged by its first row."""
+    for dataset in datasets:
+        for split in dataset.values() if isinstance(dataset, dict) else [dataset]:
+            if split is None:
+                continue
+            columns = getattr(split, "column_names", None)
+            if columns is None and hasattr(split, "__iter__"):
+                columns = list(next(iter(split), {}))
+            if is_list_data(columns):
+                return True
+    return False
+
+
 def _answer_text(index: int, position: int, answer: dict[str, Any]) -> Any:
     found = [key for key in TEXT_KEYS if answer.get(key) is not None]
     if len(found) != 1:

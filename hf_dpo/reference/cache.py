@@ -8,8 +8,8 @@ skips the pass: a β or learning-rate sweep over one dataset computes the refere
 - the reference weights (a sample of every tensor's bytes, with names, shapes and dtypes; for a PEFT policy, the
   base weights without the adapters, which are disabled for the reference),
 - the tokenized ids of the dataset (which already reflect the tokenizer, chat template, max lengths and
-  truncation mode), and the bytes of its images (files named by path are read), with the image processor's
-  settings (how images become pixels),
+  truncation mode; every answer of a list row, in its order), and the bytes of its images (files named by path are
+  read), with the image processor's settings (how images become pixels),
 - the precision the pass runs in (autocast bf16/fp16 or none) and the log-prob definition (summed completion
   log-probs, or LD-DPO's weighted sums; format version).
 
@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 from datasets import Dataset
 
@@ -74,11 +75,18 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     for name in (name for name in TOKEN_COLUMNS if name in dataset.column_names):
         column = dataset.data.column(name).combine_chunks()
         digest.update(name.encode())
+        while _is_list(column.type.value_type):  # a list row's answers: a list of id lists
+            digest.update(np.asarray(column.offsets).tobytes())
+            column = column.flatten()
         digest.update(np.asarray(column.offsets).tobytes())
         digest.update(np.asarray(column.flatten()).astype(np.int64).tobytes())
     for name in (name for name in IMAGE_COLUMNS if name in dataset.column_names):
         digest.update(f"{name}:{image_digest(dataset.data.column(name).to_pylist())}".encode())  # stored, undecoded
     return digest.hexdigest()
+
+
+def _is_list(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
 
 
 def cache_key(reference_weights: str, data: str, precision: str, definition: str = "sum") -> str:

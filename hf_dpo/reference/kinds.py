@@ -7,7 +7,8 @@
   are held once.
 - :class:`AdapterReference`: a frozen adapter of the PEFT policy (the SFT LoRA a run starts from) while a copy of
   it, or another named adapter, trains.
-- :class:`PrecomputedReference`: columns ``ref_chosen_logps`` / ``ref_rejected_logps`` already in the batch.
+- :class:`PrecomputedReference`: columns ``ref_chosen_logps`` / ``ref_rejected_logps`` (or a list's
+  ``ref_completion_logps``) already in the batch.
 - :class:`NoReference`: zeros, for reference-free losses (nothing is built or run).
 
 Each is called as ``reference(policy, batch) -> ref_logps``: float32 ``[R]``, the summed completion log-probs of
@@ -249,4 +250,6 @@ class PrecomputedReference(Reference):
         return PolicyAsReference() if self.released.copy_of_policy and not trained else None
 
     def __call__(self, policy: torch.nn.Module, batch: ScoredBatch) -> torch.Tensor:
-        return torch.cat([batch.column(name).to(torch.float32) for name in self.batch_columns])
+        # a column of lists is [G, K] (one value per answer): slot-major, as the sequences are
+        columns = [batch.column(name).to(torch.float32) for name in self.batch_columns]
+        return torch.cat([column.T.reshape(-1) if column.dim() == 2 else column for column in columns])

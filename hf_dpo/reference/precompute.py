@@ -130,7 +130,7 @@ def precompute_columns(
     )
     if processes > 1:
         shards = gather_object([values.tolist()])  # the rows of rank 0, 1, ...
-        values = torch.tensor([row for shard_rows in shards for row in shard_rows])
+        values = stacked_rows([row for shard_rows in shards for row in shard_rows])
     if cache_file is not None and accelerator.is_main_process and ref_cache.save(cache_file, key, values):
         logger.info("%s set: reference log-probs cached in %s", split, cache_file)
     return with_reference_columns(dataset, values, columns)

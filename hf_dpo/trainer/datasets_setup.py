@@ -70,7 +70,7 @@ class PreferenceDatasets:
         self.train_dataset = self._with_reference_logps(self.train_dataset, "train")
         self.eval_dataset = per_eval_split(self.eval_dataset, self._with_reference_logps)
         self.reference.release(self.model)
-        columns = reference_columns(self._unpaired, self._with_kl)
+        columns = reference_columns(self._unpaired, self._with_kl, self._lists)
         self.reference = PrecomputedReference(released=self.reference, columns=columns)
 
     def _with_reference_logps(self, dataset: Any, split: str, reference: Reference | None = None) -> Any:
@@ -83,7 +83,7 @@ class PreferenceDatasets:
             collator=self.data_collator,
             accelerator=self.accelerator,
             fingerprint=reference.fingerprint,
-            columns=reference_columns(self._unpaired, self._with_kl),
+            columns=reference_columns(self._unpaired, self._with_kl, self._lists),
             autocast=self.accelerator.autocast,  # the precision the policy runs at
             **pass_settings(self.args, use_cache=reference is self.reference),
         )

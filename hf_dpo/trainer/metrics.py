@@ -72,6 +72,13 @@ class MetricSpec:
 
 
 PAIRED = MetricSpec(means=(*METRIC_NAMES, LOSS, AUX_LOSS), ratios=RATIOS, totals={"input_tokens": "input_tokens"})
+# Lists of answers: the pair names read over each list (rewards/chosen: its best answers, rewards/rejected: the rest,
+# rewards/accuracies: the share of its ordered pairs ranked right; on a pair, TRL's meaning), and how the rewards rank
+# the list: its best answer first (top1), Kendall's τ_b against the scores.
+LIST_METRIC_NAMES = ("rewards/top1", "rewards/kendall_tau")
+LISTS = MetricSpec(
+    means=(*METRIC_NAMES, *LIST_METRIC_NAMES, LOSS, AUX_LOSS), ratios=RATIOS, totals={"input_tokens": "input_tokens"}
+)
 # KTO: rows are single completions; reward and log-prob metrics are means over the desirable (chosen) or the
 # undesirable (rejected) rows, named as TRL's KTOTrainer names them.
 UNPAIRED = MetricSpec(

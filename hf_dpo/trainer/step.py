@@ -1,8 +1,8 @@
 """A step's loss and the per-row values the metric windows average (:mod:`hf_dpo.trainer.metrics`), from what the
 step's passes produced: the policy's :class:`~hf_dpo.logprobs.CompletionScores` and the reference's log-probs.
 
-:func:`pair_loss` reads a batch of ``[chosen; rejected]`` sequences, :func:`unpaired_loss` KTO's ``[completions;
-KL counterparts]``. Both are functions of tensors and settings: the trainer runs the passes (``DPOTrainer._step``:
+:func:`pair_loss` reads a batch of ``[chosen; rejected]`` sequences, :func:`list_loss` lists of answers (slot-major
+sequences; pairs are lists of 2), :func:`unpaired_loss` KTO's ``[completions; KL counterparts]``. Both are functions of tensors and settings: the trainer runs the passes (``DPOTrainer._step``:
 batch, policy, reference, loss) and hands their results here.
 """
 
@@ -13,17 +13,22 @@ from collections.abc import Callable
 import torch
 
 from hf_dpo.batch import ScoredBatch
-from hf_dpo.data.columns import LABEL_COLUMN
+from hf_dpo.batch.lists import MASK_COLUMN, PAIR_SCORES
+from hf_dpo.data.columns import LABEL_COLUMN, SCORES_COLUMN
 from hf_dpo.logprobs import CompletionScores
 from hf_dpo.losses import (
+    ListLogps,
     LossSettings,
     RewardMean,
     as_pair,
     kto_kl_estimate,
     kto_loss,
+    list_losses,
     preference_losses,
+    ranking_values,
     wpo_weights,
 )
+from hf_dpo.losses.ranking import masked_mean
 from hf_dpo.trainer.metrics import AUX_LOSS, LOSS, MEAN_LOGRATIO
 
 Values = dict[str, torch.Tensor]
@@ -80,6 +85,80 @@ def pair_loss(
         **token_values(policy, batch.input_tokens, chosen, rejected),
     }
     return losses, {name: value.detach() for name, value in values.items()}
+
+
+def list_loss(
+    policy: CompletionScores,
+    ref_logps: torch.Tensor,
+    batch: ScoredBatch,
+    settings: LossSettings,
+    *,
+    aux_loss: torch.Tensor | None = None,
+    reward_mean: RewardMean | None = None,
+) -> tuple[torch.Tensor, Values]:
+    """Per-list losses ``[G]`` and per-list values ``{column: [G]}``, the contract of :func:`pair_loss` (whose
+    arguments these are) on a batch of lists of answers (a pair collator's batch reads as lists of 2)."""
+    lists = list_logps(policy, ref_logps, batch)
+    losses, rewards = list_losses(lists, settings, reward_mean=reward_mean)
+    losses, aux_values = with_aux_loss(losses, aux_loss, settings.router_aux_loss_coef)
+    best, rest = lists.best(), lists.valid & ~lists.best()
+    ranking = ranking_values(rewards, lists.scores, lists.valid)
+    chosen_rewards, rejected_rewards = masked_mean(rewards, best), masked_mean(rewards, rest)
+    values = {
+        "rewards/chosen": chosen_rewards,  # each list's best answer(s)
+        "rewards/rejected": rejected_rewards,  # the others
+        "rewards/accuracies": ranking["pair_accuracy"],
+        "rewards/margins": chosen_rewards - rejected_rewards,
+        "rewards/top1": ranking["top1"],
+        "rewards/kendall_tau": ranking["kendall_tau"],
+        "logps/chosen": masked_mean(lists.policy, best),
+        "logps/rejected": masked_mean(lists.policy, rest),
+        "logps/ref_margin": masked_mean(lists.reference, best) - masked_mean(lists.reference, rest),
+        MEAN_LOGRATIO: masked_mean(lists.logratios, lists.valid),
+        LOSS: losses,
+        AUX_LOSS: aux_values,
+        **list_token_values(policy, batch.input_tokens, best, rest),
+    }
+    return losses, {name: value.detach() for name, value in values.items()}
+
+
+def list_logps(policy: CompletionScores, ref_logps: torch.Tensor, batch: ScoredBatch) -> ListLogps:
+    """The batch's sequences (slot-major: sequence ``group + G·(slot - 1)``) as ``[G, K]`` lists of answers."""
+    mask = batch.columns.get(MASK_COLUMN)
+    if mask is None:  # a pair collator's [chosen; rejected]: lists of 2
+        scores = policy.logps.new_tensor(PAIR_SCORES).expand(policy.logps.shape[0] // 2, 2)
+        mask = torch.ones_like(scores, dtype=torch.bool)
+    else:
+        scores = batch.column(SCORES_COLUMN)
+    if batch.num_sequences != mask.numel():
+        raise ValueError(
+            f"a batch of {batch.num_sequences} sequences cannot be {mask.shape[0]} lists of {mask.shape[1]}"
+        )
+
+    def grid(values: torch.Tensor) -> torch.Tensor:
+        return values.reshape(mask.shape[1], mask.shape[0]).T
+
+    return ListLogps(grid(policy.logps), grid(ref_logps), scores.to(policy.logps.dtype), mask, grid(policy.num_tokens))
+
+
+def list_token_values(
+    scores: CompletionScores, input_tokens: torch.Tensor, best: torch.Tensor, rest: torch.Tensor
+) -> Values:
+    """:func:`token_values` over lists: each list's best answers as its chosen side, the others as rejected."""
+    best, rest = best.float(), rest.float()
+
+    def summed(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return (values.float().reshape(weights.shape[1], weights.shape[0]).T * weights).sum(dim=1)
+
+    return {
+        "chosen_logits_sum": summed(scores.stat("mean_logits"), best),
+        "rejected_logits_sum": summed(scores.stat("mean_logits"), rest),
+        "chosen_top1": summed(scores.stat("top1"), best),
+        "entropy_sum": summed(scores.stat("entropy"), best + rest),
+        "chosen_tokens": summed(scores.num_tokens, best),
+        "rejected_tokens": summed(scores.num_tokens, rest),
+        "input_tokens": summed(input_tokens, best + rest),
+    }
 
 
 def unpaired_loss(

@@ -26,6 +26,7 @@ from hf_dpo.data import (
     ALL_REF_COLUMNS,
     LABEL_COLUMN,
     DataStatsCallback,
+    holds_lists,
 )
 from hf_dpo.data.vision import text_tokenizer
 from hf_dpo.logprobs import sequence_scores
@@ -59,9 +60,9 @@ from hf_dpo.trainer.guards import (
     refuse_data_parallel,
 )
 from hf_dpo.trainer.interrupt import StopOnInterrupt, any_process, stopping_at_step_boundary
-from hf_dpo.trainer.metrics import PAIRED, UNPAIRED, MetricWindows, with_train_window
+from hf_dpo.trainer.metrics import LISTS, PAIRED, UNPAIRED, MetricWindows, with_train_window
 from hf_dpo.trainer.preparation import checked_args, image_processor
-from hf_dpo.trainer.step import pair_loss, unpaired_loss
+from hf_dpo.trainer.step import list_loss, pair_loss, unpaired_loss
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ class DPOTrainer(PreferenceDatasets, Trainer):
             frozen copy of `model`; nothing for reference-free losses).
         args: `DPOTrainingArguments`.
         train_dataset, eval_dataset: rows with `prompt`/`chosen`/`rejected` (strings or chat messages), or rows
-            already tokenized into `prompt_input_ids`/`chosen_input_ids`/`rejected_input_ids`.
+            already tokenized into `prompt_input_ids`/`chosen_input_ids`/`rejected_input_ids`; or several answers
+            per prompt, `prompt`/`completions` with `scores` or `ranking` (see `hf_dpo.data.lists`).
         processing_class: the tokenizer, or a vision-language model's processor (rows may then hold images: TRL's
             `images`/`image` columns); loaded from `model`'s name when omitted.
         peft_config: a `peft.PeftConfig`; the model is wrapped with `get_peft_model`.
@@ -121,11 +123,14 @@ class DPOTrainer(PreferenceDatasets, Trainer):
         train_dataset, eval_dataset = self._prepare_datasets(
             model, train_dataset, eval_dataset, processing_class, args
         )
+        self._lists = self.loss_settings.lists or holds_lists(train_dataset, eval_dataset)  # pairs: lists of 2
         if data_collator is None:
             layout = (args, self._unpaired, self._with_kl, bool(self.loss_settings.router_aux_loss_coef))
             pad_token_id = text_tokenizer(processing_class).pad_token_id
             images = image_processor(processing_class, train_dataset, eval_dataset)  # rows with images: processed
-            data_collator = default_collator([model, self.reference.model], pad_token_id, *layout, processor=images)
+            data_collator = default_collator(
+                [model, self.reference.model], pad_token_id, *layout, processor=images, lists=self._lists
+            )
             checkpointing = (
                 getattr(args, "activation_checkpointing_kwargs", None) or args.gradient_checkpointing_kwargs
             )
@@ -151,7 +156,8 @@ class DPOTrainer(PreferenceDatasets, Trainer):
             isinstance(layout_collator(data_collator), SharedPromptCollator) and attention_support(model) is None
         )
         self._windows = MetricWindows(
-            UNPAIRED if self._unpaired else PAIRED, aux_loss=bool(self.loss_settings.router_aux_loss_coef)
+            UNPAIRED if self._unpaired else LISTS if self._lists else PAIRED,
+            aux_loss=bool(self.loss_settings.router_aux_loss_coef),
         )
         # bco_pair's running δ over every process's rewards, when asked for (TRL's δ is 0)
         self.reward_mean = RewardMean(self._sum_over_processes) if args.bco_pair_running_mean else None
@@ -204,7 +210,8 @@ class DPOTrainer(PreferenceDatasets, Trainer):
         reward_mean = self.reward_mean  # evaluation reads the training statistics, never moves them
         if reward_mean is not None and not model.training:
             reward_mean = reward_mean.frozen()
-        return pair_loss(policy, ref_logps, batch, self.loss_settings, aux_loss=aux_loss, reward_mean=reward_mean)
+        loss = list_loss if self._lists else pair_loss
+        return loss(policy, ref_logps, batch, self.loss_settings, aux_loss=aux_loss, reward_mean=reward_mean)
 
     def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.reduce(tensor, reduction="sum") if self.accelerator.num_processes > 1 else tensor

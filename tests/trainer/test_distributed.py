@@ -21,7 +21,9 @@ needs_torchrun = pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="no tor
 
 def _run_two_processes(script, *arguments, port):
     command = [TORCHRUN, "--nproc_per_node", "2", "--master_port", str(port), str(script), *map(str, arguments)]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(script.parent)}
+    # the caller's PYTHONPATH stays after tests/: a checkout run that way tests its own hf_dpo, not an installed one
+    path = os.pathsep.join(filter(None, [str(script.parent), os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment, check=False)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     assert completed.returncode == 0 and lines, completed.stderr[-3000:]
@@ -89,3 +91,24 @@ def test_every_reference_kind_trains_under_ddp_as_in_one_process(tmp_path, kind,
     assert distributed_result[f"{kind}_losses"] == pytest.approx(losses, abs=1e-5)
     eval_loss = single.evaluate()["eval_loss"]
     assert distributed_result[f"{kind}_eval_loss"] == pytest.approx(eval_loss, abs=1e-5)
+
+
+@needs_torchrun
+@pytest.mark.parametrize("precompute", [False, True])
+def test_lists_of_answers_train_under_ddp_as_in_one_process(tmp_path, precompute, distributed_result):
+    import distributed_checks
+
+    single = distributed_checks.list_trainer(build_tokenizer(), str(tmp_path / "single"), precompute, 4)
+    single.train()
+    name = "precomputed" if precompute else "on_the_fly"
+    losses = [entry["loss"] for entry in single.state.log_history if "loss" in entry]
+    assert distributed_result[f"lists_{name}_losses"] == pytest.approx(losses, abs=1e-5)
+    metrics = single.evaluate()
+    assert distributed_result[f"lists_{name}_eval"] == pytest.approx(
+        [metrics["eval_loss"], metrics["eval_rewards/kendall_tau"]], abs=1e-5
+    )
+    if precompute:  # the shards' lists of different lengths, gathered in order
+        reference = list(single.train_dataset["ref_completion_logps"])
+        assert [len(row) for row in distributed_result["lists_reference"]] == [len(row) for row in reference]
+        for got, expected in zip(distributed_result["lists_reference"], reference):
+            assert got == pytest.approx(expected, abs=1e-5)
