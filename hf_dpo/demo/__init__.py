@@ -4,7 +4,10 @@
   bare answer preferred: the earlier demo) with ``python -m hf_dpo.demo.make_data``;
 - ``checks``: the two checks of an answer, format (one sentence, what the demo teaches) and fact (the right answer
   anywhere in it), and the bare-answer exact match;
-- ``packaged``: the data by its recipe names, ``hf_dpo:concise_qa`` and ``hf_dpo:bare_qa``;
+- ``make_lists``: the same questions with four answers of graded quality each (``lists/``, ``python -m
+  hf_dpo.demo.make_lists``), for the list losses;
+- ``packaged``: the data by its recipe names, ``hf_dpo:concise_qa``, ``hf_dpo:bare_qa`` and
+  ``hf_dpo:concise_qa_lists``;
 - ``tasks``: the task registry (each task names its checks) and greedy scoring before and after training;
 - ``summary``: the task rows of the before/after summary, ``demo_summary.json`` and ``demo_answers.jsonl``.
 

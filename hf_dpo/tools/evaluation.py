@@ -35,6 +35,7 @@ import torch
 from hf_dpo.config.recipe import UserError
 from hf_dpo.monitor import pair_metrics
 from hf_dpo.monitor.generation import Generation, SamplingSettings, generate
+from hf_dpo.tools.list_evaluation import generation_rows, list_records, list_summary, list_table_lines
 from hf_dpo.tools.trained_run import (
     CARD_FIELDS,
     Models,
@@ -248,7 +249,9 @@ def evaluate_run(options: argparse.Namespace) -> dict[str, Any]:
     tokenizer = load_eval_tokenizer(options.model, adapter_base(options.model, options.base))
     dataset = load_rows(options)
     autocast_dtype = torch.bfloat16 if options.bf16 else None
-    pairs = pair_records(models, dataset, tokenizer, args, options.batch_size, autocast_dtype)
+    lists = "completions" in dataset.column_names  # several answers per prompt: hf_dpo.tools.list_evaluation
+    records, summary = (list_records, list_summary) if lists else (pair_records, pair_summary)
+    pairs = records(models, dataset, tokenizer, args, options.batch_size, autocast_dtype)
     metrics: dict[str, Any] = {
         "model": options.model,
         "reference": models.reference_words,
@@ -257,15 +260,16 @@ def evaluate_run(options: argparse.Namespace) -> dict[str, Any]:
         "beta": args.beta,
         "loss_type": args.loss_type,
         "precision": "bfloat16 autocast" if options.bf16 else f"weights in {options.dtype or 'their saved dtype'}",
-        **pair_summary(pairs),
+        **summary(pairs),
     }
     if os.path.isdir(options.model):
         from hf_dpo.publish.card_sections import weights_fingerprint
 
         metrics["weights"] = weights_fingerprint(options.model)  # a card shows this table only beside these weights
-    _write_jsonl(Path(output_dir) / "pairs.jsonl", pairs)
+    _write_jsonl(Path(output_dir) / ("lists.jsonl" if lists else "pairs.jsonl"), pairs)
     if options.generate:
         rows = [dataset[index] for index in range(min(options.generate, len(dataset)))]
+        rows = generation_rows(rows, args) if lists else rows
         settings = SamplingSettings(
             options.max_new_tokens, options.do_sample, options.temperature, options.top_p, options.seed
         )
@@ -338,6 +342,7 @@ def format_table(metrics: dict[str, Any]) -> str:
         ("win rate vs reference (pairs)", "win_rate"),
     )
     lines += [f"{label:40}{metrics[key]:>10.3f}" for label, key in rows if key in metrics]
+    lines += list_table_lines(metrics)
     if "wins" in metrics:
         lines.append(f"{'':4}won {metrics['wins']}, tied {metrics['ties']}, lost {metrics['losses']}")
     if generation := metrics.get("generation"):
@@ -371,7 +376,7 @@ def run(options: argparse.Namespace) -> int:
     output_dir = options.output_dir or default_output_dir(options.model)
     print(format_table(metrics))
     print(
-        f"\nwritten: {output_dir}/metrics.json, pairs.jsonl"
+        f"\nwritten: {output_dir}/metrics.json, {'lists' if 'lists' in metrics else 'pairs'}.jsonl"
         + (", samples.jsonl, samples.html" if options.generate else "")
         + ("; the table is in the model card, README.md" if metrics.get("card_updated") else "")
     )

@@ -262,6 +262,10 @@ def load_target(options: argparse.Namespace) -> tuple[Any, Any, Any, str]:
 
 def inspect_lines(options: argparse.Namespace) -> list[str]:
     tokenizer, args, split, words = load_target(options)
+    if "completions" in split.column_names:  # several answers per prompt: each list with its scores
+        from hf_dpo.tools.list_inspection import list_inspect_lines
+
+        return list_inspect_lines(split, tokenizer, args, words, options)
     color = options.color == "always" or (options.color == "auto" and sys.stdout.isatty())
     report, views = scan(split, tokenizer, args, max(options.scan, options.rows))
     lines = [
