@@ -24,6 +24,7 @@ Try it: ``python -c "import torch; from hf_dpo.losses.lists import *; print(list
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -75,6 +76,7 @@ class ListLogps:
 
 ListLossFn = Callable[..., torch.Tensor]
 LIST_LOSSES: dict[str, ListLossFn] = {}
+_PARAMETERS: dict[str, tuple[str, ...]] = {}  # each list loss's keyword-only parameters
 
 
 def register_list_loss(name: str) -> Callable[[ListLossFn], ListLossFn]:
@@ -82,7 +84,10 @@ def register_list_loss(name: str) -> Callable[[ListLossFn], ListLossFn]:
     :class:`~hf_dpo.losses.settings.LossSettings` it reads)."""
 
     def decorator(fn: ListLossFn) -> ListLossFn:
-        LIST_LOSSES[name] = fn
+        parameters = list(inspect.signature(fn).parameters.values())[1:]
+        if any(parameter.kind is not inspect.Parameter.KEYWORD_ONLY for parameter in parameters):
+            raise TypeError(f"list loss {name!r}: parameters after the lists must be keyword-only")
+        LIST_LOSSES[name], _PARAMETERS[name] = fn, tuple(parameter.name for parameter in parameters)
         return fn
 
     return decorator
@@ -185,8 +190,8 @@ def list_losses(
     total = lists.policy.new_zeros(lists.policy.shape[0])
     for name, weight in zip(settings.loss_types, settings.weights):
         if name in LIST_LOSSES:
-            loss = LIST_LOSSES[name]
-            total = total + weight * loss(lists, **_parameters(loss, values))
+            parameters = {parameter: values[parameter] for parameter in _PARAMETERS[name]}
+            total = total + weight * LIST_LOSSES[name](lists, **parameters)
             continue
         pairs = pairs or pairs_of(lists, settings)
         total = total + weight * pairwise_loss(lists, paired_name(name, settings), *pairs, values)
@@ -196,8 +201,3 @@ def list_losses(
         lengths = lists.lengths.clamp(min=1).to(lists.policy.dtype)
         total = total - settings.rpo_alpha * masked_mean(lists.policy / lengths, lists.best())
     return total, list_rewards(lists, settings)
-
-
-def _parameters(loss: ListLossFn, values: dict[str, Any]) -> dict[str, Any]:
-    names = loss.__code__.co_varnames[1 : 1 + loss.__code__.co_kwonlyargcount]
-    return {name: values[name] for name in names}

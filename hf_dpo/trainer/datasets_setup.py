@@ -11,6 +11,7 @@ from hf_dpo.config import DPOTrainingArguments
 from hf_dpo.data import (
     TRAINER_COLUMNS,
     check_vocabulary,
+    holds_lists,
     prepare_dataset,
     reference_columns,
     warn_if_unbalanced,
@@ -93,6 +94,10 @@ class PreferenceDatasets:
         (computed by the reference if it can still run, or by the untrained policy, which equals it)."""
         check_vision_run(self.model, self.processing_class, dataset, split)
         dataset = self._prepare(dataset, split)
+        if holds_lists(dataset) and not self._lists:  # a pair run's batches cannot hold them
+            raise ValueError(
+                f"the {split} dataset holds lists of answers; this run trains on pairs: give lists at init"
+            )
         if set(self.reference.batch_columns) <= set(dataset.column_names or ()):
             return dataset
         source = self.reference.late_reference(trained=self.state.global_step > 0)

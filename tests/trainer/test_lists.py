@@ -224,3 +224,9 @@ def test_lists_for_training_and_pairs_for_evaluation(tmp_path, tokenizer):
     trainer.train()
     metrics = trainer.evaluate()
     assert "eval_rewards/top1" in metrics and metrics["eval_loss"] > 0
+
+
+def test_lists_given_late_to_a_pair_run_are_refused_by_name(tmp_path, tokenizer):
+    trainer = _trainer(tmp_path, tokenizer, preference_rows(4), max_steps=1)
+    with pytest.raises(ValueError, match="the eval dataset holds lists of answers; this run trains on pairs"):
+        trainer.evaluate(eval_dataset=list_rows(3))
