@@ -1,4 +1,5 @@
-"""The reference pass before training: reference log-probs of a whole dataset as two columns.
+"""The reference pass before training: reference log-probs of a whole dataset as two columns (one list column, one
+value per answer, for lists of answers).
 
 With ``precompute_ref_log_probs=True`` the trainer runs :func:`precompute_columns` once per split; each process
 scores a contiguous shard, the shards are gathered in order, and the result is read from / written to the disk
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,8 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from hf_dpo.batch import ScoredBatch
-from hf_dpo.data.columns import REF_COLUMNS
+from hf_dpo.batch.lists import MASK_COLUMN
+from hf_dpo.data.columns import COMPLETIONS_COLUMN, LIST_REF_COLUMNS, REF_COLUMNS
 from hf_dpo.reference import cache as ref_cache
 
 logger = logging.getLogger(__name__)
@@ -43,8 +46,9 @@ def compute_reference_logps(
 ) -> torch.Tensor:
     """One no-grad pass of ``reference`` over ``dataset``: float32 ``[N, num_columns]``, row ``n`` holding the
     log-probs of the ``num_columns`` sequences the collator builds from dataset row ``n`` (its chosen and rejected
-    completions, or its completion and its KL counterpart). ``ld_alpha``: LD-DPO's token weights, as the step
-    weighs them; ``autocast``: the precision the policy runs at, so the reference scores as it does."""
+    completions, or its completion and its KL counterpart; for lists of answers, one per answer, rows padded with
+    NaN to the longest list). ``ld_alpha``: LD-DPO's token weights, as the step weighs them; ``autocast``: the
+    precision the policy runs at, so the reference scores as it does."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"precompute_ref_log_probs needs a map-style datasets.Dataset, got {type(dataset).__name__}")
     values = []
@@ -53,8 +57,20 @@ def compute_reference_logps(
         columns = {name: value.to(device) for name, value in collator(list(rows)).items()}
         with autocast():
             logps = reference(policy, ScoredBatch.from_collated(columns, ld_alpha)).float().cpu()
-        values.append(logps.reshape(num_columns, -1).T)  # [num_columns * B]: the collator's blocks, in order
-    return torch.cat(values)
+        answers = columns.get(MASK_COLUMN)  # lists of answers: [G, K], slot-major sequences, NaN in the gaps
+        if answers is not None:
+            values.append(logps.reshape(answers.shape[1], -1).T.masked_fill(~answers.cpu(), torch.nan))
+        else:
+            values.append(logps.reshape(num_columns, -1).T)  # [num_columns * B]: the collator's blocks, in order
+    if len({block.shape[1] for block in values}) == 1:
+        return torch.cat(values)
+    return stacked_rows([row for block in values for row in block.tolist()])
+
+
+def stacked_rows(rows: list[list[float]]) -> torch.Tensor:
+    """Rows of values as one float32 ``[N, C]`` tensor, shorter rows (shorter lists of answers) padded with NaN."""
+    width = max(map(len, rows), default=0)
+    return torch.tensor([[*row, *[math.nan] * (width - len(row))] for row in rows], dtype=torch.float32)
 
 
 def pass_settings(args: Any, use_cache: bool) -> dict[str, Any]:
@@ -69,11 +85,22 @@ def pass_settings(args: Any, use_cache: bool) -> dict[str, Any]:
 
 
 def with_reference_columns(dataset: Dataset, values: torch.Tensor, columns: tuple[str, ...]) -> Dataset:
-    """``dataset`` with the columns :class:`~hf_dpo.reference.kinds.PrecomputedReference` reads (replacing old ones)."""
+    """``dataset`` with the columns :class:`~hf_dpo.reference.kinds.PrecomputedReference` reads (replacing old ones):
+    one value per column, or for lists of answers one list column, each row as long as its list."""
     dataset = dataset.remove_columns([name for name in columns if name in dataset.column_names])
+    if columns == LIST_REF_COLUMNS:
+        lengths = [len(answers) for answers in answer_lists(dataset)]
+        return dataset.add_column(columns[0], [row[:length] for row, length in zip(values.tolist(), lengths)])
     for index, name in enumerate(columns):
         dataset = dataset.add_column(name, values[:, index].tolist())
     return dataset
+
+
+def answer_lists(dataset: Dataset) -> list[list]:
+    """Each row's answers: a list row's ``completions_input_ids``, a pair's ``[chosen, rejected]``."""
+    if COMPLETIONS_COLUMN in dataset.column_names:
+        return dataset[COMPLETIONS_COLUMN]
+    return [[None, None]] * len(dataset)
 
 
 def precompute_columns(
