@@ -24,11 +24,13 @@ UNPAIRED_FIELDS = ("prompt", "completion", "label")
 
 def check_rows(split: Any, split_name: str, args: Any, dataset_name: str) -> None:
     """Raise a :class:`UserError` for the first row training would refuse: columns missing after
-    ``column_mapping`` (with the mapping to pass, as JSON), a missing field, or a value of the wrong shape."""
+    ``column_mapping`` (with the mapping to pass, as JSON), a missing field, or a value of the wrong shape; rows of
+    several answers per prompt (a ``completions`` column) are checked as lists (:mod:`hf_dpo.data.lists`)."""
     from hf_dpo.data.columns import ID_COLUMNS, UNPAIRED_ID_COLUMNS
     from hf_dpo.data.dataset_checks import apply_column_mapping, check_columns, is_paired
     from hf_dpo.data.errors import DataFormatError
     from hf_dpo.data.formats import normalise_row, normalise_unpaired_row
+    from hf_dpo.data.lists import is_list_data
     from hf_dpo.losses import is_unpaired
 
     where = f"{dataset_name}, {split_name} split"
@@ -36,6 +38,9 @@ def check_rows(split: Any, split_name: str, args: Any, dataset_name: str) -> Non
     try:
         mapped = apply_column_mapping(split, args.column_mapping, split_name)
         columns = list(mapped.column_names)
+        if is_list_data(columns):
+            _check_list_rows(mapped, columns, split_name, args)
+            return
         _check_mapping_needed(columns, unpaired, where)
         check_columns(columns, split_name, unpaired)
         if set(ID_COLUMNS) <= set(columns) or set(UNPAIRED_ID_COLUMNS) <= set(columns):
@@ -52,6 +57,20 @@ def check_rows(split: Any, split_name: str, args: Any, dataset_name: str) -> Non
             normalise(row, index)
     except DataFormatError as error:
         raise UserError(f"{where} (rows counted from 0): {error}") from error
+
+
+def _check_list_rows(split: Any, columns: list[str], split_name: str, args: Any) -> None:
+    """Lists of answers: the options a list refuses, then every row as :func:`hf_dpo.data.lists.normalise_list_row`
+    reads it (tokenized lists are used as they are); raises :class:`DataFormatError` naming the row and field."""
+    from hf_dpo.data.columns import COMPLETIONS_COLUMN
+    from hf_dpo.data.list_preparation import check_list_options
+    from hf_dpo.data.lists import normalise_list_row
+
+    check_list_options(args, split_name)
+    if COMPLETIONS_COLUMN in columns:
+        return
+    for index, row in enumerate(split):
+        normalise_list_row(row, index, args.score_column, args.ranking_column)
 
 
 def _check_mapping_needed(columns: list[str], unpaired: bool, where: str) -> None:

@@ -365,12 +365,34 @@ def _bad_data_run(tmp_path, rows, **overrides):
             "no 'chosen' and 'rejected' columns; .* --column_mapping "
             + re.escape("""'{"question": "prompt", "good": "chosen", "bad": "rejected"}'"""),
         ),
+        (  # lists of answers are checked as lists, not asked for chosen and rejected
+            [{"prompt": "p", "completions": [" a", " b"], "scores": [1, 0]}, {"prompt": "q", "completions": [" a"]}],
+            {},
+            r"pairs.jsonl, train split \(rows counted from 0\): row 1: give each answer's quality one way",
+        ),
+        (
+            [{"prompt": "p", "completions": [" a", " b"], "scores": [1, 0]}],
+            {"use_weighting": True},
+            "use_weighting weighs the two answers of a pair against each other; the train dataset holds lists",
+        ),
     ],
 )
 def test_bad_rows_are_named_before_the_model_loads(tmp_path, monkeypatch, rows, overrides, message):
     run = _bad_data_run(tmp_path, rows, **overrides)
     monkeypatch.setattr(cli_train, "build_trainer", lambda *_: pytest.fail("a model was loaded"))
     with pytest.raises(UserError, match=message):
+        train(*run)
+
+
+def test_lists_of_answers_pass_the_check_before_the_model_loads(tmp_path, monkeypatch):
+    rows = [{"prompt": f"q{i}", "completions": [" a", " b", " c"], "ranking": [2, 1, 3]} for i in range(4)]
+    run = _bad_data_run(tmp_path, rows)
+
+    def loaded(*_):
+        raise RuntimeError("the model would load now")
+
+    monkeypatch.setattr(cli_train, "build_trainer", loaded)
+    with pytest.raises(RuntimeError, match="the model would load now"):
         train(*run)
 
 
