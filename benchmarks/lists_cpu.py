@@ -16,8 +16,9 @@ shared-prompt groups' answers, or the padded rows) of every policy forward (with
 Step times as speed_cpu.py takes them (on_step_begin to on_step_end, wall and this process's CPU seconds; medians over
 the timed steps); peak memory is resident memory sampled every 10 ms in ``train()``. Then each trained policy is
 scored on the held-out lists by hf_dpo's list evaluation (implicit rewards against the base model, adapters disabled:
-pairwise accuracy, top-1, Kendall's τ) and by the demo's task (greedy answers checked by exact match). Each run is a
-fresh child process; ratios compare runs of one invocation on one machine.
+pairwise accuracy, top-1, Kendall's τ) and by the demo's task (greedy answers checked two ways, as the demo's are:
+format, one sentence, and fact, the right answer in it; :mod:`hf_dpo.demo.checks`). Each run is a fresh child process;
+ratios compare runs of one invocation on one machine.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ DATASET = "hf_dpo:concise_qa_lists"
 WAYS = ("hf_dpo lists", "hf_dpo pairs", "trl pairs")
 LORA = {"r": 16, "lora_alpha": 32, "target_modules": "all-linear", "task_type": "CAUSAL_LM"}
 FULL = {"steps": 25, "warmup": 1, "batch": 4, "test_lists": 80, "max_new_tokens": 24, "model": "smollm2"}
+HELD_OUT = ("reward_accuracy", "top1", "kendall_tau", "task_format", "task_fact")  # the table's last columns
 QUICK = {"steps": 2, "warmup": 1, "batch": 2, "test_lists": 6, "max_new_tokens": 4, "model": "tiny"}
 
 
@@ -198,15 +200,15 @@ def build_trainer(spec: dict[str, Any], model: Any, tokenizer: Any, callback: An
 
 
 def held_out_scores(spec: dict[str, Any], policy: Any, tokenizer: Any) -> dict[str, float]:
-    """Ranking metrics on the held-out lists (against the base model) and the demo's task accuracy."""
+    """Ranking metrics on the held-out lists (against the base model) and the demo's task checks (``task_format``,
+    ``task_fact``: the share of greedy answers that pass each)."""
     from types import SimpleNamespace
 
     import torch
     from datasets import Dataset
 
     from hf_dpo import DPOTrainingArguments
-    from hf_dpo.demo.make_data import is_correct
-    from hf_dpo.demo.tasks import score_greedy_answers
+    from hf_dpo.demo.tasks import get_task, score_greedy_answers
     from hf_dpo.reference.kinds import DisabledAdapterReference
     from hf_dpo.tools.list_evaluation import list_records, list_summary
 
@@ -217,11 +219,11 @@ def held_out_scores(spec: dict[str, Any], policy: Any, tokenizer: Any) -> dict[s
     models = SimpleNamespace(policy=policy, reference=DisabledAdapterReference())
     dtype = torch.bfloat16 if spec["bf16"] else None
     ranking = list_summary(list_records(models, dataset, tokenizer, args, 8, dtype))
-    accuracy, _ = score_greedy_answers(
-        policy, tokenizer, Dataset.from_list(test), is_correct, spec["max_new_tokens"], bf16=spec["bf16"]
+    shares, _ = score_greedy_answers(
+        policy, tokenizer, Dataset.from_list(test), get_task("concise_qa"), spec["max_new_tokens"], bf16=spec["bf16"]
     )
     keys = ("reward_accuracy", "top1", "kendall_tau", "reward_margin")
-    return {**{name: ranking[name] for name in keys}, "task_accuracy": accuracy}
+    return {**{name: ranking[name] for name in keys}, **{f"task_{name}": share for name, share in shares.items()}}
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -314,15 +316,15 @@ def table(runs: list[dict[str, Any]]) -> str:
     lines = [
         "| run | policy rows / sequences / tokens per prompt | reference tokens per prompt | data tokens per prompt "
         "| s / prompt (CPU s) | prompts/s vs TRL (CPU) | peak RSS | held-out pair accuracy | top-1 | Kendall τ "
-        "| task accuracy |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| format | fact |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for run in runs:
         if "error" in run:
-            lines.append(f"| {label(run)} | failed: {run['error'][-120:]!r} |" + " |" * 9)
+            lines.append(f"| {label(run)} | failed: {run['error'][-120:]!r} |" + " |" * 10)
             continue
         if run["way"] == "baseline":
-            scores = [number(run[name], 3) for name in ("reward_accuracy", "top1", "kendall_tau", "task_accuracy")]
+            scores = [number(run[name], 3) for name in HELD_OUT]
             lines.append("| untrained (the reference) | | | | | | | " + " | ".join(scores) + " |")
             continue
         speed = trl["cpu_s_per_prompt"] / run["cpu_s_per_prompt"] if trl else None
@@ -335,7 +337,7 @@ def table(runs: list[dict[str, Any]]) -> str:
             f"{run['s_per_prompt']:.2f} ({run['cpu_s_per_prompt']:.2f})",
             number(speed, 2, "×"),
             number(run["peak_rss_gib"], 2, " GiB"),
-            *(number(run[name], 3) for name in ("reward_accuracy", "top1", "kendall_tau", "task_accuracy")),
+            *(number(run[name], 3) for name in HELD_OUT),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -361,6 +363,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a tiny random Llama and a few steps (CI)")
     parser.add_argument("--steps", type=int, help="timed steps per run")
     parser.add_argument("--batch", type=int, help="lists per step (their pairs for the expansion)")
+    parser.add_argument("--test-lists", type=int, help="held-out lists scored after training (the demo's: 80)")
     parser.add_argument("--list-losses", default="all_pairs", help="comma-separated list loss types for hf_dpo lists")
     parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated, of: {', '.join(WAYS)}")
     parser.add_argument("--no-baseline", action="store_true", help="skip the untrained model's held-out scores")
@@ -378,7 +381,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def specs(options: argparse.Namespace) -> list[dict[str, Any]]:
     settings = {**(QUICK if options.quick else FULL), "bf16": options.bf16, "learning_rate": options.learning_rate}
-    settings |= {name: getattr(options, name) for name in ("steps", "batch") if getattr(options, name)}
+    settings |= {name: getattr(options, name) for name in ("steps", "batch", "test_lists") if getattr(options, name)}
     settings["seed"] = options.seed
     runs = [] if options.no_baseline else [{**settings, "way": "baseline", "loss_type": None}]
     for way in options.ways:
@@ -395,7 +398,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     started, runs = time.perf_counter(), []
     for spec in specs(options):
         runs.append(run_in_child(spec))
-        brief = {key: runs[-1].get(key) for key in ("cpu_s_per_prompt", "reward_accuracy", "task_accuracy", "error")}
+        brief = {key: runs[-1].get(key) for key in ("cpu_s_per_prompt", *HELD_OUT, "error")}
         print(f"{label(spec)}: {json.dumps(brief)[:600]}", flush=True)
         if options.json:
             with open(options.json, "a", encoding="utf-8") as file:

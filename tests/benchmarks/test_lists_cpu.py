@@ -55,7 +55,8 @@ def fake(way, cpu, **extra):
         "reward_accuracy": 0.9,
         "top1": 1.0,
         "kendall_tau": 0.8,
-        "task_accuracy": 0.25,
+        "task_format": 0.25,
+        "task_fact": 0.75,
     }
     return {**run, **extra}
 
@@ -68,15 +69,16 @@ def test_table_gives_speed_ups_against_trl_and_marks_failures(bench):
         {"way": "hf_dpo pairs", "loss_type": "sigmoid", "error": "exit 1: boom"},
     ]
     lines = bench.table(runs).splitlines()
-    assert lines[2].startswith("| untrained (the reference) |") and "0.250" in lines[2]
+    assert lines[2].startswith("| untrained (the reference) |") and lines[2].endswith("| 0.250 | 0.750 |")
     assert "| hf_dpo lists (all_pairs) | 1.00 / 4.00 / 100 | 100 | 100 | 2.00 (1.00) | 4.00× |" in lines[3]
     assert "| trl pairs | 12.00 / 4.00 / 100 |" in lines[4] and "1.00×" in lines[4]
     assert "failed" in lines[5] and lines[5].count("|") == lines[1].count("|")
 
 
 def test_specs_hold_the_baseline_and_one_run_per_way_and_list_loss(bench):
-    options = bench.parse_args(["--quick", "--list-losses", "all_pairs,plackett_luce"])
+    options = bench.parse_args(["--quick", "--list-losses", "all_pairs,plackett_luce", "--test-lists", "3"])
     runs = bench.specs(options)
+    assert {run["test_lists"] for run in runs} == {3}
     assert [(run["way"], run["loss_type"]) for run in runs] == [
         ("baseline", None),
         ("hf_dpo lists", "all_pairs"),
@@ -104,5 +106,7 @@ def test_quick_run_counts_each_prompt_and_answer_once_on_lists(bench, tmp_path, 
     for run in (pairs, trl):
         assert run["reward_accuracy"] == pytest.approx(lists["reward_accuracy"], abs=1e-3)
     assert by_way["baseline"]["reward_accuracy"] == 0
+    for run in runs:  # the demo's two checks of the greedy answers, each a share of the held-out questions
+        assert 0 <= run["task_format"] <= 1 and 0 <= run["task_fact"] <= 1
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 4
     assert "| hf_dpo lists (all_pairs) | 1.00 / 4.00 /" in capsys.readouterr().out
