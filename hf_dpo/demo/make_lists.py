@@ -3,14 +3,20 @@
 The facts, question phrasings, statements and verbose wrappers are :mod:`hf_dpo.demo.make_data`'s. Each question
 gets, best first (:data:`GRADES`, scored 3, 2, 1, 0):
 
-- ``bare``: the answer alone ("Paris"), what the demo's checker accepts;
-- ``sentence``: one sentence stating it ("The capital of France is Paris.");
-- ``verbose``: that sentence wrapped in chatter, the pair data's rejected reply ("Great question! ...");
-- ``wrong``: one sentence stating another fact's answer of the same category ("The capital of France is Rome.").
+- ``sentence``: one short sentence stating the answer ("The capital of France is Paris."), the pair demo's chosen
+  reply: the taught format, with the answer;
+- ``bare``: the answer alone ("Paris"): right and short, but the form that makes a 135M model lose facts (the
+  sentence that cues its recall is gone; README, "What the demo does"), so below the sentence;
+- ``verbose``: the sentence wrapped in chatter, the pair demo's rejected reply ("Great question! ..."): right, in
+  the wrong format;
+- ``wrong``: one sentence stating another fact's answer of the same category ("The capital of France is Rome."):
+  the format without the fact, worst, since a wrong fact is worse than any form of the right one.
 
-The answers are listed in a shuffled order with their scores; each row keeps the accepted ``answers`` and its
-``category`` (and the question's ``subject``), so greedy generations are scored as the pair demo's are. The split is deterministic and stratified by
-category, as the pair data's. Regenerate ``lists/train.jsonl`` and ``lists/test.jsonl`` with::
+Every answer is checked with the demo's own checks (:mod:`hf_dpo.demo.checks`, *format* and *fact*) when the data
+is made, so the grades mean what the task report measures. The answers are listed in a shuffled order with their
+scores; each row keeps the accepted ``answers`` and its ``category`` (and the question's ``subject``), so greedy
+generations are scored as the pair demo's are. The split is deterministic and stratified by category, as the pair
+data's. Regenerate ``lists/train.jsonl`` and ``lists/test.jsonl`` with::
 
     python -m hf_dpo.demo.make_lists
 """
@@ -21,20 +27,11 @@ import random
 import re
 from pathlib import Path
 
-from hf_dpo.demo.make_data import (
-    CATEGORIES,
-    REJECTED_TEMPLATES,
-    TEST_SIZE,
-    Category,
-    Fact,
-    _test_quota,
-    is_correct,
-    normalise,
-    write_jsonl,
-)
+from hf_dpo.demo.checks import MAX_WORDS, bare_answer, normalise, one_sentence, states_answer
+from hf_dpo.demo.make_data import CATEGORIES, REJECTED_TEMPLATES, TEST_SIZE, Category, Fact, _test_quota, write_jsonl
 
 FOLDER = Path(__file__).resolve().parent / "lists"
-GRADES = ("bare", "sentence", "verbose", "wrong")  # best first
+GRADES = ("sentence", "bare", "verbose", "wrong")  # best first (the module docstring says why)
 SCORES = dict(zip(GRADES, (3.0, 2.0, 1.0, 0.0)))
 
 
@@ -67,10 +64,10 @@ def graded_answers(category: Category, fact: Fact, rng: random.Random) -> dict[s
     template = rng.choice(category.statements)
     sentence = _capitalise(template.format(**_fields(fact, fact.answer)))
     verbose = rng.choice(REJECTED_TEMPLATES).format(s=sentence, n=rng.choice(category.notes), a=fact.answer)
-    wrong = _capitalise(template.format(**_fields(fact, wrong_answer(category, fact, rng))))
+    wrong = _capitalise(template.format(**_fields(fact, wrong_answer(category, fact, rng)))).replace("..", ".")
     return {
+        "sentence": sentence.replace("..", "."),  # an answer ending in "." ("Washington, D.C.") ends the sentence
         "bare": fact.answer,
-        "sentence": sentence,
         "verbose": _capitalise(verbose.replace("..", ".")),
         "wrong": wrong,
     }
@@ -117,33 +114,39 @@ def answer_by_grade(row: dict) -> dict[str, str]:
     return {grades[score]: answer[0]["content"] for answer, score in zip(row["completions"], row["scores"])}
 
 
-def states_fact(text: str, accepted: list[str]) -> bool:
-    """Whether an accepted answer appears in ``text`` as whole words ("Bangla" is not in "Bangladesh")."""
-    words = normalise(text)
-    return any(re.search(rf"(?<!\w){re.escape(normalise(answer))}(?!\w)", words) for answer in accepted)
+# What each grade must be under the demo's two checks, (format, fact): only the verbose answer fails the format,
+# only the wrong one the fact
+EXPECTED_CHECKS = {"sentence": (True, True), "bare": (True, True), "verbose": (False, True), "wrong": (True, False)}
+
+
+def _without_subject(text: str, subject: str) -> str:
+    """``text`` with the question's subject blanked: "the Czech Republic" names the answer "Czech", "sheep" is its own
+    plural, so a wrong answer is checked for the fact past the subject's words."""
+    return re.sub(rf"(?<!\w){re.escape(subject)}(?!\w)", " ", text, flags=re.I)
 
 
 def check_list_rows(rows: list[dict]) -> None:
-    """Every row holds four different answers, one per grade, and the checker agrees with the grades: the bare
-    answer is correct, no other is, and only the wrong one lacks the fact."""
+    """Raise ValueError unless every question is asked once and every row holds four different answers, one per
+    grade, that the demo's checks (:mod:`hf_dpo.demo.checks`) grade as :data:`EXPECTED_CHECKS` says: format
+    (one sentence) and fact (an accepted answer in it); the bare answer is the accepted answer alone and the
+    sentence leaves room for the model's wording (at most ``MAX_WORDS - 3`` words), as in the pair data."""
     questions = [row["prompt"][0]["content"] for row in rows]
-    if len(set(questions)) != len(questions):
-        raise ValueError("duplicate questions")
+    duplicates = {question for question in questions if questions.count(question) > 1}
+    if duplicates:
+        raise ValueError(f"duplicate questions: {sorted(duplicates)}")
     for row in rows:
         answers = answer_by_grade(row)
         if sorted(answers) != sorted(GRADES) or len(set(answers.values())) != len(GRADES):
             raise ValueError(f"a row needs four different answers, one per grade: {row}")
-        if not is_correct(answers["bare"], row["answers"]):
-            raise ValueError(f"the bare answer is not accepted: {row}")
-        if any(is_correct(answers[grade], row["answers"]) for grade in GRADES[1:]):
-            raise ValueError(f"an answer other than the bare one is accepted: {row}")
-        # "the Czech Republic" names the answer "Czech", "sheep" is its own plural: the wrong answer is checked past
-        # the subject's words
-        subject_words = rf"(?<!\w){re.escape(row['subject'])}(?!\w)"
-        wrong = re.sub(subject_words, " ", answers["wrong"], flags=re.I)
-        states = [states_fact(answers["sentence"], row["answers"]), states_fact(answers["verbose"], row["answers"])]
-        if states != [True, True] or states_fact(wrong, row["answers"]):
-            raise ValueError(f"the sentence and verbose answers must state the fact and the wrong one must not: {row}")
+        for grade, expected in EXPECTED_CHECKS.items():
+            text = _without_subject(answers[grade], row["subject"]) if grade == "wrong" else answers[grade]
+            found = (one_sentence(answers[grade], row["answers"]), states_answer(text, row["answers"]))
+            if found != expected:
+                raise ValueError(f"the {grade} answer reads as (format, fact) = {found}, not {expected}: {row}")
+        if not bare_answer(answers["bare"], row["answers"]) or bare_answer(answers["sentence"], row["answers"]):
+            raise ValueError(f"the bare answer must be the accepted answer alone, and only it: {row}")
+        if len(answers["sentence"].split()) > MAX_WORDS - 3:  # room to spare for the model's wording
+            raise ValueError(f"the sentence is longer than {MAX_WORDS - 3} words: {row}")
 
 
 def main() -> None:
