@@ -288,3 +288,12 @@ def test_tokenize_list_row_reports_its_counts(tokenizer):
         **_limits(),
     )
     assert row["_hf_dpo_duplicates"] == 1 and row["_hf_dpo_capped"] == 1 and row["completion_scores"] == [3, 1]
+
+
+def test_lists_with_images_are_refused_not_trained_without_them(tokenizer):
+    # the list layout reads text only; a Dataset (not a list of dicts) reaches preparation with its image column
+    rows = Dataset.from_dict(
+        {"prompt": ["q"], "completions": [[" a", " b"]], "scores": [[1.0, 0.0]], "images": [["img.png"]]}
+    )
+    with pytest.raises(DataFormatError, match=r"lists of answers \('completions'\) with images"):
+        prepare_dataset(rows, tokenizer, _args())
