@@ -132,7 +132,9 @@ def test_the_shared_prompt_runs_the_attention_function_with_each_image_once(fami
     images = batches["shared"].columns[IMAGE_INPUTS].images
     own = [processor(images=[row["images"]], return_tensors="pt", padding=True) for row in rows if row["images"]]
     crops = [
-        o["pixel_values"].shape[1] if family in ("idefics3", "smolvlm") else len(o.get("image_grid_thw", o["pixel_values"]))
+        o["pixel_values"].shape[1]
+        if family in ("idefics3", "smolvlm")
+        else len(o.get("image_grid_thw", o["pixel_values"]))
         for o in own
     ]
     assert images == sum(crops) >= 3  # 3 images (Idefics3 splits each into crops and a global view)
