@@ -103,7 +103,7 @@ class UnpairedDataCollator:
     ``KL(π‖π_ref)``: ``[2N, T]`` for one forward pass.
 
     Each row holds ``prompt_input_ids``, ``completion_input_ids`` and ``label`` (bool), and may hold
-    ``kl_completion_input_ids`` (its KL counterpart, fixed by the trainer: see :func:`with_kl_completions`);
+    ``kl_completion_input_ids`` (its KL counterpart, fixed by the trainer: see :func:`~hf_dpo.data.unpaired.with_kl_completions`);
     without it, counterparts are taken within the batch (:func:`kl_partners`). ``label`` becomes a bool ``[N]``
     tensor; other number columns come through as ``[N]`` tensors.
 

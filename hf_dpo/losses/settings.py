@@ -79,7 +79,7 @@ class LossSettings:
 
     @property
     def unpaired(self) -> bool:
-        """KTO: rows of one completion and a label."""
+        """Whether the rows are KTO's (one completion and a label each)."""
         return is_unpaired(self.loss_types)
 
     @property

@@ -83,7 +83,8 @@ class DPOTrainer(PreferenceDatasets, Trainer):
         processing_class: the tokenizer, or a vision-language model's processor (rows may then hold images: TRL's
             `images`/`image` columns); loaded from `model`'s name when omitted.
         peft_config: a `peft.PeftConfig`; the model is wrapped with `get_peft_model`.
-        Other arguments are `transformers.Trainer`'s.
+
+    Other arguments are `transformers.Trainer`'s.
     """
 
     # compute_loss returns a per-micro-batch mean; the Trainer divides it by the accumulation steps.

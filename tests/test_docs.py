@@ -1,0 +1,270 @@
+"""The documentation site (docs/) builds with warnings as errors, every relative link of the built pages resolves,
+and every Python block of the pages runs (a tiny model built in code stands in for the models and data sets the
+pages name) or says, right above it, why it is not run::
+
+    python -m pytest tests/test_docs.py
+
+A Python block followed by ``<!-- output -->`` and a fenced block must print exactly that block. A block preceded by
+``<!-- not run: <reason> -->`` is skipped; the reason must be given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+DOCS = ROOT / "docs"
+FRONT_PAGE = DOCS / "_front_page_README.md"  # the short README to come: its code must run too, it is not built
+PAGES = sorted(path for path in DOCS.rglob("*.md") if path != FRONT_PAGE)  # the pages of the site
+NOT_RUN = re.compile(r"^<!-- not run: (?P<reason>.+?) -->$")
+OUTPUT_MARK = "<!-- output -->"
+
+
+@dataclasses.dataclass
+class CodeBlock:
+    page: Path
+    line: int  # 1-based line of the opening fence
+    language: str
+    source: str
+    not_run: str | None = None  # the reason, for a block marked as not run
+    output: str | None = None  # what it must print, when an output block follows it
+
+
+def code_blocks(page: Path) -> list[CodeBlock]:
+    """The fenced blocks of a Markdown page, with their not-run reasons and expected outputs."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    blocks: list[CodeBlock] = []
+    index = 0
+    while index < len(lines):
+        fence = re.match(r"^(`{3,})(\S*)", lines[index])
+        if not fence:
+            index += 1
+            continue
+        end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith(fence.group(1)))
+        before = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
+        reason = NOT_RUN.match(before.strip())
+        block = CodeBlock(page, index + 1, fence.group(2), "\n".join(lines[index + 1 : end]) + "\n")
+        block.not_run = reason.group("reason") if reason else None
+        after = next((i for i in range(end + 1, len(lines)) if lines[i].strip()), None)
+        if block.language == "python" and after is not None and lines[after].strip() == OUTPUT_MARK:
+            output_start = after + 1
+            output_fence = re.match(r"^(`{3,})", lines[output_start])
+            assert output_fence, f"{page}:{output_start + 1}: {OUTPUT_MARK} must be followed by a fenced block"
+            output_end = next(i for i in range(output_start + 1, len(lines)) if lines[i].startswith(output_fence[1]))
+            block.output = "\n".join(lines[output_start + 1 : output_end])
+            end = output_end
+        blocks.append(block)
+        index = end + 1
+    return blocks
+
+
+def python_pages() -> list[Path]:
+    return [page for page in [*PAGES, FRONT_PAGE] if any(block.language == "python" for block in code_blocks(page))]
+
+
+# ---- the build ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site built as CI builds it: ``sphinx-build -W --keep-going`` (any warning fails), in a fresh folder."""
+    try:
+        import latex2mathml  # noqa: F401
+        import myst_parser  # noqa: F401
+        import sphinx  # noqa: F401
+    except ImportError as error:
+        if os.environ.get("CI"):
+            raise  # CI installs ".[test]", which includes ".[docs]": a missing toolchain is a failure there
+        pytest.skip(f'the docs toolchain is not installed ({error}); pip install -e ".[docs]"')
+    out = tmp_path_factory.mktemp("site")
+    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html"]
+    command += ["-d", str(out / ".doctrees"), str(DOCS), str(out / "html")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"the docs build failed or warned:\n{result.stdout}\n{result.stderr}"
+    return out / "html"
+
+
+def test_the_site_builds_strictly(site: Path):
+    assert (site / "index.html").is_file()
+
+
+class _Links(HTMLParser):
+    """Every href/src of a page, and every id it defines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("href", "src") and value is not None:
+                self.links.append(value)
+            if name in ("id", "name") and value:
+                self.ids.add(value)
+
+
+def _parsed(page: Path, cache: dict[Path, _Links]) -> _Links:
+    if page not in cache:
+        parser = _Links()
+        parser.feed(page.read_text(encoding="utf-8"))
+        cache[page] = parser
+    return cache[page]
+
+
+def test_every_relative_link_of_the_built_site_resolves(site: Path):
+    pages: dict[Path, _Links] = {}
+    broken = []
+    html_pages = sorted(site.rglob("*.html"))
+    assert len(html_pages) > 15
+    for page in html_pages:
+        for link in _parsed(page, pages).links:
+            parts = urlsplit(link)
+            if parts.scheme or parts.netloc or link.startswith(("mailto:", "javascript:", "data:")):
+                continue
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                broken.append(f"{page.relative_to(site)}: {link} (no file)")
+            elif parts.fragment and target.suffix == ".html":
+                if unquote(parts.fragment) not in _parsed(target, pages).ids:
+                    broken.append(f"{page.relative_to(site)}: {link} (no such anchor)")
+    assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_every_field_of_the_arguments_has_a_row_in_the_generated_table(site: Path):
+    from transformers import TrainingArguments
+
+    from hf_dpo import DPOTrainingArguments
+
+    table = (site / "api" / "arguments.html").read_text(encoding="utf-8")
+    declared = vars(DPOTrainingArguments)["__annotations__"]
+    base = {field.name for field in dataclasses.fields(TrainingArguments)}
+    fields = [field for field in dataclasses.fields(DPOTrainingArguments) if field.name in declared]
+    assert {field.name for field in fields} >= {"beta", "loss_type", "max_length"}
+    assert {field.name for field in fields} >= set(declared) - base
+    for field in fields:
+        assert f'<span class="pre">{field.name}</span>' in table, f"{field.name} has no row"
+        first_words = " ".join(field.metadata["help"].replace("`", "").split()[:3])
+        assert first_words in re.sub(r"<[^>]+>", "", table), f"{field.name}'s help is not in its row"
+
+
+def test_the_formulas_are_mathml(site: Path):
+    """The losses page carries its formulas as MathML (no script needed), and no raw LaTeX is left on it."""
+    page = (site / "losses.html").read_text(encoding="utf-8")
+    assert page.count("<math") > 25
+    assert "\\sigma" not in re.sub(r"<annotation.*?</annotation>", "", page, flags=re.DOTALL)
+
+
+# ---- what the pages say ------------------------------------------------------------------------------------------
+
+
+def test_every_registered_loss_has_a_row_in_the_losses_table():
+    from hf_dpo.losses import registered_loss_types
+
+    text = (DOCS / "losses.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (`[a-z_]+`(?:, `[a-z_]+`)*)", text, flags=re.MULTILINE)
+    documented = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row)}
+    assert set(registered_loss_types()) <= documented, set(registered_loss_types()) - documented
+
+
+def test_the_layout_page_lists_every_folder_in_its_floor_order():
+    from test_import_rules import FLOORS
+
+    listed = re.findall(r"^\.\. automodule:: hf_dpo\.(\w+)$", (DOCS / "api" / "layout.md").read_text(), re.MULTILINE)
+    assert listed == list(FLOORS)
+
+
+def test_every_path_the_pages_name_exists():
+    """`tests/...`, `hf_dpo/...`, `recipes/...` and `benchmarks/...` named in backticks (a test's ::name aside)."""
+    missing = []
+    for page in [*PAGES, FRONT_PAGE]:
+        for path in re.findall(r"`((?:tests|hf_dpo|recipes|benchmarks|docs)/[\w./*-]*)", page.read_text()):
+            path = path.split("::")[0].rstrip(".")
+            if not any(ROOT.glob(path)) and not (ROOT / path).exists():
+                missing.append(f"{page.relative_to(ROOT)}: {path}")
+    assert not missing, "\n".join(missing)
+
+
+def test_the_front_page_draft_links_resolve_from_the_repository_root():
+    """docs/_front_page_README.md becomes README.md: its relative links are read from the repository's root."""
+    text = FRONT_PAGE.read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 150
+    links = [link for link in re.findall(r"\]\(([^)#\s]+)", text) if "://" not in link]
+    assert len(links) > 10
+    assert not [link for link in links if not (ROOT / link).exists()]
+
+
+def test_a_block_marked_as_not_run_says_why():
+    for page in [*PAGES, FRONT_PAGE]:
+        for block in code_blocks(page):
+            if block.not_run is not None:
+                assert len(block.not_run.split()) >= 4, f"{page}:{block.line}: give the reason a block is not run"
+
+
+# ---- the Python blocks -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stand_ins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """Models, tokenizers and data sets named on the pages, as tiny ones built in code; pushes recorded, not sent.
+    The blocks run in a fresh folder (they write output_dir)."""
+    import datasets
+    import transformers
+    from tiny import build_model, build_tokenizer, preference_rows
+
+    from hf_dpo.losses import registry
+
+    def tiny_model(name: str, *args, **kwargs):
+        model = build_model(build_tokenizer())
+        model.config._name_or_path = name
+        return model
+
+    def tiny_dataset(*args, **kwargs):
+        return datasets.DatasetDict(
+            train=datasets.Dataset.from_list(preference_rows(8)), test=datasets.Dataset.from_list(preference_rows(4))
+        )
+
+    pushes: list[str] = []
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", tiny_model)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *args, **kwargs: build_tokenizer())
+    monkeypatch.setattr(datasets, "load_dataset", tiny_dataset)
+    from hf_dpo.trainer.trainer import DPOTrainer
+
+    monkeypatch.setattr(DPOTrainer, "push_to_hub", lambda self, *args, **kwargs: pushes.append(self.args.output_dir))
+    monkeypatch.setitem(os.environ, "WANDB_DISABLED", "true")
+    monkeypatch.chdir(tmp_path)
+    # a page may register a loss: the registry is left as it was found
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    return pushes
+
+
+@pytest.mark.parametrize("page", python_pages(), ids=lambda page: str(page.relative_to(DOCS)))
+def test_every_python_block_of_the_page_runs(page: Path, stand_ins: list[str]):
+    """The page's Python blocks run in order in one namespace, as a reader would paste them."""
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    ran = 0
+    for block in code_blocks(page):
+        if block.language != "python" or block.not_run is not None:
+            continue
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(block.source, f"{page.relative_to(ROOT)}:{block.line}", "exec"), namespace)
+        if block.output is not None:
+            got = "\n".join(line.rstrip() for line in printed.getvalue().rstrip("\n").splitlines())
+            assert got == block.output.rstrip("\n"), f"{page.name}:{block.line} printed:\n{got}"
+        ran += 1
+    assert ran, f"{page.name}: no block ran"
