@@ -37,6 +37,7 @@ extensions = [
     "mathml",  # _ext/mathml.py: formulas as MathML at build time
     "generated_tables",  # _ext/generated_tables.py: the argument and loss tables, read from the code
     "reference_checks",  # _ext/reference_checks.py: a docstring naming an hf_dpo object that does not exist fails
+    "command_help",  # _ext/command_help.py: each hf-dpo sub-command's --help, printed by the command
 ]
 html_math_renderer = "mathml"
 
