@@ -31,7 +31,10 @@ _SETTING_NAMES = {field.name for field in fields(LossSettings)}
 PAIRED_LOSS_TYPES: tuple[str, ...] = tuple(
     name for name in registered_loss_types() if name not in (*LIST_LOSS_TYPES, *UNPAIRED_LOSS_TYPES)
 )  # the built-in losses on pairs
-LOSS_TYPES: tuple[str, ...] = (*PAIRED_LOSS_TYPES, *LIST_LOSS_TYPES, *UNPAIRED_LOSS_TYPES)  # every built-in loss_type
+#: Every built-in ``loss_type``, the losses on pairs first, then those on lists of answers, then those on unpaired rows
+#: (KTO's). A loss registered later with :func:`~hf_dpo.losses.registry.register_loss` is not in it;
+#: ``registered_loss_types()`` lists it too.
+LOSS_TYPES: tuple[str, ...] = (*PAIRED_LOSS_TYPES, *LIST_LOSS_TYPES, *UNPAIRED_LOSS_TYPES)
 
 
 def as_pair(

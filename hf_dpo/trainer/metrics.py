@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+#: The per-pair metrics logged in training (``rewards/accuracies``) and evaluation (``eval_rewards/accuracies``),
+#: each the mean over the pairs of its window.
 METRIC_NAMES = (
     "rewards/chosen",
     "rewards/rejected",
