@@ -142,9 +142,12 @@ def test_every_relative_link_of_the_built_site_resolves(site: Path):
                 target = target / "index.html"
             if not target.is_file():
                 broken.append(f"{page.relative_to(site)}: {link} (no file)")
-            elif parts.fragment and target.suffix == ".html":
-                if unquote(parts.fragment) not in _parsed(target, pages).ids:
-                    broken.append(f"{page.relative_to(site)}: {link} (no such anchor)")
+            elif (
+                parts.fragment
+                and target.suffix == ".html"
+                and unquote(parts.fragment) not in _parsed(target, pages).ids
+            ):
+                broken.append(f"{page.relative_to(site)}: {link} (no such anchor)")
     assert not broken, "broken links:\n" + "\n".join(broken)
 
 

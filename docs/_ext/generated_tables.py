@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any
+from typing import Any, ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -64,7 +64,7 @@ def default_text(field: dataclasses.Field) -> str:
 
 class ArgumentTable(SphinxDirective):
     required_arguments = 1
-    option_spec = {"own": directives.flag}
+    option_spec: ClassVar = {"own": directives.flag}
 
     def run(self) -> list[nodes.Node]:
         cls = import_object(self.arguments[0])
@@ -119,7 +119,11 @@ class LossRegistryTable(SphinxDirective):
                 rows[-1].append([function_link(unpaired.kto_loss)])
                 continue
             spec = registry.spec(name)
-            reads = [part for parameter in spec.parameters for part in (nodes.literal(parameter, parameter), nodes.Text(", "))]
+            reads = [
+                part
+                for parameter in spec.parameters
+                for part in (nodes.literal(parameter, parameter), nodes.Text(", "))
+            ]
             rows.append(
                 [
                     [nodes.literal(name, name)],
