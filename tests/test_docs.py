@@ -189,10 +189,16 @@ def test_every_registered_loss_has_a_row_in_the_losses_table():
 
 
 def test_the_layout_page_lists_every_folder_in_its_floor_order():
+    """Both the one-line overview and the sections of api/layout.md name every folder of hf_dpo/, in the order of the
+    import rules' floors (bottom first)."""
     from test_import_rules import FLOORS
 
-    listed = re.findall(r"^\.\. automodule:: hf_dpo\.(\w+)$", (DOCS / "api" / "layout.md").read_text(), re.MULTILINE)
-    assert listed == list(FLOORS)
+    page = (DOCS / "api" / "layout.md").read_text()
+    overview = page.split("```", 2)[1]
+    in_overview = [line.split()[0] for line in overview.splitlines() if line.startswith("hf_dpo/")]
+    assert in_overview == [f"hf_dpo/{folder}/" for folder in FLOORS]
+    sections = re.findall(r"^\.\. automodule:: hf_dpo\.(\w+)$", page, re.MULTILINE)
+    assert sections == list(FLOORS)
 
 
 def test_every_path_the_pages_name_exists():
