@@ -68,7 +68,9 @@ class ArgumentTable(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         cls = import_object(self.arguments[0])
-        fields = dataclasses.fields(cls)
+        fields = [
+            field for field in dataclasses.fields(cls) if field.init
+        ]  # init=False: set by the code, not by a user
         if "own" in self.options:
             declared = vars(cls).get("__annotations__", {})
             fields = [field for field in fields if field.name in declared]
