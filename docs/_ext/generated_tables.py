@@ -68,9 +68,8 @@ class ArgumentTable(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         cls = import_object(self.arguments[0])
-        fields = [
-            field for field in dataclasses.fields(cls) if field.init
-        ]  # init=False: set by the code, not by a user
+        # a field with init=False is set by the code, not by a user: it has no row
+        fields = [field for field in dataclasses.fields(cls) if field.init]
         if "own" in self.options:
             declared = vars(cls).get("__annotations__", {})
             fields = [field for field in fields if field.name in declared]
