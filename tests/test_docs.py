@@ -152,6 +152,7 @@ def test_every_relative_link_of_the_built_site_resolves(site: Path):
 
 
 def test_every_field_of_the_arguments_has_a_row_in_the_generated_table(site: Path):
+    """One row per field DPOTrainingArguments declares, none twice, each with its help."""
     from transformers import TrainingArguments
 
     from hf_dpo import DPOTrainingArguments
@@ -163,8 +164,13 @@ def test_every_field_of_the_arguments_has_a_row_in_the_generated_table(site: Pat
     fields = [field for field in dataclasses.fields(DPOTrainingArguments) if field.name in declared]
     assert {field.name for field in fields} >= {"beta", "loss_type", "max_length"}
     assert {field.name for field in fields} >= set(declared) - base
+    own_table = table.split('<section id="ktoconfig">', 1)[0]  # DPOTrainingArguments' table, before KTOConfig's
+    first_cells = re.findall(r'<tr[^>]*>\s*<td><p><code class="[^"]*"><span class="pre">(\w+)</span>', own_table)
+    assert len(first_cells) == len(set(first_cells)), (
+        f"listed twice: {sorted({n for n in first_cells if first_cells.count(n) > 1})}"
+    )
+    assert set(first_cells) == {field.name for field in fields}
     for field in fields:
-        assert f'<span class="pre">{field.name}</span>' in table, f"{field.name} has no row"
         first_words = " ".join(field.metadata["help"].replace("`", "").split()[:3])
         assert first_words in text, f"{field.name}'s help is not in its row"
 
