@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from typing import Any, ClassVar
 
 from docutils import nodes
@@ -108,12 +109,35 @@ def function_link(fn: Any) -> nodes.Node:
     )
 
 
+def list_loss_row(name: str, lists: Any) -> list[list[nodes.Node]]:
+    """A loss on lists of answers: the settings its function reads (``all_pairs``: a paired loss on every ordered pair
+    of a list, named by ``list_pair_loss_type``), the rewards it compares and its function."""
+    fn = lists.LIST_LOSSES.get(name)
+    if fn is None:
+        reads = [nodes.literal("list_pair_loss_type", "list_pair_loss_type"), nodes.Text(" and that loss's settings")]
+        fn = lists.pairwise_loss
+    else:
+        parameters = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+        reads = [part for parameter in parameters for part in (nodes.literal(parameter, parameter), nodes.Text(", "))]
+        reads = reads[:-1]
+    return [
+        [nodes.literal(name, name), nodes.Text(" (lists)")],
+        [nodes.Text("yes")],
+        reads,
+        [function_link(lists.list_rewards)],
+        [function_link(fn)],
+    ]
+
+
 class LossRegistryTable(SphinxDirective):
     def run(self) -> list[nodes.Node]:
-        from hf_dpo.losses import registry, unpaired
+        from hf_dpo.losses import lists, registry, unpaired
 
         rows = []
         for name in registry.registered_loss_types():
+            if name in registry.LIST_LOSS_TYPES:  # losses on lists of answers have their own registry
+                rows.append(list_loss_row(name, lists))
+                continue
             if name in registry.UNPAIRED_LOSS_TYPES:  # KTO's losses live outside the registry of pair losses
                 reads = [nodes.Text("unpaired rows; "), nodes.literal("beta", "beta"), nodes.Text(", the two weights")]
                 rows.append([[nodes.literal(name, name)], [nodes.Text("yes")], reads, [nodes.Text("KTO's")]])
