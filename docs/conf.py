@@ -43,7 +43,7 @@ html_math_renderer = "mathml"
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "_front_page_README.md"]  # the README draft is for the repository, not the site
+exclude_patterns = ["_build"]
 
 myst_enable_extensions = ["dollarmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3  # `[text](page.md#a-heading)` links work; a wrong anchor is a warning

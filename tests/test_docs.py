@@ -26,8 +26,8 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 DOCS = ROOT / "docs"
-FRONT_PAGE = DOCS / "_front_page_README.md"  # the short README to come: its code must run too, it is not built
-PAGES = sorted(path for path in DOCS.rglob("*.md") if path != FRONT_PAGE)  # the pages of the site
+FRONT_PAGE = ROOT / "README.md"  # the repository's front page: not part of the site, its code must run too
+PAGES = sorted(DOCS.rglob("*.md"))  # the pages of the site
 NOT_RUN = re.compile(r"^<!-- not run: (?P<reason>.+?) -->$")
 OUTPUT_MARK = "<!-- output -->"
 
@@ -218,8 +218,9 @@ def test_every_path_the_pages_name_exists():
     assert not missing, "\n".join(missing)
 
 
-def test_the_front_page_draft_links_resolve_from_the_repository_root():
-    """docs/_front_page_README.md becomes README.md: its relative links are read from the repository's root."""
+def test_the_readme_is_a_short_front_page_whose_links_resolve():
+    """README.md is the front page: under 150 lines, linking into the site; its relative links are read from the
+    repository's root."""
     text = FRONT_PAGE.read_text(encoding="utf-8")
     assert len(text.splitlines()) < 150
     links = [link for link in re.findall(r"\]\(([^)#\s]+)", text) if "://" not in link]
@@ -271,7 +272,7 @@ def stand_ins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     return pushes
 
 
-@pytest.mark.parametrize("page", python_pages(), ids=lambda page: str(page.relative_to(DOCS)))
+@pytest.mark.parametrize("page", python_pages(), ids=lambda page: str(page.relative_to(ROOT)))
 def test_every_python_block_of_the_page_runs(page: Path, stand_ins: list[str]):
     """The page's Python blocks run in order in one namespace, as a reader would paste them."""
     namespace: dict[str, object] = {"__name__": "__docs__"}

@@ -8,7 +8,7 @@ both (:mod:`hf_dpo.demo.checks`: one sentence, and the answer in it).
 
 ``bare_qa/`` holds the same questions with the bare answer as the chosen reply ("Paris"): the earlier demo, kept to
 show what DPO does with it (it learns to answer bare, and a bare answer is often a wrong one for a 135M model: the
-sentence that cues its recall is gone; README, "What the demo does").
+sentence that cues its recall is gone; docs/quickstart.md, "What the demo does").
 
 The facts live in this file, grouped by category; each category also holds several ways to ask its question and
 several statements of the answer. :func:`build_splits` turns them into a deterministic, stratified train/test split.

@@ -7,7 +7,7 @@ of logits, so a leak of one of them per step adds 100 MiB over the 800 steps aft
 step, catches that and leaves room for the allocator's noise and the log history (~0.2 KiB a step, by design). One
 leaked Python container per step adds 700 objects between steps 250 and 950; the log history adds one entry per
 log (70 there) and a few per evaluation, so the bound is 350. Step times are printed, not asserted (no timed
-assertions in tests); the numbers measured on the development machine are in the README's reliability table.
+assertions in tests); the numbers measured on the development machine are in docs/reliability.md's table.
 """
 
 import json

@@ -431,7 +431,7 @@ def test_an_explicit_reference_beside_a_named_policy_is_used_as_given(tmp_path, 
     assert_close([log["loss"] for log in _step_logs(runs["ours"])], trl_losses, atol=1e-5, rtol=1e-5)
 
 
-# TRL defaults we keep apart, each documented in README's "Coming from TRL": bf16 is off on a CPU (TRL's True needs
+# TRL defaults we keep apart, each documented in docs/from_trl.md: bf16 is off on a CPU (TRL's True needs
 # use_cpu=True there), remove_unused_columns is False (our columns are kept either way); TRL stores a single loss_type
 # as a one-element list, we keep what was given.
 OWN_DEFAULTS = {"bf16", "remove_unused_columns", "loss_type"}
