@@ -1,6 +1,7 @@
 """The ``hf-dpo`` command.
 
     hf-dpo train [RECIPE.yaml] [--field value ...]   # no recipe: the embedded CPU demo (recipes/demo.yaml)
+    hf-dpo train --accelerate_config zero3 RECIPE.yaml   # several GPUs, through accelerate launch
     hf-dpo plot OUTPUT_DIR                            # loss / reward accuracy / margins as OUTPUT_DIR/training.png
 
 Every field of `DPOTrainingArguments`, `ModelArguments`, `DataArguments` and `RunArguments` can be set in the
@@ -26,6 +27,7 @@ from hf_dpo.cli.commands import (  # eval, sweep, inspect: their flags; their wo
     OneLineParser,
     add_commands,
 )
+from hf_dpo.cli.launch import relaunch, take_launch_flags
 from hf_dpo.cli.train import print_train_help, train_from_flags
 from hf_dpo.config.recipe import UserError, unknown_name
 from hf_dpo.models.held_back import bitsandbytes_held_back
@@ -104,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         debug = known.debug or debug_flag or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
         if known.command != "train" and rest:
             check_leftovers(commands, known.command, rest)
+        if known.command == "train":
+            config, launch_flags, rest = take_launch_flags(rest)
+            if config is not None:  # several processes: the same command again, under accelerate launch
+                return relaunch(config, launch_flags, rest, debug)
         return run_command(known, rest)
     except Exception as error:
         if debug or not is_user_error(error):

@@ -177,6 +177,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
         trainer = build_trainer(model_args, args, train_split, eval_split, tokenizer)
         logger.info("%s", what_trains(trainer, model_args))
     summary: dict[str, Any] = {"model": model_args.model_name_or_path, "train_rows": len(train_split)}
+    accelerator = trainer.accelerator  # how the run was spread (hf-dpo train --accelerate_config, or a launcher)
+    summary |= {"distributed_type": str(accelerator.distributed_type.value), "processes": accelerator.num_processes}
     if eval_split is not None:
         with clock.part("scoring_before"):
             summary |= held_out_scores(trainer, eval_split, run_args, "before")
@@ -206,4 +208,10 @@ def train_from_flags(argv: list[str]) -> dict[str, Any]:
 
 
 def print_train_help() -> None:
+    from hf_dpo.cli.launch import CONFIG_FLAG, LAUNCH_FLAGS, accelerate_config_names
+
     argument_parser().print_help()
+    print(
+        f"\nSeveral GPUs: {CONFIG_FLAG} {{{','.join(accelerate_config_names())}}} or PATH relaunches the command "
+        f"through accelerate launch ({', '.join(LAUNCH_FLAGS)} go to the launcher)."
+    )

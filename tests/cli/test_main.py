@@ -19,10 +19,8 @@ from hf_dpo.config.run_arguments import DataArguments, ModelArguments, default_r
 from hf_dpo.config.training_arguments import DPOTrainingArguments
 from hf_dpo.tools.splits import load_splits
 
-# Training recipes; recipes/accelerate/ holds accelerate's own configs (tests/test_recipes_accelerate.py).
-RECIPES = sorted(
-    p for p in Path(__file__).parents[2].joinpath("recipes").rglob("*.yaml") if p.parent.name != "accelerate"
-)
+# Training recipes (accelerate's own configs ship in hf_dpo/cli/accelerate_configs/: tests/test_recipes_accelerate.py)
+RECIPES = sorted(Path(__file__).parents[2].joinpath("recipes").rglob("*.yaml"))
 
 
 def test_there_are_recipes():
