@@ -1,6 +1,7 @@
-"""The ``eval``, ``sweep`` and ``inspect`` sub-commands of ``hf-dpo``: their flags here, their work in
-:mod:`~hf_dpo.tools.evaluation`, :mod:`~hf_dpo.tools.sweep` and :mod:`~hf_dpo.tools.inspection`, imported only
-when the command runs (``hf-dpo plot`` should not pay for loading torch)::
+"""The ``eval``, ``sweep``, ``inspect`` and ``env`` sub-commands of ``hf-dpo``: their flags here, their work in
+:mod:`~hf_dpo.tools.evaluation`, :mod:`~hf_dpo.tools.sweep`, :mod:`~hf_dpo.tools.inspection` and
+:mod:`~hf_dpo.tools.environment`, imported only when the
+command runs (``hf-dpo plot`` should not pay for loading torch)::
 
     hf-dpo eval --help
 """
@@ -62,6 +63,22 @@ def _run_inspect(options: argparse.Namespace) -> int:
     from hf_dpo.tools.inspection import run
 
     return run(options)
+
+
+def _run_env(options: argparse.Namespace) -> int:
+    from hf_dpo.tools.environment import run
+
+    return run(options)
+
+
+def add_env_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "env",
+        help="versions of Python, torch, transformers, peft, ... and the accelerator, to paste into a bug report",
+        description="Print the environment a bug report needs. See hf_dpo/tools/environment.py.",
+    )
+    parser.set_defaults(run=_run_env)
+    return parser
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -177,10 +194,11 @@ def add_inspect_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_commands(subparsers: Any, train_from_flags: TrainFromFlags | None = None) -> None:
-    """Add ``eval``, ``sweep`` and ``inspect`` to ``hf-dpo``'s sub-parsers; each parsed namespace carries
+    """Add ``eval``, ``sweep``, ``inspect`` and ``env`` to ``hf-dpo``'s sub-parsers; each parsed namespace carries
     ``run(namespace) -> exit code``. ``sweep`` needs ``train_from_flags`` (``hf-dpo train``'s work from a list of
     flags, :func:`hf_dpo.cli.train.train_from_flags`) and is left out without it."""
     add_eval_parser(subparsers)
     if train_from_flags is not None:
         add_sweep_parser(subparsers, train_from_flags)
     add_inspect_parser(subparsers)
+    add_env_parser(subparsers)

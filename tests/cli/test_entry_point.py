@@ -130,7 +130,7 @@ COMMAND_CASES = {
         ["trian"],
         {},
         "hf-dpo: argument command: invalid choice: 'trian' (choose from 'train', 'plot', 'eval', 'sweep', "
-        "'inspect'); did you mean 'train'? (see hf-dpo --help)",
+        "'inspect', 'env'); did you mean 'train'? (see hf-dpo --help)",
     ),
     "a Hub model offline, not cached": (
         ["train", "tiny.yaml", "--model_name_or_path", "org/not-cached"],
