@@ -35,6 +35,7 @@ from hf_dpo.models.upstream_noise import quiet_upstream_logs
 
 logger = logging.getLogger("hf_dpo")
 
+INTERRUPTED_STATUS = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
 DEBUG_VARIABLE = "HF_DPO_DEBUG"  # set (not "0"): every error shows its traceback, as --debug does
 
 
@@ -55,6 +56,23 @@ def is_user_error(error: BaseException) -> bool:
     recipe, flags and file names) and bad data rows (``DataFormatError``, raised while the trainer reads them)."""
     errors = sys.modules.get("hf_dpo.data.errors")  # a DataFormatError can only come from an imported module
     return isinstance(error, UserError) or (errors is not None and isinstance(error, errors.DataFormatError))
+
+
+def is_training_interrupted(error: BaseException) -> bool:
+    """Whether ``error`` is the trainer's stop after Ctrl-C (:class:`hf_dpo.trainer.TrainingInterrupted`), which
+    can only come from an imported trainer."""
+    interrupt = sys.modules.get("hf_dpo.trainer.interrupt")
+    return interrupt is not None and isinstance(error, interrupt.TrainingInterrupted)
+
+
+def interrupted_line(error: Any) -> str:
+    """The one line ``hf-dpo train`` ends with after Ctrl-C: the checkpoint written and the command that resumes."""
+    if error.checkpoint is None:
+        return " ".join(str(error).split())  # no checkpoint (save_strategy="no", or training had ended): as said
+    return (
+        f"interrupted after step {error.step}; checkpoint saved in {error.checkpoint}. Resume: the same command with "
+        f"--resume_from_checkpoint {error.checkpoint} (or --resume_from_checkpoint true: the latest in output_dir)"
+    )
 
 
 def take_debug_flag(flags: list[str]) -> tuple[list[str], bool]:
@@ -111,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
             if config is not None:  # several processes: the same command again, under accelerate launch
                 return relaunch(config, launch_flags, rest, debug)
         return run_command(known, rest)
+    except KeyboardInterrupt as error:
+        if debug or not is_training_interrupted(error):
+            raise  # Ctrl-C outside training (or a second one): Python's own traceback
+        print(f"hf-dpo: {interrupted_line(error)}", file=sys.stderr)
+        return INTERRUPTED_STATUS
     except Exception as error:
         if debug or not is_user_error(error):
             raise

@@ -91,7 +91,7 @@ def launch_command(config: str, launch_flags: list[str], train_flags: list[str],
 
 def relaunch(config: str, launch_flags: list[str], train_flags: list[str], debug: bool = False) -> int:
     """Run ``hf-dpo train`` under ``accelerate launch`` and return its exit status (each process reports its own
-    errors)."""
+    errors, and its own Ctrl-C: :class:`~hf_dpo.trainer.TrainingInterrupted`)."""
     if os.environ.get(LAUNCHED_VARIABLE) or os.environ.get("LOCAL_RANK") is not None:
         raise UserError(
             f"{CONFIG_FLAG} is given to hf-dpo train run by hand, not inside a launcher (accelerate launch, "
@@ -99,4 +99,11 @@ def relaunch(config: str, launch_flags: list[str], train_flags: list[str], debug
         )
     command = launch_command(config, launch_flags, train_flags, debug)
     logger.info("launching: %s", shlex.join(command))
-    return subprocess.run(command, env={**os.environ, LAUNCHED_VARIABLE: "1"}, check=False).returncode
+    process = subprocess.Popen(command, env={**os.environ, LAUNCHED_VARIABLE: "1"})
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reached the launched processes too (one process group): they stop at the step's end and save a
+            # checkpoint; waiting for them (subprocess.run would kill them) lets them say where it is
+            continue

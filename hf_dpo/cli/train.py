@@ -14,7 +14,7 @@ from typing import Any
 from hf_dpo.cli.build_trainer import build_trainer, load_run_tokenizer
 from hf_dpo.cli.data_precheck import check_rows, log_data_warnings
 from hf_dpo.cli.summary import Stopwatch, card_kwargs, last_train_log, print_summary, write_outputs
-from hf_dpo.config.recipe import UserError
+from hf_dpo.config.recipe import FALSE_WORDS, TRUE_WORDS, UserError
 from hf_dpo.config.run_arguments import DataArguments, ModelArguments, RunArguments, argument_parser, parse_train_args
 from hf_dpo.models.packaged import PACKAGED_PREFIX
 from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, silenced
@@ -106,11 +106,32 @@ def _final_evaluation(trainer: Any) -> dict[str, Any] | None:
     return None
 
 
+def resume_value(value: str | bool | None) -> str | bool | None:
+    """``resume_from_checkpoint`` as ``Trainer.train`` takes it: the words true and false (a flag or a YAML value
+    is text: TrainingArguments declares a path) mean Trainer's booleans, the latest checkpoint of ``output_dir`` or
+    none; anything else is a checkpoint folder.
+
+    >>> resume_value("True"), resume_value("false"), resume_value("out/checkpoint-4"), resume_value(None)
+    (True, None, 'out/checkpoint-4', None)
+    """
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return True if value.strip().lower() in TRUE_WORDS else None
+    return None if value is False else value
+
+
 def fit(trainer: Any) -> dict[str, Any]:
     """Train (resuming if asked), save the model and trainer state, and return the timings and the training
     figures of the last logged step (see :func:`last_train_log`)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    resume = resume_value(trainer.args.resume_from_checkpoint)
+    if resume is True and get_last_checkpoint(trainer.args.output_dir) is None:
+        raise UserError(
+            f"resume_from_checkpoint=true: no checkpoint-* folder in output_dir {trainer.args.output_dir}; give the "
+            "folder of a checkpoint, or false to start afresh"
+        )
     with silenced(PEFT_OFFLINE_BASE_CONFIG):  # peft's save_pretrained, at every checkpoint and the final save
-        result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
+        result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model(_internal_call=True)  # not pushed yet: the push waits for the card and the plot
     trainer.save_state()
     seconds = result.metrics["train_runtime"]  # the loop, evaluations at eval_steps included

@@ -36,7 +36,9 @@ class UserError(ValueError):
 # Fields declared `str` that take several names: a YAML list is joined with commas, as the command line writes them.
 COMMA_SEPARATED = {"loss_type"}
 
-_TRUE, _FALSE = {"true", "yes", "t", "y", "1"}, {"false", "no", "f", "n", "0"}  # HfArgumentParser's string_to_bool
+# HfArgumentParser's string_to_bool
+TRUE_WORDS, FALSE_WORDS = frozenset({"true", "yes", "t", "y", "1"}), frozenset({"false", "no", "f", "n", "0"})
+_TRUE, _FALSE = TRUE_WORDS, FALSE_WORDS
 _PLURAL = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
 _SINGULAR = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 _GIVEN = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}

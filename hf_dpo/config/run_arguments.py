@@ -242,6 +242,8 @@ def parse_train_args(argv: list[str]) -> tuple[Any, ...]:
     if recipe is None and not flags:
         recipe = default_recipe()
     values = read_recipe(recipe) if recipe is not None else {}
+    if isinstance(values.get("resume_from_checkpoint"), bool):  # a path field that Trainer.train also takes as a bool
+        values["resume_from_checkpoint"] = str(values["resume_from_checkpoint"]).lower()  # the word, as a flag gives
     parser = argument_parser()
     values = check_recipe(values, parser.dataclass_types, source=str(recipe))
     parser.set_defaults(**values)

@@ -29,7 +29,16 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """``train()`` stopped at a step boundary after Ctrl-C; the message says what was saved and how to resume."""
+    """``train()`` stopped at a step boundary after Ctrl-C; the message says what was saved and how to resume.
+
+    Attributes:
+        step: the last optimizer step done (None: the signal came after the last step).
+        checkpoint: the folder of the checkpoint written at that step (None: none was written).
+    """
+
+    def __init__(self, message: str, step: int | None = None, checkpoint: str | None = None) -> None:
+        super().__init__(message)
+        self.step, self.checkpoint = step, checkpoint
 
 
 class StopOnInterrupt(TrainerCallback):
@@ -60,6 +69,12 @@ class StopOnInterrupt(TrainerCallback):
         if self.stopped_at is not None:  # already saved at the step; an epoch-end evaluation would only delay
             control.should_save = control.should_evaluate = False
 
+    def checkpoint(self, args: Any) -> str | None:
+        """The folder of the checkpoint written where the run stopped (None: none written)."""
+        if self.stopped_at is None or args.save_strategy == "no":
+            return None
+        return f"{args.output_dir}/{PREFIX_CHECKPOINT_DIR}-{self.stopped_at}"
+
     def message(self, args: Any) -> str:
         step = self.stopped_at
         if step is None:  # the signal came after the last step (a final evaluation or save): nothing to stop
@@ -69,7 +84,7 @@ class StopOnInterrupt(TrainerCallback):
                 f"training stopped by Ctrl-C after step {step}; save_strategy='no', so no checkpoint was written "
                 "and this run cannot be resumed (trainer.save_model() still saves the weights as they are)"
             )
-        folder = f"{args.output_dir}/{PREFIX_CHECKPOINT_DIR}-{step}"
+        folder = self.checkpoint(args)
         return (
             f"training stopped by Ctrl-C after step {step}; checkpoint saved in {folder}. Resume with "
             "trainer.train(resume_from_checkpoint=True) (hf-dpo train: the same command with "
@@ -103,7 +118,7 @@ def stopping_at_step_boundary(callback: StopOnInterrupt, args: Any) -> Iterator[
     if callback.requested or callback.stopped_at is not None:
         message = callback.message(args)
         logger.warning(message)
-        raise TrainingInterrupted(message)
+        raise TrainingInterrupted(message, callback.stopped_at, callback.checkpoint(args))
 
 
 def any_process(accelerator: Any) -> Callable[[bool], bool]:
