@@ -156,7 +156,7 @@ def run_command(known: argparse.Namespace, rest: list[str]) -> int:
         if "-h" in rest or "--help" in rest:
             print_train_help()
         else:
-            train_from_flags(rest)
+            train_from_flags(rest, end=True)  # the process's one run: Trainer.end closes its trackers
     return 0
 
 

@@ -179,8 +179,26 @@ def remove_final_checkpoint(trainer: Any) -> str | None:
     return folder
 
 
-def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, args: Any) -> dict[str, Any]:
-    """Score, train, score again; write the model, card, plot and summary; print the summary and return it.
+def close_trackers(trainer: Any, end: bool) -> None:
+    """Finish the run on every ``report_to`` tracker still open, once the scores after training have reached it.
+
+    Trainer's callbacks close what they close at the end of ``train()`` (Trackio finishes there), but W&B keeps
+    its run open (the scores after training are logged to it) until the process exits: a sweep's next run would
+    log into it. With ``end``, :meth:`transformers.Trainer.end` too, where the installed transformers has it
+    (accelerate's trackers, then the process group: nothing distributed may follow)."""
+    for callback in trainer.callback_handler.callbacks:
+        wandb = getattr(callback, "_wandb", None)
+        if wandb is not None and getattr(wandb, "run", None) is not None:
+            wandb.finish()
+    if end and hasattr(trainer, "end"):
+        trainer.end()
+
+
+def train(
+    model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, args: Any, end: bool = False
+) -> dict[str, Any]:
+    """Score, train, score again; write the model, card, plot and summary; print the summary and return it. The
+    trackers' runs are closed at the end (``end``: the process trains nothing more; see :func:`close_trackers`).
 
     ``summary["seconds"]`` holds the wall-clock seconds of each part a user waits through: loading (data, model,
     tokenizing), scoring before, training (evaluations during training and saving included), scoring after.
@@ -217,15 +235,16 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
     if args.push_to_hub:  # every process: Trainer's push saves on all of them
         trainer.push_to_hub(merge_adapter=run_args.push_merged, **card_kwargs(summary, data_args.dataset_name))
         summary["pushed_to"] = trainer.hub_model_id
+    close_trackers(trainer, end)
     if trainer.is_world_process_zero():
         print_summary(summary, args.output_dir)
     return summary
 
 
-def train_from_flags(argv: list[str]) -> dict[str, Any]:
+def train_from_flags(argv: list[str], end: bool = False) -> dict[str, Any]:
     """``hf-dpo train ARGV`` (``[RECIPE.yaml] [--field value ...]``) from Python; returns its summary. ``hf-dpo
-    sweep`` runs it once per point."""
-    return train(*parse_train_args(argv))
+    sweep`` runs it once per point; ``hf-dpo train`` runs it once, with ``end`` (see :func:`close_trackers`)."""
+    return train(*parse_train_args(argv), end=end)
 
 
 def print_train_help() -> None:

@@ -1,9 +1,11 @@
-"""The model card (README.md) written next to a DPO-trained model and pushed with it to the Hub."""
+"""The model card (README.md) written next to a DPO-trained model and pushed with it to the Hub: the values here,
+the text in ``hf_dpo/templates/model_card.md``."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -13,7 +15,10 @@ from hf_dpo.models.loading import packaged_name
 from hf_dpo.models.packaged import PACKAGED_MODELS
 from hf_dpo.models.wrappers import base_model
 from hf_dpo.publish.card_sections import card_sections
-from hf_dpo.publish.vision_card import vision_facts, vision_lines, vision_usage
+from hf_dpo.publish.tracker_links import tracker_links
+from hf_dpo.publish.vision_card import vision_facts, vision_rows, vision_usage
+
+TEMPLATES_DIR = Path(__file__).parents[1] / "templates"
 
 _DPO_CITATION = """@inproceedings{rafailov2023direct,
   title     = {Direct Preference Optimization: Your Language Model is Secretly a Reward Model},
@@ -86,51 +91,122 @@ def render_model_card(
     before_after: list[tuple[str, float | None, float | None]] | None = None,
     results_notes: list[str] | None = None,
     vision: dict[str, Any] | None = None,
+    chat: bool = False,
+    trackers: list[tuple[str, str]] | None = None,
+    sources: list[tuple[str, int]] | None = None,
     **_: Any,
 ) -> str:
-    """Markdown with YAML metadata describing what was trained, how, on what, and where it ended.
+    """Markdown with YAML metadata describing what was trained, how, on what, and where it ended, rendered from
+    ``hf_dpo/templates/model_card.md``.
 
-    ``local_path`` is the folder the card is written to: the usage snippet loads from it until the model is pushed
-    (``hub_model_id``). ``packaged_copy`` is the ``hf_dpo:`` name of the packaged weights training started from (see
-    :mod:`hf_dpo.models.loading`); ``base_model`` then names the Hub model they copy, and the card says they differ.
-    ``merged``: the trained adapter was merged into the base weights (a plain model). ``extra_sections``: lines
-    placed before the citation (the training plot, an ``hf-dpo eval`` table, the doctor's warnings).
-    ``before_after``: ``(label, before, after)`` rows measured on the held-out split before and after training
-    (``hf-dpo train``'s table), shown first, with ``results_notes`` under them. ``vision``: a vision-language run's
-    facts (:func:`~hf_dpo.publish.vision_card.vision_facts`).
+    ``local_path`` is the folder the card is written to: the usage snippets load from it until the model is pushed
+    (``hub_model_id``). ``base_model`` goes into the metadata only when it is a Hub id. ``packaged_copy`` is the
+    ``hf_dpo:`` name of the packaged weights training started from (see :mod:`hf_dpo.models.loading`);
+    ``base_model`` then names the Hub model they copy, and the card says they differ. ``merged``: the trained
+    adapter was merged into the base weights (a plain model). ``extra_sections``: lines placed before the citation
+    (the training plot, an ``hf-dpo eval`` table, the doctor's warnings). ``before_after``: ``(label, before,
+    after)`` rows measured on the held-out split before and after training (``hf-dpo train``'s table), shown
+    first, with ``results_notes`` under them. ``vision``: a vision-language run's facts
+    (:func:`~hf_dpo.publish.vision_card.vision_facts`). ``chat``: the tokenizer has a chat template (the quick start
+    then prompts with messages). ``trackers``: ``(name, url)`` of the run's tracker pages. ``sources``: ``(dataset,
+    rows)`` of each source of a mixed training set.
     """
     datasets = _as_list(dataset)
-    kto = "kto" in str(args.loss_type) or "unpaired" in str(args.loss_type)
+    method = _method(args.loss_type)
     is_adapter = is_peft and not merged
-    sections = (
-        _metadata(base_model, is_adapter, datasets, tags, license, language),
-        _intro(model_name, base_model, is_adapter, datasets, packaged_copy, kto, merged),
-        _results(before_after or [], results_notes or []),
-        vision_usage(hub_model_id or local_path or model_name, base_model, is_adapter)
-        if vision
-        else _usage(hub_model_id or local_path or model_name, is_adapter, packaged_copy),
-        _hyper_parameters(args, reference_kind),
-        vision_lines(vision),
-        _data_table(dataset_stats),
-        _metrics(log_history, _precision(args)),
-        ["", *(extra_sections or [])] if extra_sections else [],
-        _citation(kto),
+    base_model = base_model if is_hub_id(base_model) else None
+    repo = hub_model_id or local_path or model_name
+    values = {
+        "metadata": _metadata(base_model, is_adapter, datasets, [*_as_list(tags), *method["tags"]], license, language),
+        "model_name": model_name,
+        "kind": "a LoRA adapter on "
+        if is_adapter
+        else "a LoRA fine-tune, merged into "
+        if merged
+        else "a fine-tune of ",
+        "base_model": base_model,
+        "method": method,
+        "datasets": datasets,
+        "packaged": _packaged(packaged_copy),
+        "is_adapter": is_adapter,
+        "results": [(label, _cell(before), _cell(after)) for label, before, after in before_after or []],
+        "results_notes": [f"{note[:1].upper()}{note[1:]}" for note in results_notes or []],
+        "repo": repo,
+        "vision": bool(vision),
+        "chat": chat,
+        "usage": vision_usage(repo, base_model, is_adapter) if vision else _usage(repo, is_adapter),
+        "packaged_usage": _packaged_usage(repo, packaged_copy)
+        if is_adapter and packaged_copy and not vision
+        else None,
+        "trackers": trackers or [],
+        "hyper_parameters": _hyper_parameters(args, reference_kind),
+        "vision_facts": vision_rows(vision),
+        "sources": sources or [],
+        "data_rows": _data_rows(dataset_stats),
+        "metric_tables": _metric_tables(log_history),
+        "precision": _precision(args),
+        "extra_sections": "\n".join(extra_sections or []).strip("\n"),
+        "versions": framework_versions(),
+    }
+    return _template().render(**values)
+
+
+def _template() -> Any:
+    """``hf_dpo/templates/model_card.md`` as a Jinja2 template (jinja2: a dependency of transformers)."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,  # a value the template names but the code forgot: an error, not a blank
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # Markdown, not HTML
     )
-    return "\n".join(line for section in sections for line in section)
+    return environment.get_template("model_card.md")
+
+
+def is_hub_id(name: str | None) -> bool:
+    """Whether ``name`` reads as a Hub model id (``org/name``), not a local path or a bare name.
+
+    >>> is_hub_id("org/base"), is_hub_id("/tmp/run/model"), is_hub_id("./model"), is_hub_id("model"), is_hub_id(None)
+    (True, False, False, False, False)
+    """
+    if not name or os.path.isabs(name) or name.startswith((".", "~")) or os.path.exists(name):
+        return False
+    return name.count("/") == 1 and all(part.strip() for part in name.split("/"))
+
+
+def framework_versions() -> dict[str, str]:
+    """The versions of the libraries the run used, from their metadata (nothing is imported)."""
+    versions = {"hf_dpo": _hf_dpo_version()}
+    for name in ("transformers", "torch", "peft", "accelerate", "datasets"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _method(loss_type: str | list[str]) -> dict[str, Any]:
+    """The method's name, citation and Hub tags, from the loss type."""
+    if "kto" in str(loss_type) or "unpaired" in str(loss_type):
+        return {"name": "Kahneman-Tversky Optimization (KTO)", "citation": _KTO_CITATION, "tags": ["kto"]}
+    return {"name": "Direct Preference Optimization (DPO)", "citation": _DPO_CITATION, "tags": []}
 
 
 def _metadata(
     base_model: str | None,
     is_peft: bool,
     datasets: list[str],
-    tags: str | list[str] | None,
+    tags: list[str],
     license: str | None,
     language: str | list[str] | None,
-) -> list[str]:
+) -> str:
     """The YAML front matter the Hub reads (library, tags, base model, datasets, license, language)."""
     metadata: dict[str, Any] = {
         "library_name": "peft" if is_peft else "transformers",
-        "tags": sorted({"hf_dpo", "dpo", *_as_list(tags)}),
+        "tags": sorted({"hf_dpo", "dpo", *tags}),
     }
     if base_model:
         metadata["base_model"] = base_model
@@ -141,122 +217,70 @@ def _metadata(
         metadata["license"] = license
     if language:
         metadata["language"] = _as_list(language)
-    return ["---", yaml.safe_dump(metadata, sort_keys=True).rstrip(), "---", ""]
+    return yaml.safe_dump(metadata, sort_keys=True).rstrip()
 
 
-def _intro(
-    model_name: str,
-    base_model: str | None,
-    is_peft: bool,
-    datasets: list[str],
-    packaged_copy: str | None,
-    kto: bool = False,
-    merged: bool = False,
-) -> list[str]:
-    """Title, what the model is, and, for a packaged start, which weights training really started from."""
-    kind = "a LoRA adapter on " if is_peft else "a LoRA fine-tune, merged into " if merged else "a fine-tune of "
-    base = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else "a base model"
-    on_data = f" on {', '.join(datasets)}." if datasets else "."
-    method = "Kahneman-Tversky Optimization (KTO)" if kto else "Direct Preference Optimization (DPO)"
-    lines = [
-        f"# {model_name}",
-        "",
-        f"This model is {kind}{base}, trained with {method} using hf_dpo {_hf_dpo_version()}{on_data}",
-    ]
-    if packaged_copy in PACKAGED_MODELS:
-        entry = PACKAGED_MODELS[packaged_copy]
-        lines += [
-            "",
-            f"Training started from `{packaged_copy}`: the GGUF {entry.quantization} copy of {entry.hub_id} shipped "
-            f"in the `{entry.pip_name}` package, dequantized. Those weights are close to, not equal to, the Hub's "
-            f"{entry.hub_id}, which `base_model` names and which loading {'the adapter' if is_peft else 'it'} "
-            "from the Hub brings.",
-        ]
-    return [*lines, ""]
+def _packaged(packaged_copy: str | None) -> dict[str, str] | None:
+    """What the card says of packaged starting weights (their ``hf_dpo:`` name, the GGUF copy they are)."""
+    if packaged_copy not in PACKAGED_MODELS:
+        return None
+    entry = PACKAGED_MODELS[packaged_copy]
+    return {
+        "name": packaged_copy,
+        "quantization": entry.quantization,
+        "hub_id": entry.hub_id,
+        "pip_name": entry.pip_name,
+    }
 
 
-def _results(rows: list[tuple[str, float | None, float | None]], notes: list[str]) -> list[str]:
-    """The held-out numbers before and after training, as ``hf-dpo train`` printed them."""
-    if not rows:
-        return []
-
-    def cell(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3f}"
-
-    lines = ["## Results", "", "On the held-out split, before and after training:", ""]
-    lines += ["| | before | after |", "| --- | --- | --- |"]
-    lines += [f"| {label} | {cell(before)} | {cell(after)} |" for label, before, after in rows]
-    if notes:
-        lines += ["", *(f"- {note[:1].upper()}{note[1:]}." for note in notes)]
-    return [*lines, ""]
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
-def _usage(repo: str, is_peft: bool, packaged_copy: str | None) -> list[str]:
-    """How to load the result: the adapter on its base, or the model itself."""
+def _usage(repo: str, is_peft: bool) -> str:
+    """The code that loads the result: the adapter on its base, or the model itself."""
     if is_peft:
-        code = (
+        return (
             f'from peft import AutoPeftModelForCausalLM\n\nmodel = AutoPeftModelForCausalLM.from_pretrained("{repo}")'
         )
-    else:
-        code = (
-            f'from transformers import AutoModelForCausalLM\n\nmodel = AutoModelForCausalLM.from_pretrained("{repo}")'
-        )
-    lines = ["## Use", "", "```python", code, "```", ""]
-    if is_peft and packaged_copy:
-        lines += [
-            "On the exact weights it was trained on:",
-            "",
-            "```python",
-            "from peft import PeftModel\n\nfrom hf_dpo.models.loading import load_causal_lm\n\n"
-            f'model = PeftModel.from_pretrained(load_causal_lm("{packaged_copy}"), "{repo}")',
-            "```",
-            "",
-        ]
-    return lines
+    return f'from transformers import AutoModelForCausalLM\n\nmodel = AutoModelForCausalLM.from_pretrained("{repo}")'
 
 
-def _hyper_parameters(args: Any, reference_kind: str) -> list[str]:
-    """The DPO and optimisation settings that decide what was learned, as a table."""
-    values = {
-        "loss_type": args.loss_type,
-        "beta": args.beta,
-        "label_smoothing": args.label_smoothing,
-        "rpo_alpha": getattr(args, "rpo_alpha", None),
-        "reference": _REFERENCE_WORDS.get(reference_kind, reference_kind),
-        "learning_rate": args.learning_rate,
-        "num_train_epochs": args.num_train_epochs,
-        "per_device_train_batch_size": args.per_device_train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "max_length": args.max_length,
-        "max_prompt_length": args.max_prompt_length,
-        "max_completion_length": args.max_completion_length,
-        "truncation_mode": args.truncation_mode,
-        "seed": args.seed,
-    }
+def _packaged_usage(repo: str, packaged_copy: str) -> str:
+    """The adapter on the packaged weights it trained on."""
+    return (
+        "from peft import PeftModel\n\nfrom hf_dpo.models.loading import load_causal_lm\n\n"
+        f'model = PeftModel.from_pretrained(load_causal_lm("{packaged_copy}"), "{repo}")'
+    )
+
+
+def _hyper_parameters(args: Any, reference_kind: str) -> list[tuple[str, Any]]:
+    """The DPO and optimisation settings that decide what was learned, ``(name, value)``."""
     return [
-        "## Training",
-        "",
-        "| hyper-parameter | value |",
-        "| --- | --- |",
-        *(f"| {name} | {value} |" for name, value in values.items()),
+        ("loss_type", args.loss_type),
+        ("beta", args.beta),
+        ("label_smoothing", args.label_smoothing),
+        ("rpo_alpha", getattr(args, "rpo_alpha", None)),
+        ("reference", _REFERENCE_WORDS.get(reference_kind, reference_kind)),
+        ("learning_rate", args.learning_rate),
+        ("num_train_epochs", args.num_train_epochs),
+        ("per_device_train_batch_size", args.per_device_train_batch_size),
+        ("gradient_accumulation_steps", args.gradient_accumulation_steps),
+        ("max_length", args.max_length),
+        ("max_prompt_length", args.max_prompt_length),
+        ("max_completion_length", args.max_completion_length),
+        ("truncation_mode", args.truncation_mode),
+        ("seed", args.seed),
     ]
 
 
-def _data_table(dataset_stats: dict[str, dict[str, Any]]) -> list[str]:
-    """Rows in, kept, truncated and dropped per split (nothing when no split was prepared)."""
-    if not dataset_stats:
-        return []
-    lines = [
-        "",
-        "Data preparation (rows):",
-        "",
-        "| split | in | kept | truncated | dropped |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+def _data_rows(dataset_stats: dict[str, dict[str, Any]]) -> list[tuple[str, int, int, int, int]]:
+    """``(split, in, kept, truncated, dropped)`` per prepared split."""
+    rows = []
     for split, stats in dataset_stats.items():
         dropped = stats["dropped_no_room"] + stats["dropped_identical"] + (stats.get("dropped_image_cut") or 0)
-        lines.append(f"| {split} | {stats['rows_in']} | {stats['kept']} | {stats['truncated']} | {dropped} |")
-    return lines
+        rows.append((split, stats["rows_in"], stats["kept"], stats["truncated"], dropped))
+    return rows
 
 
 def _precision(args: Any) -> str:
@@ -266,23 +290,15 @@ def _precision(args: Any) -> str:
     return "under float16 autocast" if getattr(args, "fp16", False) else "in the weights' dtype"
 
 
-def _metrics(log_history: list[dict[str, Any]], precision: str = "") -> list[str]:
-    """The last logged training rewards and the last evaluation during training, as tables, with the precision
-    they were computed in (an ``hf-dpo eval`` in another precision gives slightly different numbers)."""
-    lines = []
+def _metric_tables(log_history: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """``(title, [(metric, value)])`` of the last logged training rewards and the last evaluation during training
+    (an ``hf-dpo eval`` in another precision gives slightly different numbers: the card says which)."""
+    tables = []
     for title, prefix in (("Last training log", "rewards/"), ("Last evaluation", "eval_")):
         if metrics := _last_metrics(log_history, prefix):
-            lines += ["", f"## {title}", ""]
-            lines += [f"Logged during training, {precision}:", ""] if precision else []
-            lines += ["| metric | value |", "| --- | --- |"]
-            lines += [
-                f"| {name} | {value:.4g} |" for name, value in sorted(metrics.items()) if isinstance(value, float)
-            ]
-    return lines
-
-
-def _citation(kto: bool = False) -> list[str]:
-    return ["", "## Citation", "", "```bibtex", _KTO_CITATION if kto else _DPO_CITATION, "```", ""]
+            rows = [(name, f"{value:.4g}") for name, value in sorted(metrics.items()) if isinstance(value, float)]
+            tables.append((title, rows))
+    return tables
 
 
 def stored_dataset_stats(state: Any) -> dict[str, dict[str, Any]]:
@@ -298,11 +314,8 @@ def stored_dataset_stats(state: Any) -> dict[str, dict[str, Any]]:
 
 def _hub_base_model(model: Any) -> str | None:
     """The Hub id the model (under its adapters) was loaded from; a local path means nothing on the Hub."""
-    base = base_model(model)
-    name = getattr(base.config, "_name_or_path", None) or None
-    if name and (os.path.isabs(name) or os.path.exists(name) or name.count("/") != 1):
-        return None
-    return name
+    name = getattr(base_model(model).config, "_name_or_path", None) or None
+    return name if is_hub_id(name) else None
 
 
 def write_model_card(path: str, trainer: Any, model_name: str, **kwargs: Any) -> None:
@@ -321,6 +334,8 @@ def write_model_card(path: str, trainer: Any, model_name: str, **kwargs: Any) ->
         packaged_copy=packaged_name(model),
         extra_sections=card_sections(os.path.dirname(path) or ".", trainer.state),
         vision=vision_facts(trainer),
+        chat=bool(getattr(trainer.processing_class, "chat_template", None)),
+        trackers=tracker_links(trainer.callback_handler.callbacks),
         **kwargs,
     )
     with open(path, "w", encoding="utf-8") as file:

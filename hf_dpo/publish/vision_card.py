@@ -2,7 +2,7 @@
 trained of the vision tower, and how to load the result with its processor.
 
     facts = vision_facts(trainer)      # None for a text run
-    vision_lines(facts)                # Markdown lines for the card
+    vision_rows(facts)                 # the card's table rows
 """
 
 from __future__ import annotations
@@ -59,38 +59,28 @@ def vision_facts(trainer: Any) -> dict[str, Any] | None:
     }
 
 
-def vision_lines(facts: dict[str, Any] | None) -> list[str]:
-    """The card's section on images (nothing for a text run)."""
+def vision_rows(facts: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """The card's table on images, ``(name, value)`` rows (nothing for a text run)."""
     if not facts:
         return []
-    images = facts["train_images"]
-    return [
-        "",
-        "Images (in the prompt; completions are text):",
-        "",
-        "| | |",
-        "| --- | --- |",
-        f"| model | {facts['model_class']} |",
-        f"| processor | {facts['processor']} |",
-        *([f"| training images | {images} |"] if images is not None else []),
-        f"| batch layout | {facts['layout']} |",
-        f"| vision tower | {facts['vision_tower']} |",
-    ]
+    rows = [("model", facts["model_class"]), ("processor", facts["processor"])]
+    if facts["train_images"] is not None:
+        rows.append(("training images", facts["train_images"]))
+    return [*rows, ("batch layout", facts["layout"]), ("vision tower", facts["vision_tower"])]
 
 
-def vision_usage(repo: str, base: str | None, is_adapter: bool) -> list[str]:
-    """How to load the result of a vision-language run: the model (or its base and the adapter) and the processor."""
+def vision_usage(repo: str, base: str | None, is_adapter: bool) -> str:
+    """The code that loads the result of a vision-language run: the model (or its base and the adapter) and the
+    processor."""
     if is_adapter:
-        code = (
+        return (
             "from peft import PeftModel\nfrom transformers import AutoModelForImageTextToText, AutoProcessor\n\n"
             f'base = AutoModelForImageTextToText.from_pretrained("{base or "<base model>"}")\n'
             f'model = PeftModel.from_pretrained(base, "{repo}")\n'
             f'processor = AutoProcessor.from_pretrained("{repo}")'
         )
-    else:
-        code = (
-            "from transformers import AutoModelForImageTextToText, AutoProcessor\n\n"
-            f'model = AutoModelForImageTextToText.from_pretrained("{repo}")\n'
-            f'processor = AutoProcessor.from_pretrained("{repo}")'
-        )
-    return ["## Use", "", "```python", code, "```", ""]
+    return (
+        "from transformers import AutoModelForImageTextToText, AutoProcessor\n\n"
+        f'model = AutoModelForImageTextToText.from_pretrained("{repo}")\n'
+        f'processor = AutoProcessor.from_pretrained("{repo}")'
+    )

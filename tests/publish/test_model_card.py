@@ -40,7 +40,10 @@ def test_sections_come_in_order_and_empty_ones_are_left_out(tmp_path):
         tags="demo",
     )
     titles = [line for line in card.splitlines() if line.startswith("#")]
-    assert titles == ["# my-dpo", "## Use", "## Training", "## Last evaluation", "## Citation"]
+    assert titles == [
+        "# my-dpo", "## Quick start", "## Use", "## Training", "## Last evaluation", "## Citation",
+        "## Framework versions",
+    ]  # fmt: skip
     assert _front_matter(card) == {
         "base_model": "org/base",
         "datasets": ["org/prefs"],
@@ -127,7 +130,7 @@ def test_the_results_come_first_with_their_notes_and_the_snippet_loads_the_folde
         results_notes=["format: one sentence"],
     )
     titles = [line for line in card.splitlines() if line.startswith("#")]
-    assert titles[:3] == ["# demo", "## Results", "## Use"]
+    assert titles[:4] == ["# demo", "## Results", "## Quick start", "## Use"]
     assert "| reward accuracy (held-out pairs) | 0.000 | 0.950 |" in card
     assert "| format, greedy answers (held-out) | 0.500 | - |" in card and "- Format: one sentence." in card
     assert 'AutoPeftModelForCausalLM.from_pretrained("outputs/demo")' in card
@@ -138,3 +141,55 @@ def test_the_results_come_first_with_their_notes_and_the_snippet_loads_the_folde
         log_history=[], dataset_stats={}, local_path="outputs/demo", hub_model_id="me/demo",
     )  # fmt: skip
     assert 'from_pretrained("me/demo")' in pushed and "## Results" not in pushed
+
+
+def _card(tmp_path, **overrides):
+    values = {
+        "model_name": "demo", "base_model": "org/base", "is_peft": False, "args": _args(tmp_path),
+        "reference_kind": "model", "log_history": [], "dataset_stats": {}, "local_path": "outputs/demo",
+    }  # fmt: skip
+    return render_model_card(**{**values, **overrides})
+
+
+def test_base_model_is_metadata_only_when_it_is_a_hub_id(tmp_path):
+    assert _front_matter(_card(tmp_path))["base_model"] == "org/base"
+    for local in (str(tmp_path / "model"), "./model", "model"):
+        card = _card(tmp_path, base_model=local)
+        assert "base_model" not in _front_matter(card) and "a fine-tune of a base model" in card, local
+
+
+def test_the_quick_start_prompts_in_the_models_chat_format(tmp_path):
+    chat = _card(tmp_path, chat=True, hub_model_id="me/demo")
+    assert 'pipeline("text-generation", model="me/demo")' in chat
+    assert 'messages = [{"role": "user", "content": ' in chat and "generator(messages," in chat
+    plain = _card(tmp_path, chat=False)
+    assert 'generator("The capital of France is",' in plain and "messages" not in plain
+    vision = _card(tmp_path, vision={"processor": "P", "model_class": "M", "train_images": 3, "layout": "L",
+                                     "vision_tower": "frozen"})  # fmt: skip
+    assert 'pipeline("image-text-to-text", model="outputs/demo")' in vision and '"type": "image"' in vision
+    assert "AutoModelForImageTextToText" in vision and "| training images | 3 |" in vision
+
+
+def test_the_method_gives_the_tags_and_the_citation_and_versions_are_listed(tmp_path):
+    import importlib.metadata
+
+    kto = _card(tmp_path, args=_args(tmp_path, loss_type="kto"))
+    assert _front_matter(kto)["tags"] == ["dpo", "hf_dpo", "kto"]
+    assert "Kahneman-Tversky Optimization (KTO):" in kto and "ethayarajh2024kto" in kto
+    dpo = _card(tmp_path)
+    assert "rafailov2023direct" in dpo and "kto" not in _front_matter(dpo)["tags"]
+    for name in ("transformers", "torch", "peft", "accelerate", "datasets"):
+        assert f"- {name}: {importlib.metadata.version(name)}\n" in dpo
+
+
+def test_tracker_pages_sources_and_the_template_file(tmp_path, monkeypatch):
+    card = _card(tmp_path, trackers=[("Trackio", "https://huggingface.co/spaces/me/runs")], sources=[("a", 3)])
+    assert "Logged to [Trackio](https://huggingface.co/spaces/me/runs)." in card and "| a | 3 |" in card
+    assert "Logged to" not in _card(tmp_path)
+    # the text comes from hf_dpo/templates/model_card.md: another template, another card
+    import hf_dpo.publish.model_card as model_card
+
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "model_card.md").write_text("{{ model_name }} by {{ method.name }}\n")
+    monkeypatch.setattr(model_card, "TEMPLATES_DIR", tmp_path / "templates")
+    assert _card(tmp_path) == "demo by Direct Preference Optimization (DPO)\n"
