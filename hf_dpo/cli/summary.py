@@ -93,7 +93,7 @@ def results_notes(summary: dict[str, Any]) -> list[str]:
     return notes
 
 
-def write_outputs(trainer: Any, summary: dict[str, Any], dataset: str, run_args: RunArguments) -> None:
+def write_outputs(trainer: Any, summary: dict[str, Any], dataset: str | list[str], run_args: RunArguments) -> None:
     """training.png (adding its path to ``summary``), the model card (which embeds the plot and the before/after
     table, so after it), the task's answers (the demo's) and the summary JSON, in the output folder."""
     output_dir = trainer.args.output_dir
@@ -114,10 +114,15 @@ def write_outputs(trainer: Any, summary: dict[str, Any], dataset: str, run_args:
         json.dump(summary, file, indent=2)
 
 
-def card_kwargs(summary: dict[str, Any], dataset: str) -> dict[str, Any]:
+def card_kwargs(summary: dict[str, Any], dataset: str | list[str]) -> dict[str, Any]:
     """What ``create_model_card`` (and ``push_to_hub``, which writes the card again) is given: the data, and the
     before/after table of the run with its notes."""
-    return {"dataset": dataset, "before_after": before_after_rows(summary), "results_notes": results_notes(summary)}
+    return {
+        "dataset": dataset,
+        "before_after": before_after_rows(summary),
+        "results_notes": results_notes(summary),
+        "sources": [tuple(source) for source in summary.get("sources", [])],  # rows taken from each mixed dataset
+    }
 
 
 def print_summary(summary: dict[str, Any], output_dir: str) -> None:

@@ -18,7 +18,7 @@ from hf_dpo.config.recipe import FALSE_WORDS, TRUE_WORDS, UserError
 from hf_dpo.config.run_arguments import DataArguments, ModelArguments, RunArguments, argument_parser, parse_train_args
 from hf_dpo.models.packaged import PACKAGED_PREFIX
 from hf_dpo.models.upstream_noise import PEFT_OFFLINE_BASE_CONFIG, silenced
-from hf_dpo.tools.splits import load_splits
+from hf_dpo.tools.splits import load_splits, mixed_splits
 
 logger = logging.getLogger("hf_dpo")
 
@@ -51,10 +51,14 @@ def check_inputs(model_args: ModelArguments, data_args: DataArguments) -> None:
             raise UserError(f"{role}={name!r}: no such folder")
         elif problem := hub_problem(name):
             raise UserError(f"{role}={problem}")
-    name = data_args.dataset_name
-    looks_local = name.lower().endswith(DATA_FILE_SUFFIXES) or name.startswith(PATH_PREFIXES)
-    if looks_local and not os.path.exists(os.path.expanduser(name)):
-        raise UserError(f"dataset_name={name!r}: no such file or folder")
+    sources = data_args.sources()
+    names = [(source.label, source.path) for source in sources] or [("dataset_name", data_args.dataset_name)]
+    for role, name in names:
+        looks_local = name.lower().endswith(DATA_FILE_SUFFIXES) or name.startswith(PATH_PREFIXES)
+        if looks_local and not os.path.exists(os.path.expanduser(name)):
+            raise UserError(
+                f"{role}={name!r}: no such file or folder" if not sources else f"{role}: no such file or folder"
+            )
 
 
 def check_task(run_args: RunArguments, eval_split: Any) -> None:
@@ -204,18 +208,24 @@ def train(
     tokenizing), scoring before, training (evaluations during training and saving included), scoring after.
     """
     clock = Stopwatch()
+    dataset = ", ".join(data_args.dataset_names())  # how messages name the data
     with clock.part("loading"):
         check_inputs(model_args, data_args)
-        train_split, eval_split = load_splits(data_args, seed=args.seed)
+        if data_args.datasets is not None:  # several sources, mixed; the card and summary count each
+            train_split, eval_split, counts = mixed_splits(data_args, seed=args.seed)
+        else:
+            (train_split, eval_split), counts = load_splits(data_args, seed=args.seed), []
         check_task(run_args, eval_split)
         tokenizer = load_run_tokenizer(model_args, args)
         for name, split in (("train", train_split), ("eval", eval_split)):
             if split is not None:  # before the model: a bad row should not wait minutes for a 7B model to load
-                check_rows(split, name, args, data_args.dataset_name)
+                check_rows(split, name, args, dataset)
         log_data_warnings(train_split, tokenizer, args)
         trainer = build_trainer(model_args, args, train_split, eval_split, tokenizer)
         logger.info("%s", what_trains(trainer, model_args))
     summary: dict[str, Any] = {"model": model_args.model_name_or_path, "train_rows": len(train_split)}
+    if counts:
+        summary["sources"] = [[name, taken] for name, taken, _ in counts]
     accelerator = trainer.accelerator  # how the run was spread (hf-dpo train --accelerate_config, or a launcher)
     summary |= {"distributed_type": str(accelerator.distributed_type.value), "processes": accelerator.num_processes}
     if eval_split is not None:
@@ -231,9 +241,9 @@ def train(
     if trainer.is_world_process_zero():
         summary["seconds"] = clock.seconds
         summary["wall_seconds"] = clock.total()
-        write_outputs(trainer, summary, data_args.dataset_name, run_args)
+        write_outputs(trainer, summary, data_args.dataset_names(), run_args)
     if args.push_to_hub:  # every process: Trainer's push saves on all of them
-        trainer.push_to_hub(merge_adapter=run_args.push_merged, **card_kwargs(summary, data_args.dataset_name))
+        trainer.push_to_hub(merge_adapter=run_args.push_merged, **card_kwargs(summary, data_args.dataset_names()))
         summary["pushed_to"] = trainer.hub_model_id
     close_trackers(trainer, end)
     if trainer.is_world_process_zero():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from hf_dpo.config.data_sources import DataSource, data_sources
 from hf_dpo.config.recipe import UserError, check_flags, check_recipe, field_types, read_recipe
 
 # Where vision-language families keep their vision tower and projector (module names under the model), and the regex
@@ -140,10 +141,21 @@ class DataArguments:
             "file): a fraction in (0, 1) or a number of rows (>= 1), drawn at random with the run's seed."
         },
     )
+    datasets: list[dict[str, Any]] | None = field(
+        default=None,
+        metadata={
+            "help": "Several datasets mixed into the training set (in a recipe; instead of dataset_name): a list of "
+            "entries {path, name, split, data_files, column_mapping, and fraction or rows}, each drawn with the "
+            "run's seed, then mixed and shuffled; evaluation rows come from eval_split_size. See "
+            "hf_dpo/config/data_sources.py."
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
 
     def __post_init__(self) -> None:
+        if self.datasets is not None:
+            data_sources(self.datasets)  # each entry checked now: a mistake is named before anything loads
         if isinstance(self.dataset_test_split, str) and self.dataset_test_split.lower() in ("", "none", "null"):
             self.dataset_test_split = None  # a flag cannot spell YAML's null
         size = self.eval_split_size
@@ -152,6 +164,14 @@ class DataArguments:
                 f"Invalid DataArguments: eval_split_size={size!r} must be a fraction in (0, 1) or a whole number of "
                 "rows >= 1"
             )
+
+    def sources(self) -> list[DataSource]:
+        """The entries of ``datasets`` (empty: the run reads ``dataset_name``)."""
+        return data_sources(self.datasets) if self.datasets is not None else []
+
+    def dataset_names(self) -> list[str]:
+        """The datasets the run reads: each source's path, or ``dataset_name``."""
+        return [source.path for source in self.sources()] or [self.dataset_name]
 
 
 @dataclass
@@ -253,10 +273,29 @@ def parse_train_args(argv: list[str]) -> tuple[Any, ...]:
     given = _given_names(values, flags)
     if "output_dir" not in given:
         model_args, data_args = parsed[0], parsed[1]
-        parser.set_defaults(output_dir=default_output_dir(model_args.model_name_or_path, data_args.dataset_name))
+        data = data_args.dataset_name if data_args.datasets is None else "mix"
+        parser.set_defaults(output_dir=default_output_dir(model_args.model_name_or_path, data))
         parsed = _parse(parser, flags)
+    if parsed[1].datasets is not None:
+        _check_mixture(parsed[1], given)
     parsed[2].given = given
     return parsed
+
+
+def _check_mixture(data_args: DataArguments, given: set[str]) -> None:
+    """``datasets`` replaces ``dataset_name`` and its splits: both given is a mistake; the test split's default
+    ("test") does not apply to a mixture, whose evaluation rows come from ``eval_split_size``."""
+    for name in ("dataset_name", "dataset_config", "dataset_train_split"):
+        if name in given:
+            raise UserError(
+                f"datasets and {name} are exclusive: each entry of datasets names its path, name and split"
+            )
+    if "dataset_test_split" in given and data_args.dataset_test_split is not None:
+        raise UserError(
+            "datasets: the evaluation rows of a mixture are held out of it with eval_split_size (e.g. 0.05); "
+            "dataset_test_split does not apply"
+        )
+    data_args.dataset_test_split = None
 
 
 def _parse(parser: Any, flags: list[str]) -> tuple[Any, ...]:

@@ -22,6 +22,8 @@ from hf_dpo.models.packaged import PACKAGED_PREFIX
 def load_splits(data_args: DataArguments, seed: int = 42) -> tuple[Any, Any]:
     """The train and evaluation splits named by ``data_args`` (evaluation may be ``None``); with
     ``eval_split_size``, the evaluation rows are drawn from the train split with ``seed`` and left out of it."""
+    if data_args.datasets is not None:
+        return mixed_splits(data_args, seed)[:2]
     splits = _dataset_dict(data_args)
     wanted = [data_args.dataset_train_split]
     if data_args.eval_split_size is None and data_args.dataset_test_split:
@@ -39,6 +41,22 @@ def load_splits(data_args: DataArguments, seed: int = 42) -> tuple[Any, Any]:
     if test is not None and data_args.max_eval_samples is not None:
         test = test.select(range(min(data_args.max_eval_samples, len(test))))
     return train, test
+
+
+def mixed_splits(data_args: DataArguments, seed: int) -> tuple[Any, Any, list[tuple[str, int, int]]]:
+    """``datasets:``'s sources mixed into the train split (:mod:`hf_dpo.tools.mixing`), the evaluation rows held out
+    of the mixture with ``eval_split_size`` (None: no evaluation), and ``(source, rows taken, rows it has)``."""
+    from hf_dpo.tools.mixing import mix_sources
+
+    train, counts = mix_sources(data_args.sources(), seed)
+    test = None
+    if data_args.eval_split_size is not None:
+        train, test = _held_out(train, data_args, seed)
+    if data_args.max_train_samples is not None:
+        train = train.select(range(min(data_args.max_train_samples, len(train))))
+    if test is not None and data_args.max_eval_samples is not None:
+        test = test.select(range(min(data_args.max_eval_samples, len(test))))
+    return train, test, counts
 
 
 def _held_out(train: Any, data_args: DataArguments, seed: int) -> tuple[Any, Any]:
