@@ -36,6 +36,7 @@ def test_the_commands_of_the_readme_and_the_docs_parse():
     import argparse
 
     from hf_dpo.cli.commands import add_commands
+    from hf_dpo.cli.launch import resolve_accelerate_config, take_launch_flags
     from hf_dpo.cli.train import train_from_flags
     from hf_dpo.config.run_arguments import parse_train_args
     from hf_dpo.tools.scoring import load_scorer
@@ -56,7 +57,10 @@ def test_the_commands_of_the_readme_and_the_docs_parse():
         if argv[0] == "train":
             # a GPU recipe asks for bf16, which TrainingArguments refuses on a machine without one unless use_cpu
             on_gpu = any(flag.startswith(("recipes/one_gpu/", "recipes/multi_gpu/")) for flag in argv[1:])
-            parse_train_args([*argv[1:], *(["--use_cpu", "true"] if on_gpu else [])])
+            config, _, flags = take_launch_flags(argv[1:])  # --accelerate_config and the launcher's flags
+            if config is not None:
+                assert resolve_accelerate_config(config).is_file()
+            parse_train_args([*flags, *(["--use_cpu", "true"] if on_gpu else [])])
             continue
         if argv[0] == "plot":
             continue  # plot takes one folder and nothing else
