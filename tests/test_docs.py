@@ -288,3 +288,18 @@ def test_every_python_block_of_the_page_runs(page: Path, stand_ins: list[str]):
             assert got == block.output.rstrip("\n"), f"{page.name}:{block.line} printed:\n{got}"
         ran += 1
     assert ran, f"{page.name}: no block ran"
+
+
+# A number still to be measured is written as ⟪NAME⟫ (or NAME_DATE / NAME_TABLE / NAME_NOTE) while a page is drafted:
+# none may reach a reader.
+PLACEHOLDER = re.compile(r"⟪[^⟫]*⟫|\b[A-Z]+_(?:DATE|TABLE|NOTE)\b")
+
+
+def test_no_page_shows_a_number_still_to_be_measured():
+    unfilled = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()[:80]}"
+        for path in [FRONT_PAGE, *PAGES, ROOT / "benchmarks" / "RESULTS.md"]
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if PLACEHOLDER.search(line)
+    ]
+    assert not unfilled, "\n".join(unfilled)
