@@ -24,7 +24,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
         "IGNORE_INDEX": "hf_dpo.data.columns",
         "KL_COMPLETION_COLUMN": "hf_dpo.data.columns",
         "LABEL_COLUMN": "hf_dpo.data.columns",
-        "PreparationStats": "hf_dpo.data.preparation",
+        "PreparationStats": "hf_dpo.data.preparation_stats",
         "REF_COLUMNS": "hf_dpo.data.columns",
         "TOKEN_COLUMNS": "hf_dpo.data.columns",
         "TRAINER_COLUMNS": "hf_dpo.data.columns",

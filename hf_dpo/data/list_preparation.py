@@ -23,7 +23,7 @@ from hf_dpo.data.lists import (
     DUPLICATES_COLUMN,
     tokenize_list_row,
 )
-from hf_dpo.data.preparation import PreparationStats
+from hf_dpo.data.preparation_stats import PreparationStats
 from hf_dpo.data.tokenization import (
     DROPPED_IDENTICAL,
     DROPPED_NO_ROOM,

@@ -27,14 +27,10 @@ from typing import Any
 
 from hf_dpo.config.recipe import UserError
 from hf_dpo.data.tokenization import KEPT, TRUNCATED
-from hf_dpo.data.vision import DROPPED_IMAGE_CUT, is_processor, text_tokenizer
+from hf_dpo.data.vision import is_processor, text_tokenizer
 from hf_dpo.tools.data_checks import LIMIT_NAMES, SIDES, TokenizedRow, row_warnings, tokenize_for_inspection
 from hf_dpo.tools.image_tokens import compressed, image_summary
-
-STATUS_WORDS = {KEPT: "kept", TRUNCATED: "truncated", 2: "dropped: no room for a completion", 3: "dropped: identical"}
-STATUS_WORDS[DROPPED_IMAGE_CUT] = "dropped: the limits would cut its image tokens"
-OPEN, CLOSE = "⟦", "⟧"
-
+from hf_dpo.tools.inspection_text import CLOSE, OPEN, STATUS_WORDS, histogram
 
 # ---- showing a row ------------------------------------------------------------------------------------------------
 
@@ -94,32 +90,6 @@ def show_row(tokenized: TokenizedRow, tokenizer: Any, mode: str, color: bool = F
 
 
 # ---- the whole split ----------------------------------------------------------------------------------------------
-
-
-def histogram(values: list[int], bins: int = 8, width: int = 32) -> list[str]:
-    """A text histogram: one line per bin, ``low-high │bar count``.
-
-    >>> print("\\n".join(histogram([1, 2, 2, 3, 8], bins=2, width=6)))
-      1-4 │██████ 4
-      5-8 │█▌ 1
-    """
-    if not values:
-        return ["  (no rows)"]
-    low, high = min(values), max(values)
-    step = max(1, -(-(high - low + 1) // bins))
-    counts = Counter((value - low) // step for value in values)
-    most = max(counts.values())
-    buckets = range(-(-(high - low + 1) // step))
-    labels = [
-        f"{low + bucket * step}" + (f"-{low + (bucket + 1) * step - 1}" if step > 1 else "") for bucket in buckets
-    ]
-    lines = []
-    for bucket, label in zip(buckets, labels):
-        count = counts.get(bucket, 0)
-        eighths = round(8 * width * count / most)
-        bar = "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
-        lines.append(f"  {label:>{max(map(len, labels))}} │{bar} {count}")
-    return lines
 
 
 def padding_waste(lengths: list[tuple[int, int]], batch_size: int, multiple: int | None, seed: int) -> list[float]:

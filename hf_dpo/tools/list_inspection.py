@@ -28,7 +28,7 @@ from hf_dpo.data.lists import (
 )
 from hf_dpo.data.tokenization import KEPT, STATUS_COLUMN, TRUNCATED, tokenizer_adds_bos
 from hf_dpo.tools.data_checks import LIMIT_NAMES, TokenizedRow, bos_warning, eos_warnings
-from hf_dpo.tools.inspection import CLOSE, OPEN, STATUS_WORDS, histogram
+from hf_dpo.tools.inspection_text import CLOSE, OPEN, STATUS_WORDS, histogram
 
 LIST_STATUS_WORDS = {
     **STATUS_WORDS,
