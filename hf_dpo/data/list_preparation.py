@@ -16,6 +16,7 @@ from datasets import Dataset, IterableDataset
 from hf_dpo.data.columns import COMPLETIONS_COLUMN, LIST_TEXT_COLUMNS, SCORES_COLUMN
 from hf_dpo.data.errors import DataFormatError
 from hf_dpo.data.formats import MESSAGE_COLUMNS
+from hf_dpo.data.images import image_column
 from hf_dpo.data.lists import (
     CAPPED_COLUMN,
     DROPPED_TIED,
@@ -128,6 +129,11 @@ def prepare_lists(
     """Tokenize a split of list rows (``column_mapping`` already applied); an already tokenized one passes as it is.
     Returns the rows and their counts (``None`` for a stream or tokenized rows)."""
     check_list_options(args, split)
+    if image_column(columns) is not None:  # the list layout reads text only: images would be ignored
+        raise DataFormatError(
+            f"the {split} dataset holds lists of answers ('completions') with images; lists of answers train on "
+            "text only: give rows with images as prompt/chosen/rejected pairs"
+        )
     if COMPLETIONS_COLUMN in columns:
         if not {"prompt_input_ids", SCORES_COLUMN} <= set(columns):
             raise DataFormatError(

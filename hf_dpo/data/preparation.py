@@ -104,6 +104,19 @@ def _counted(
     )
 
 
+def _tokenize_settings(renderer: Any, tokenizer: Any, args: Any) -> dict[str, Any]:
+    """The keyword arguments every row tokenizer takes: what renders the row (a tokenizer, or a processor for rows it
+    renders), whether the tokenizer adds a BOS, and the length limits."""
+    return {
+        "tokenizer": renderer,
+        "add_bos": tokenizer_adds_bos(tokenizer),
+        "max_length": args.max_length,
+        "max_prompt_length": args.max_prompt_length,
+        "max_completion_length": args.max_completion_length,
+        "truncation_mode": args.truncation_mode,
+    }
+
+
 def prepare_dataset(
     dataset: Dataset | IterableDataset | list[dict[str, Any]],
     tokenizer: Any,
@@ -125,11 +138,6 @@ def prepare_dataset(
     if is_list_data(columns):  # several answers per prompt: hf_dpo.data.lists
         from hf_dpo.data.list_preparation import prepare_lists  # it builds on this module's counts
 
-        if image_column(columns) is not None:  # the list layout reads text only: images would be ignored
-            raise DataFormatError(
-                f"the {split} dataset holds lists of answers ('completions') with images; lists of answers train on "
-                "text only: give rows with images as prompt/chosen/rejected pairs"
-            )
         return prepare_lists(dataset, columns, tokenizer, args, split)
     unpaired = is_unpaired(args.loss_type)
     unroll = unpaired and is_paired(columns)
@@ -152,14 +160,7 @@ def prepare_dataset(
     # a processor renders every pair with a prompt column, images or not: its chat template is the model's
     by_processor = reads_images and not unpaired and "prompt" in columns
 
-    fn_kwargs = {
-        "tokenizer": processor if by_processor else tokenizer,
-        "add_bos": tokenizer_adds_bos(tokenizer),
-        "max_length": args.max_length,
-        "max_prompt_length": args.max_prompt_length,
-        "max_completion_length": args.max_completion_length,
-        "truncation_mode": args.truncation_mode,
-    }
+    fn_kwargs = _tokenize_settings(processor if by_processor else tokenizer, tokenizer, args)
     tokenize = tokenize_unpaired_row if unpaired and not unroll else tokenize_row
     tokenize = tokenize_vision_row if by_processor else tokenize
     text_columns = [name for name in MESSAGE_COLUMNS if name in columns]
