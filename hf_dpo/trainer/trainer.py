@@ -126,21 +126,7 @@ class DPOTrainer(PreferenceDatasets, Trainer):
         )
         self._lists = self.loss_settings.lists or holds_lists(train_dataset, eval_dataset)  # pairs: lists of 2
         if data_collator is None:
-            layout = (args, self._unpaired, self._with_kl, bool(self.loss_settings.router_aux_loss_coef))
-            pad_token_id = text_tokenizer(processing_class).pad_token_id
-            images = image_processor(processing_class, train_dataset, eval_dataset)  # rows with images: processed
-            data_collator = default_collator(
-                [model, self.reference.model], pad_token_id, *layout, processor=images, lists=self._lists
-            )
-            checkpointing = (
-                getattr(args, "activation_checkpointing_kwargs", None) or args.gradient_checkpointing_kwargs
-            )
-            if (
-                images is not None
-                and args.ddp_find_unused_parameters is None
-                and not (checkpointing or {}).get("use_reentrant")
-            ):  # as TRL: a batch without images leaves the vision tower without gradients under DDP
-                args.ddp_find_unused_parameters = True
+            data_collator = self._default_collator(model, processing_class, train_dataset, eval_dataset, args)
 
         super().__init__(
             model=model,
@@ -168,6 +154,26 @@ class DPOTrainer(PreferenceDatasets, Trainer):
         self.reference.prepare(self.accelerator)
         if args.precompute_ref_log_probs and self.reference.runs_model:
             self._precompute_reference()
+
+    def _default_collator(
+        self, model: Any, processing_class: Any, train_dataset: Any, eval_dataset: Any, args: DPOTrainingArguments
+    ) -> Any:
+        """The collator for the run's layout (shared prompt or padded rows; pairs, lists or unpaired rows; images
+        processed per pair)."""
+        layout = (args, self._unpaired, self._with_kl, bool(self.loss_settings.router_aux_loss_coef))
+        pad_token_id = text_tokenizer(processing_class).pad_token_id
+        images = image_processor(processing_class, train_dataset, eval_dataset)  # rows with images: processed
+        data_collator = default_collator(
+            [model, self.reference.model], pad_token_id, *layout, processor=images, lists=self._lists
+        )
+        checkpointing = getattr(args, "activation_checkpointing_kwargs", None) or args.gradient_checkpointing_kwargs
+        if (
+            images is not None
+            and args.ddp_find_unused_parameters is None
+            and not (checkpointing or {}).get("use_reentrant")
+        ):  # as TRL: a batch without images leaves the vision tower without gradients under DDP
+            args.ddp_find_unused_parameters = True
+        return data_collator
 
     def _add_own_callbacks(self) -> None:
         """Callbacks that carry hf_dpo's state into checkpoints and logs, and the tools asked for."""
